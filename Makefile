@@ -1,0 +1,31 @@
+# The two commands a new machine needs: `make demo` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.lstmkit-installed
+
+.PHONY: setup test bench bench-quick demo clean
+
+setup: $(STAMP)
+
+# torch 2.13.0 first (the CPU build on this machine): any other torch spec would pull the CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q torch==2.13.0
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/bench_lstm.py
+
+bench-quick: setup
+	$(PY) benchmarks/bench_lstm.py --quick
+
+demo: setup
+	$(PY) -m lstmkit.demo
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache
