@@ -1,1 +1,5 @@
-"""lstmkit.explain"""
+"""lstmkit.explain: tracing gates and states, plots, weight-layout converters."""
+
+from lstmkit.explain import convert
+
+__all__ = ["convert"]
