@@ -108,12 +108,15 @@ def _projection_name(layer: int, reverse: bool) -> str:
 
 
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
-    """A detached tensor view of ``value``; non-tensors are copied through numpy (so read-only arrays are fine)."""
+    """``value`` as a detached tensor: tensors as they are, anything else copied through ``numpy.array``.
+
+    The copy makes read-only arrays (such as numpy views of JAX arrays) safe to wrap without torch's warning.
+    """
     if isinstance(value, torch.Tensor):
         return value.detach()
     try:
         array = np.array(value)
-    except Exception as error:  # noqa: BLE001 - report any conversion failure with the argument's name
+    except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be a tensor or array-like, got {type(value).__name__}") from error
     if array.dtype == object:
         raise TypeError(f"{name} must be a numeric tensor or array, got an array of Python objects")
@@ -133,9 +136,7 @@ def _reorder_gates(tensor: torch.Tensor, source_order: str, target_order: str, d
     return torch.cat([blocks[gate] for gate in target_order], dim)
 
 
-def _read_entries(
-    state_dict: Mapping[str, Any], names: _LayerEntries, where: str
-) -> _LayerEntries:
+def _read_entries(state_dict: Mapping[str, Any], names: _LayerEntries, where: str) -> _LayerEntries:
     """Fetch the two weights (required) and the two biases (both or neither) named by ``names``."""
     for name in (names.weight_ih, names.weight_hh):
         if name not in state_dict:
@@ -178,9 +179,7 @@ def _check_torch_shapes(entries: _LayerEntries, names: _LayerEntries) -> int:
     return hidden_size
 
 
-def _read_torch_layer(
-    state_dict: Mapping[str, Any], layer: int, reverse: bool, target: str
-) -> _LayerEntries:
+def _read_torch_layer(state_dict: Mapping[str, Any], layer: int, reverse: bool, target: str) -> _LayerEntries:
     """One validated torch.nn.LSTM layer/direction, refusing projected layers that ``target`` cannot hold."""
     names = _layer_names(layer, reverse)
     projection = _projection_name(layer, reverse)
