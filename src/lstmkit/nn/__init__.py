@@ -1,1 +1,5 @@
-"""lstmkit.nn"""
+"""Drop-in modules with torch's contract."""
+
+from .lstm import LSTM, LSTMCell
+
+__all__ = ["LSTM", "LSTMCell"]

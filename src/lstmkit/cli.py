@@ -1,0 +1,73 @@
+"""The ``lstmkit`` command: argument parsing and wiring only.
+
+Each subcommand lives in the module that does its work; that module provides ``configure_parser(parser)`` and
+``run(args) -> int``. Modules are imported only when their command runs, so ``lstmkit --help`` stays fast.
+Errors the user can fix (:class:`UsageError` and the packages' own ``ValueError`` subclasses that say so) print
+one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+class UsageError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean bad input rather than a bug: reported in one line."""
+    kinds: list[type[BaseException]] = [UsageError, FileNotFoundError]
+    for module, name in (
+        ("lstmkit.data", "DataError"),
+        ("lstmkit.train", "ConfigError"),
+        ("lstmkit.train", "CheckpointError"),
+    ):
+        try:
+            kinds.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(kinds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lstmkit", description="Readable, fast LSTMs for PyTorch.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser = build_parser()
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.print_usage(sys.stderr)
+            print(f"lstmkit: error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+            return 2
+        parser.print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"lstmkit {name}", description=help_text)
+    module.configure_parser(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except _user_errors() as error:
+        print(f"lstmkit {name}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lstmkit {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""Drop-in replacements for ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
+
+Same constructor arguments and defaults, parameter names and shapes, gate layout (i, f, g, o), initialisation,
+input forms, return values and validation errors as torch, so state_dicts load both ways. The extra keyword
+``impl`` picks the computation (see :func:`lstmkit.ops.resolve_impl`).
+
+Letters: T time steps, B batch, I input features, H hidden units, P = proj_size or H, L layers, D directions.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
+
+__all__ = ["LSTM", "LSTMCell"]
+
+
+def _check_impl(impl: str) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+    return impl
+
+
+def _check_state(name: str, tensor: Tensor, like: Tensor, expected: tuple[int, ...]) -> None:
+    """torch's hidden-size check, plus the dtype and device checks torch leaves to its kernels."""
+    if tuple(tensor.shape) != expected:
+        raise RuntimeError(f"Expected {name} size {expected}, got {list(tensor.shape)}")
+    if tensor.dtype != like.dtype:
+        raise ValueError(f"{name} has dtype {tensor.dtype} but the input has dtype {like.dtype}")
+    if tensor.device != like.device:
+        raise ValueError(f"{name} is on {tensor.device} but the input is on {like.device}")
+
+
+def _apply_permutation(tensor: Tensor, permutation: Tensor | None) -> Tensor:
+    return tensor if permutation is None else tensor.index_select(1, permutation)  # (L * D, B, .)
+
+
+class LSTM(nn.Module):
+    r"""A multi-layer LSTM, the same module as ``torch.nn.LSTM`` with a choice of implementation.
+
+    For each element of the input sequence, each layer computes
+
+    .. math::
+        \begin{array}{ll}
+        i_t = \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t = \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t = \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t = \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t = o_t \odot \tanh(c_t)
+        \end{array}
+
+    Layer k > 0 takes the previous layer's h (both directions concatenated when bidirectional) as its x, after
+    dropout with probability ``dropout`` in training. With ``proj_size > 0``, :math:`h_t = W_{hr} (o_t \odot
+    \tanh(c_t))` has ``proj_size`` features.
+
+    Args:
+        input_size: features I of the input x.
+        hidden_size: features H of the cell state (and of h without projection).
+        num_layers: stacked layers L. Default 1.
+        bias: use the biases ``b_ih`` and ``b_hh``. Default True.
+        batch_first: input and output are (B, T, .) instead of (T, B, .); the states are not affected. Default False.
+        dropout: dropout probability on the outputs of every layer but the last, in training. Default 0.
+        bidirectional: run a second LSTM over the reversed sequence and concatenate. Default False.
+        proj_size: project h to this size (LSTMP); 0 disables. Default 0.
+        device, dtype: where and in which precision to create the parameters.
+        impl: ``"auto"`` (fastest for the configuration), ``"native"`` (torch's kernel: oneDNN on CPU, cuDNN on
+            GPU), ``"fused"`` (lstmkit's loop with a hand-written backward) or ``"reference"`` (the equations,
+            autograd backward). Default ``"auto"``.
+
+    Inputs: input, (h_0, c_0)
+        - input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a ``PackedSequence``.
+        - h_0: (D * L, B, P) or (D * L, P) for unbatched input; zeros if not given.
+        - c_0: (D * L, B, H) or (D * L, H); zeros if not given.
+
+    Outputs: output, (h_n, c_n)
+        - output: (T, B, D * P) (batch-first or unbatched like the input), a ``PackedSequence`` for packed input.
+        - h_n: (D * L, B, P), the final h of every layer and direction. For the reverse direction that is its
+          state after the first time step; for packed input, each sequence's state after its own last step.
+        - c_n: (D * L, B, H), the final cell states.
+
+    Attributes:
+        weight_ih_l[k]: (4H, I) for k = 0, (4H, D * P) after; rows are W_i, W_f, W_g, W_o.
+        weight_hh_l[k]: (4H, P). bias_ih_l[k], bias_hh_l[k]: (4H,). weight_hr_l[k]: (P, H) with ``proj_size``.
+        Suffix ``_reverse`` for the reverse direction. All initialised from U(-1/sqrt(H), 1/sqrt(H)).
+
+    Example::
+
+        >>> lstm = lstmkit.LSTM(10, 20, num_layers=2)
+        >>> output, (h_n, c_n) = lstm(torch.randn(5, 3, 10))      # (T=5, B=3, I=10)
+        >>> output.shape, h_n.shape
+        (torch.Size([5, 3, 20]), torch.Size([2, 3, 20]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        *,
+        impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
+            )
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
+                f"num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                stacklevel=2,
+            )
+        for name, value, kind in (("bias", bias, bool), ("batch_first", batch_first, bool)):
+            if not isinstance(value, kind):
+                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+            if value <= 0:
+                raise ValueError(f"{name} must be greater than zero")
+        if num_layers <= 0:
+            raise ValueError("num_layers must be greater than zero")
+        if proj_size < 0:
+            raise ValueError("proj_size should be a positive integer or zero to disable projections")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
+
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self.impl = _check_impl(impl)
+
+        factory = {"device": device, "dtype": dtype}
+        directions = 2 if bidirectional else 1
+        real_hidden = proj_size if proj_size > 0 else hidden_size
+        self._flat_weights_names: list[str] = []
+        self._all_weights: list[list[str]] = []
+        # registration order = torch's, so the same seed gives the same initial weights
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else real_hidden * directions
+            for direction in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = {"weight_ih": (4 * hidden_size, layer_input), "weight_hh": (4 * hidden_size, real_hidden)}
+                if bias:
+                    shapes.update(bias_ih=(4 * hidden_size,), bias_hh=(4 * hidden_size,))
+                if proj_size > 0:
+                    shapes["weight_hr"] = (proj_size, hidden_size)
+                names = []
+                for kind, shape in shapes.items():
+                    setattr(self, kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
+                    names.append(kind + suffix)
+                self._flat_weights_names.extend(names)
+                self._all_weights.append(names)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every parameter from U(-1/sqrt(H), 1/sqrt(H)), in registration order (as torch does)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """Parameters grouped per layer and direction, as ``torch.nn.LSTM.all_weights``."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    def layer_weights(self) -> list[LayerWeights]:
+        """One :class:`~lstmkit.ops.LayerWeights` per layer and direction, in torch's flat order.
+
+        Subclasses (regularisers such as weight dropout) override this to hand over modified copies."""
+        out = []
+        for names in self._all_weights:
+            found = {name.split("_l")[0]: getattr(self, name) for name in names}
+            out.append(
+                LayerWeights(found["weight_ih"], found["weight_hh"], found.get("bias_ih"), found.get("bias_hh"), found.get("weight_hr"))
+            )
+        return out
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False, "proj_size": 0, "impl": "auto"}
+        for name, default in defaults.items():
+            value = getattr(self, name)
+            if value != default:
+                s += f", {name}={value!r}"
+        return s
+
+    def _check_input(self, x: Tensor, packed: bool) -> None:
+        weight = self.weight_ih_l0
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
+                f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})"
+            )
+        if x.device != weight.device:
+            raise ValueError(f"input is on {x.device} but the LSTM's weights are on {weight.device}; move one of them")
+        expected_dim = 2 if packed else 3
+        if x.dim() != expected_dim:
+            raise RuntimeError(f"input must have {expected_dim} dimensions, got {x.dim()}")
+        if x.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}"
+            )
+        if not packed and (x.size(0) == 0 or x.size(1) == 0):
+            raise ValueError(
+                f"LSTM: input has an empty time or batch dimension (shape {tuple(x.shape)}); "
+                "give at least one step of one sequence"
+            )
+
+    def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
+        directions = 2 if self.bidirectional else 1
+        real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
+        packed = isinstance(input, PackedSequence)
+        sorted_indices = unsorted_indices = batch_sizes = None
+        is_batched = True
+        if packed:
+            x, batch_sizes, sorted_indices, unsorted_indices = input
+            batch = int(batch_sizes[0])
+        else:
+            x = input
+            if x.dim() not in (2, 3):
+                raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {x.dim()}D instead")
+            is_batched = x.dim() == 3
+            if not is_batched:
+                x = x.unsqueeze(0 if self.batch_first else 1)
+            batch = x.size(0) if self.batch_first else x.size(1)
+        self._check_input(x, packed)
+
+        if hx is None:
+            layers = self.num_layers * directions
+            hx = (
+                x.new_zeros(layers, batch, real_hidden),
+                x.new_zeros(layers, batch, self.hidden_size),
+            )
+        else:
+            want = 3 if is_batched else 2
+            if hx[0].dim() != want or hx[1].dim() != want:
+                kind = "batched 3-D" if is_batched else "unbatched 2-D"
+                raise RuntimeError(
+                    f"For {kind} input, hx and cx should also be {want}-D but got "
+                    f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
+                )
+            if not is_batched:
+                hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+            layers = self.num_layers * directions
+            _check_state("hidden[0]", hx[0], x, (layers, batch, real_hidden))
+            _check_state("hidden[1]", hx[1], x, (layers, batch, self.hidden_size))
+            hx = (_apply_permutation(hx[0], sorted_indices), _apply_permutation(hx[1], sorted_indices))
+
+        output, (h_n, c_n) = lstm(
+            x,
+            hx,
+            self.layer_weights(),
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            dropout=self.dropout,
+            training=self.training,
+            batch_first=self.batch_first,
+            batch_sizes=batch_sizes,
+            impl=self.impl,
+        )
+        if packed:
+            output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
+            return output, (_apply_permutation(h_n, unsorted_indices), _apply_permutation(c_n, unsorted_indices))
+        if not is_batched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+        return output, (h_n, c_n)
+
+
+class LSTMCell(nn.Module):
+    r"""One LSTM step, the same module as ``torch.nn.LSTMCell`` with a choice of implementation.
+
+    .. math::
+        \begin{array}{ll}
+        (i, f, g, o) = \text{chunk}_4(W_{ih} x + b_{ih} + W_{hh} h + b_{hh}) \\
+        c' = \sigma(f) \odot c + \sigma(i) \odot \tanh(g) \\
+        h' = \sigma(o) \odot \tanh(c')
+        \end{array}
+
+    ``torch.nn.LSTM`` is this cell looped over time (and over layers), computed by one kernel.
+
+    Args:
+        input_size: features I of x. hidden_size: features H of h and c. bias: use b_ih and b_hh (default True).
+        device, dtype: for the parameters. impl: as for :class:`LSTM` (``"auto"`` is torch's kernel).
+
+    Inputs: input (B, I) or (I,); hx = (h_0, c_0) each (B, H) or (H,), zeros if not given.
+
+    Outputs: (h_1, c_1), each (B, H) or (H,).
+
+    Attributes:
+        weight_ih (4H, I), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,); rows in the order i, f, g, o.
+
+    Example::
+
+        >>> cell = lstmkit.LSTMCell(10, 20)
+        >>> h, c = cell(torch.randn(3, 10))
+        >>> h.shape
+        torch.Size([3, 20])
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, impl: str = "auto") -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        self.impl = _check_impl(impl)
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.impl != "auto":
+            s += f", impl={self.impl!r}"
+        return s
+
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        if input.dim() not in (1, 2):
+            raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None:
+            for index, value in enumerate(hx):
+                if value.dim() not in (1, 2):
+                    raise ValueError(f"LSTMCell: Expected hx[{index}] to be 1D or 2D, got {value.dim()}D instead")
+        is_batched = input.dim() == 2
+        x = input if is_batched else input.unsqueeze(0)
+        if x.dtype != self.weight_ih.dtype:
+            raise ValueError(f"LSTMCell: input dtype ({x.dtype}) does not match weight dtype ({self.weight_ih.dtype})")
+        if x.device != self.weight_ih.device:
+            raise ValueError(f"LSTMCell: input is on {x.device} but the weights are on {self.weight_ih.device}")
+        if x.size(1) != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {x.size(1)} expected {self.input_size}")
+        if hx is None:
+            zeros = x.new_zeros(x.size(0), self.hidden_size)
+            hx = (zeros, zeros)
+        else:
+            hx = hx if is_batched else (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
+            for index, value in enumerate(hx):
+                expected = (x.size(0), self.hidden_size)
+                if tuple(value.shape) != expected:
+                    raise RuntimeError(f"hx[{index}] must have shape {expected} to match the input batch, got {tuple(value.shape)}")
+                if value.dtype != x.dtype or value.device != x.device:
+                    raise ValueError(f"hx[{index}] is {value.dtype} on {value.device} but the input is {x.dtype} on {x.device}")
+        h, c = lstm_cell(x, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, impl=self.impl)
+        if not is_batched:
+            h, c = h.squeeze(0), c.squeeze(0)
+        return h, c
+

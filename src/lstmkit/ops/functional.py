@@ -1,0 +1,263 @@
+"""Checks and dispatch: one entry point per shape of work, three ways to compute it.
+
+- ``"native"``: torch's own kernel through ``torch._VF.lstm`` (oneDNN on CPU, cuDNN on GPU).
+- ``"fused"``: :class:`lstmkit.ops.fused.LSTMLayerFunction`, a readable loop with a hand-written backward.
+- ``"reference"``: :func:`lstmkit.ops.reference.lstm_layer_ref`, the equations with autograd.
+- ``"auto"``: whichever is fastest for the configuration (see :func:`resolve_impl`).
+
+Letters as in :mod:`lstmkit.ops.reference` (T, B, I, H, P, N).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .fused import lstm_layer_fused
+from .reference import lstm_cell_ref, lstm_layer_ref
+
+__all__ = ["IMPLS", "LayerWeights", "lstm", "lstm_cell", "lstm_layer", "resolve_impl"]
+
+IMPLS = ("auto", "native", "fused", "reference")
+
+
+class LayerWeights(NamedTuple):
+    """The weights of one layer in one direction, in torch's order; absent ones are None."""
+
+    w_ih: Tensor  # (4H, I)
+    w_hh: Tensor  # (4H, P)
+    b_ih: Tensor | None = None  # (4H,)
+    b_hh: Tensor | None = None  # (4H,)
+    w_hr: Tensor | None = None  # (P, H)
+
+
+def resolve_impl(impl: str, *, device: torch.device, dtype: torch.dtype, packed: bool, projected: bool) -> str:
+    """Turn ``impl="auto"`` into a concrete implementation; check the others.
+
+    On CUDA torch's cuDNN kernel handles every configuration, so auto takes it. On CPU torch's fused oneDNN kernel
+    serves padded float32/bfloat16 input without projection and is the fastest thing there; for PackedSequence,
+    ``proj_size > 0`` and float64 torch falls back to a per-step ATen loop, and the fused path is faster
+    (benchmarks/RESULTS.md has the figures).
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    if device.type != "cpu":
+        return "native"
+    if packed or projected or dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return "fused"
+    return "native"
+
+
+# ---------------------------------------------------------------------------------------------------- validation
+
+
+def _check_tensor(name: str, tensor: Tensor | None, shape: tuple[int, ...], like: Tensor) -> None:
+    if tensor is None:
+        return
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
+    if tensor.dtype != like.dtype:
+        raise ValueError(f"{name} has dtype {tensor.dtype} but the input has dtype {like.dtype}")
+    if tensor.device != like.device:
+        raise ValueError(f"{name} is on {tensor.device} but the input is on {like.device}")
+
+
+def _check_layer_args(x: Tensor, hx, weights: LayerWeights, batch_sizes) -> tuple[int, int, int]:
+    """Validate one layer's arguments; returns (I, H, P)."""
+    if batch_sizes is None:
+        if x.dim() != 3:
+            raise ValueError(f"x must be 3-D (T, B, I) without batch_sizes, got {x.dim()}-D of shape {tuple(x.shape)}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x must have at least one time step and one sequence, got shape {tuple(x.shape)}")
+        batch = x.shape[1]
+    else:
+        if x.dim() != 2:
+            raise ValueError(f"x must be 2-D packed data (N, I) with batch_sizes, got shape {tuple(x.shape)}")
+        sizes = [int(s) for s in batch_sizes]
+        if not sizes or sizes[0] <= 0 or any(b > a for a, b in zip(sizes, sizes[1:])) or min(sizes) <= 0:
+            raise ValueError(f"batch_sizes must be positive and non-increasing, got {sizes}")
+        if sum(sizes) != x.shape[0]:
+            raise ValueError(f"batch_sizes sum to {sum(sizes)} but x has {x.shape[0]} rows")
+        batch = sizes[0]
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating point tensor, got dtype {x.dtype}")
+    gate_rows, input_size = weights.w_ih.shape
+    if gate_rows % 4:
+        raise ValueError(f"w_ih must have 4 * hidden_size rows, got shape {tuple(weights.w_ih.shape)}")
+    hidden = gate_rows // 4
+    if x.shape[-1] != input_size:
+        raise ValueError(f"x has {x.shape[-1]} features but w_ih expects {input_size} (w_ih shape {tuple(weights.w_ih.shape)})")
+    proj = weights.w_hr.shape[0] if weights.w_hr is not None else hidden
+    _check_tensor("w_ih", weights.w_ih, (4 * hidden, input_size), x)
+    _check_tensor("w_hh", weights.w_hh, (4 * hidden, proj), x)
+    _check_tensor("b_ih", weights.b_ih, (4 * hidden,), x)
+    _check_tensor("b_hh", weights.b_hh, (4 * hidden,), x)
+    _check_tensor("w_hr", weights.w_hr, (proj, hidden), x)
+    if hx is not None:
+        _check_tensor("h0", hx[0], (batch, proj), x)
+        _check_tensor("c0", hx[1], (batch, hidden), x)
+    return input_size, hidden, proj
+
+
+# ---------------------------------------------------------------------------------------------------- one layer
+
+
+@lru_cache(maxsize=256)
+def _time_reversal(sizes: tuple[int, ...]) -> Tensor:
+    """Permutation of packed rows that reverses every sequence in time (its own inverse)."""
+    offsets = [0]
+    for s in sizes[:-1]:
+        offsets.append(offsets[-1] + s)
+    lengths = [sum(1 for s in sizes if s > b) for b in range(sizes[0])]
+    index = [0] * sum(sizes)
+    for t, (start, size) in enumerate(zip(offsets, sizes)):
+        for b in range(size):
+            index[start + b] = offsets[lengths[b] - 1 - t] + b
+    return torch.tensor(index)
+
+
+def _layer_native(x: Tensor, hx, weights: LayerWeights, reverse: bool, batch_sizes) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """One layer-direction through torch's kernel. A reverse direction runs forward over time-reversed sequences."""
+    w = [weights.w_ih, weights.w_hh]
+    has_bias = weights.b_ih is not None or weights.b_hh is not None
+    if has_bias:
+        w += [b if b is not None else torch.zeros_like(weights.w_ih[:, 0]) for b in (weights.b_ih, weights.b_hh)]
+    if weights.w_hr is not None:
+        w.append(weights.w_hr)
+    state = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))  # (1, B, P), (1, B, H)
+    if batch_sizes is None:
+        source = x.flip(0) if reverse else x
+        out, h_n, c_n = torch._VF.lstm(source, state, w, has_bias, 1, 0.0, False, False, False)
+        out = out.flip(0) if reverse else out
+    else:
+        sizes = torch.as_tensor(batch_sizes, dtype=torch.int64, device="cpu")
+        index = _time_reversal(tuple(int(s) for s in sizes)).to(x.device) if reverse else None
+        source = x.index_select(0, index) if reverse else x
+        out, h_n, c_n = torch._VF.lstm(source, sizes, state, w, has_bias, 1, 0.0, False, False)
+        out = out.index_select(0, index) if reverse else out
+    return out, (h_n[0], c_n[0])
+
+
+def lstm_layer(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor] | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    w_hr: Tensor | None = None,
+    *,
+    reverse: bool = False,
+    batch_sizes: Tensor | Sequence[int] | None = None,
+    impl: str = "auto",
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """One LSTM layer in one direction.
+
+    Args:
+        x: (T, B, I) time-major input, or (N, I) packed data when ``batch_sizes`` is given (PackedSequence layout).
+        hx: ``(h0 (B, P), c0 (B, H))``, or None for zeros.
+        w_ih, w_hh, b_ih, b_hh, w_hr: torch's weights for this layer and direction (biases and w_hr optional).
+        reverse: process the sequences from their last step to their first.
+        batch_sizes: sequences running at each step (non-increasing), as in a PackedSequence.
+        impl: ``"auto"``, ``"native"``, ``"fused"`` or ``"reference"``.
+
+    Returns:
+        ``output`` ((T, B, P) or (N, P)) and ``(h_n (B, P), c_n (B, H))``.
+    """
+    weights = LayerWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    _, hidden, proj = _check_layer_args(x, hx, weights, batch_sizes)
+    if hx is None:
+        batch = x.shape[1] if batch_sizes is None else int(batch_sizes[0])
+        hx = (x.new_zeros(batch, proj), x.new_zeros(batch, hidden))
+    which = resolve_impl(impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=w_hr is not None)
+    if which == "native":
+        return _layer_native(x, hx, weights, reverse, batch_sizes)
+    layer = lstm_layer_fused if which == "fused" else lstm_layer_ref
+    return layer(x, hx, *weights, reverse=reverse, batch_sizes=batch_sizes)
+
+
+# ---------------------------------------------------------------------------------------------------- a stack
+
+
+def lstm(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor],
+    weights: Sequence[LayerWeights],
+    *,
+    num_layers: int,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    training: bool = False,
+    batch_first: bool = False,
+    batch_sizes: Tensor | None = None,
+    impl: str = "auto",
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """A stack of LSTM layers, as ``torch.nn.LSTM`` computes it (arguments already validated by the module).
+
+    Args:
+        x: (T, B, I) or (B, T, I) with ``batch_first``; (N, I) packed data when ``batch_sizes`` is given.
+        hx: ``(h0 (L * D, B, P), c0 (L * D, B, H))`` with L layers and D directions, layer-major.
+        weights: one :class:`LayerWeights` per layer and direction, in the same order.
+        dropout: probability of dropping each output of every layer but the last, in training.
+
+    Returns:
+        ``output`` in the layout of ``x`` with P * D features, and ``(h_n, c_n)`` shaped like ``hx``.
+    """
+    directions = 2 if bidirectional else 1
+    projected = weights[0].w_hr is not None
+    which = resolve_impl(impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=projected)
+    if which == "native":  # the whole stack in one call, exactly torch.nn.LSTM's
+        flat = [w for layer in weights for w in layer if w is not None]
+        has_bias = weights[0].b_ih is not None
+        if batch_sizes is None:
+            out, h_n, c_n = torch._VF.lstm(x, hx, flat, has_bias, num_layers, dropout, training, bidirectional, batch_first)
+        else:
+            out, h_n, c_n = torch._VF.lstm(x, batch_sizes, hx, flat, has_bias, num_layers, dropout, training, bidirectional)
+        return out, (h_n, c_n)
+
+    layer_fn = lstm_layer_fused if which == "fused" else lstm_layer_ref
+    sizes = None if batch_sizes is None else tuple(int(s) for s in batch_sizes)
+    layer_input = x.transpose(0, 1) if (batch_first and batch_sizes is None) else x  # time-major
+    h_n: list[Tensor] = []
+    c_n: list[Tensor] = []
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            k = layer * directions + direction
+            out, (h, c) = layer_fn(
+                layer_input, (hx[0][k], hx[1][k]), *weights[k], reverse=direction == 1, batch_sizes=sizes
+            )
+            outputs.append(out)
+            h_n.append(h)
+            c_n.append(c)
+        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
+        if dropout > 0 and training and layer < num_layers - 1:
+            layer_input = F.dropout(layer_input, dropout, training=True)
+    output = layer_input.transpose(0, 1) if (batch_first and batch_sizes is None) else layer_input
+    return output, (torch.stack(h_n), torch.stack(c_n))
+
+
+def lstm_cell(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    *,
+    impl: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """One step: ``x`` (B, I), ``hx = (h (B, H), c (B, H))`` -> new ``(h, c)``. ``auto`` is torch's kernel."""
+    which = resolve_impl(impl, device=x.device, dtype=x.dtype, packed=False, projected=False)
+    if which == "native":
+        return torch._VF.lstm_cell(x, hx, w_ih, w_hh, b_ih, b_hh)
+    if which == "fused":
+        out, (h, c) = lstm_layer_fused(x.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh)
+        return h, c
+    return lstm_cell_ref(x, hx, w_ih, w_hh, b_ih, b_hh)
