@@ -1,0 +1,62 @@
+"""Reading text files strictly: UTF-8 or a :class:`DataError` that says where the bad byte is.
+
+Line splitting follows Python's text mode ("universal newlines"): ``\\n``, ``\\r\\n`` and a lone ``\\r`` end a line;
+nothing else does (``str.splitlines`` would also split on form feeds and Unicode separators, which would change the
+line count of corpora such as WikiText).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lstmkit.data.errors import DataError
+
+__all__ = ["read_utf8_text", "split_lines"]
+
+
+def read_utf8_text(path: str | os.PathLike[str]) -> str:
+    """Return the content of a UTF-8 text file.
+
+    Args:
+        path: the file to read.
+
+    Returns:
+        The decoded text, line endings unchanged.
+
+    Raises:
+        DataError: the file does not exist, is a directory, or holds bytes that are not valid UTF-8; in the last case
+            the message names the file, the 1-based line number and the offending byte, e.g.
+            ``data/train.txt: line 3: byte 0xff at column 7 is not valid UTF-8``.
+    """
+    file_path = Path(path)
+    if not file_path.exists():
+        raise DataError(f"{file_path}: no such file")
+    if not file_path.is_file():
+        raise DataError(f"{file_path}: not a regular file")
+    raw = file_path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad_offset = error.start
+        line_start = raw.rfind(b"\n", 0, bad_offset) + 1
+        line_number = raw.count(b"\n", 0, bad_offset) + 1
+        column = bad_offset - line_start + 1
+        raise DataError(
+            f"{file_path}: line {line_number}: byte 0x{raw[bad_offset]:02x} at column {column} is not valid UTF-8"
+        ) from None
+
+
+def split_lines(text: str) -> list[str]:
+    """Split text into lines without their line endings, as iterating over a file in text mode would.
+
+    A final line ending does not start an extra empty line: ``"a\\nb\\n"`` and ``"a\\nb"`` both give ``["a", "b"]``;
+    ``""`` gives ``[]``. Blank lines inside the text are kept (``"a\\n\\nb"`` gives ``["a", "", "b"]``).
+    """
+    if not text:
+        return []
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = normalised.split("\n")
+    if normalised.endswith("\n"):
+        lines.pop()
+    return lines
