@@ -113,8 +113,7 @@ class LSTMLayerFunction(torch.autograd.Function):
     biases and ``w_hr`` may be None, ``batch_sizes`` a tuple of ints, ``need_grad`` whether to keep what the
     backward needs (grad mode is off inside ``forward``, so the caller decides). Returns (output (N, P), h_n (B, P), c_n (B, H)).
 
-    The backward reuses the buffers saved by the forward, so one graph can be differentiated once per forward
-    (``retain_graph=True`` with a second backward through this op raises a clear error).
+    The backward only reads what the forward saved, so ``retain_graph=True`` and repeated backwards work.
     """
 
     @staticmethod
@@ -169,22 +168,16 @@ class LSTMLayerFunction(torch.autograd.Function):
             h_n, c_n = h_buf.index_select(0, sched.last_index), c_buf.index_select(0, sched.last_index)
 
         if need_grad:
-            ctx.save_for_backward(x, w_ih, w_hh, w_hr)
-            ctx.buffers = (gates, h_buf, c_buf, tanh_c, h_raw)
+            # intermediate buffers go through save_for_backward too: autograd frees them after the backward
+            # (or keeps them for retain_graph=True) instead of keeping them alive as long as the output lives
+            ctx.save_for_backward(x, w_ih, w_hh, w_hr, gates, h_buf, c_buf, tanh_c, h_raw)
             ctx.sched, ctx.reverse, ctx.layout = sched, bool(reverse), (out_at, init_at, batch)
             ctx.has_bias = (b_ih is not None, b_hh is not None)
         return output, h_n, c_n
 
     @staticmethod
     def backward(ctx, grad_output, grad_h_n, grad_c_n):  # type: ignore[override]
-        if ctx.buffers is None:
-            raise RuntimeError(
-                "lstmkit fused LSTM: backward was called a second time through the same graph; the fused path "
-                "frees its buffers after one backward. Run the forward again, or use impl='reference'."
-            )
-        x, w_ih, w_hh, w_hr = ctx.saved_tensors
-        gates, h_buf, c_buf, tanh_c, h_raw = ctx.buffers
-        ctx.buffers = None
+        x, w_ih, w_hh, w_hr, gates, h_buf, c_buf, tanh_c, h_raw = ctx.saved_tensors
         sched = ctx.sched
         out_at, init_at, batch = ctx.layout
         total = x.shape[0]
