@@ -96,5 +96,6 @@ def read_metrics(run_dir: str | os.PathLike, strict: bool = False) -> list[dict[
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 if strict:
-                    raise ValueError(f"{path}: line {number} is not valid JSON (a record cut off by a crash?)") from None
+                    message = f"{path}: line {number} is not valid JSON (a record cut off by a crash?)"
+                    raise ValueError(message) from None
     return records
