@@ -189,6 +189,37 @@ def test_missing_or_damaged_manifest(saved):
         load_checkpoint(saved.parent)
 
 
+@pytest.mark.parametrize("content", ["[]", '{"format": "other", "files": {}}', '{"files": {"state.json": 3}}'])
+def test_manifest_of_the_wrong_shape(saved, content):
+    (saved / "manifest.json").write_text(content)
+    with pytest.raises(CheckpointError, match=r"manifest.json is damaged: not an lstmkit-checkpoint manifest"):
+        load_checkpoint(saved.parent)
+
+
+def test_manifest_not_listing_a_file_or_of_another_version(saved):
+    manifest = json.loads((saved / "manifest.json").read_text())
+    del manifest["files"]["rng.json"]
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"manifest.json is damaged: it does not list rng.json"):
+        load_checkpoint(saved.parent)
+    manifest["version"] = 99
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"manifest.json has format version 99; this lstmkit reads version 1"):
+        load_checkpoint(saved.parent)
+
+
+def test_tensor_missing_behind_a_consistent_manifest(saved):
+    rng_json = json.loads((saved / "rng.json").read_text())
+    rng_json["torch"] = {"__tensor__": "nowhere"}
+    data = json.dumps(rng_json).encode()
+    (saved / "rng.json").write_bytes(data)
+    manifest = json.loads((saved / "manifest.json").read_text())
+    manifest["files"]["rng.json"] = {"bytes": len(data), "sha256": checkpoint_module._sha256(data)}
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"rng.safetensors lacks tensor 'nowhere'"):
+        load_checkpoint(saved.parent)
+
+
 def test_damaged_content_behind_a_consistent_manifest(saved):
     # Someone rewrote both a file and the manifest: the content itself must still be checked.
     garbage = b"not a safetensors file"

@@ -64,7 +64,7 @@ def join_tensors(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     """Inverse of :func:`split_tensors`.
 
     Raises:
-        KeyError: when the skeleton refers to a tensor that is not in ``tensors``.
+        KeyError: (with the tensor's key) when the skeleton refers to a tensor that is not in ``tensors``.
     """
 
     def walk(value: Any) -> Any:
@@ -74,7 +74,7 @@ def join_tensors(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
             if set(value) == {TENSOR}:
                 key = value[TENSOR]
                 if key not in tensors:
-                    raise KeyError(f"tensor {key!r} is missing")
+                    raise KeyError(key)
                 return tensors[key]
             if set(value) == {TUPLE}:
                 return tuple(walk(item) for item in value[TUPLE])

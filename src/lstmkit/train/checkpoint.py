@@ -320,13 +320,48 @@ def _parse_json(directory: Path, file: str, data: bytes) -> Any:
         raise CheckpointError(f"checkpoint {directory}: {file} is damaged: {error}") from None
 
 
-def _parse_safetensors(directory: Path, file: str, data: bytes, device: str | torch.device) -> dict[str, torch.Tensor]:
+def _parse_safetensors(
+    directory: Path, file: str, data: bytes, device: str | torch.device
+) -> dict[str, torch.Tensor]:
     try:
         tensors = load_safetensors_bytes(data)
     except Exception as error:  # safetensors raises its own error types
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"checkpoint {directory}: {file} is damaged: {message}") from None
     return {key: tensor.to(device) for key, tensor in tensors.items()}
+
+
+def _parse_tree(
+    directory: Path, json_file: str, tensors_file: str, data: Mapping[str, bytes], device: str | torch.device
+) -> Any:
+    """Rebuild a nested state stored as a JSON skeleton plus a safetensors file of its tensors."""
+    tensors = _parse_safetensors(directory, tensors_file, data[tensors_file], device)
+    skeleton = _parse_json(directory, json_file, data[json_file])
+    try:
+        return join_tensors(skeleton, tensors)
+    except KeyError as error:
+        raise CheckpointError(f"checkpoint {directory}: {tensors_file} lacks tensor {error.args[0]!r}") from None
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest's ``files`` table: file name -> ``{"bytes": int, "sha256": str}``."""
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {directory} is incomplete: {MANIFEST_FILE} is missing")
+    manifest = _parse_json(directory, MANIFEST_FILE, path.read_bytes())
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    well_formed = isinstance(files, dict) and all(
+        isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)
+        for entry in files.values()
+    )
+    if not well_formed or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {directory}: {MANIFEST_FILE} is damaged: not an {FORMAT} manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {directory}: {MANIFEST_FILE} has format version {manifest.get('version')!r}; "
+            f"this lstmkit reads version {FORMAT_VERSION}"
+        )
+    return files
 
 
 def load_checkpoint(
@@ -360,18 +395,7 @@ def load_checkpoint(
             raise CheckpointError(f"no checkpoint in {run_dir}: {directory} does not exist")
         directory = interrupted  # a save died mid-swap; this is the last complete checkpoint
 
-    manifest_path = directory / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise CheckpointError(f"checkpoint {directory} is incomplete: {MANIFEST_FILE} is missing")
-    manifest = _parse_json(directory, MANIFEST_FILE, manifest_path.read_bytes())
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
-        raise CheckpointError(f"checkpoint {directory}: {MANIFEST_FILE} is damaged: not an {FORMAT} manifest")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {directory}: {MANIFEST_FILE} has format version {manifest.get('version')!r}; "
-            f"this lstmkit reads version {FORMAT_VERSION}"
-        )
-    listed = manifest["files"]
+    listed = _read_manifest(directory)
     has_optimizer = any(file in listed for file in _OPTIMIZER_FILES)
     expected_files = _REQUIRED_FILES + (_OPTIMIZER_FILES if has_optimizer else ())
     for file in expected_files:
@@ -382,17 +406,8 @@ def load_checkpoint(
     model_state = _parse_safetensors(directory, MODEL_FILE, data[MODEL_FILE], map_location)
     optimizer_state = None
     if has_optimizer:
-        tensors = _parse_safetensors(directory, OPTIMIZER_TENSORS_FILE, data[OPTIMIZER_TENSORS_FILE], map_location)
-        skeleton = _parse_json(directory, OPTIMIZER_JSON_FILE, data[OPTIMIZER_JSON_FILE])
-        try:
-            optimizer_state = join_tensors(skeleton, tensors)
-        except KeyError as error:
-            raise CheckpointError(f"checkpoint {directory}: {OPTIMIZER_TENSORS_FILE} lacks {error.args[0]}") from None
-    rng_tensors = _parse_safetensors(directory, RNG_TENSORS_FILE, data[RNG_TENSORS_FILE], "cpu")
-    try:
-        rng_state = join_tensors(_parse_json(directory, RNG_JSON_FILE, data[RNG_JSON_FILE]), rng_tensors)
-    except KeyError as error:
-        raise CheckpointError(f"checkpoint {directory}: {RNG_TENSORS_FILE} lacks {error.args[0]}") from None
+        optimizer_state = _parse_tree(directory, OPTIMIZER_JSON_FILE, OPTIMIZER_TENSORS_FILE, data, map_location)
+    rng_state = _parse_tree(directory, RNG_JSON_FILE, RNG_TENSORS_FILE, data, "cpu")
     extra = _parse_json(directory, STATE_FILE, data[STATE_FILE])
     if not isinstance(extra, dict):
         raise CheckpointError(f"checkpoint {directory}: {STATE_FILE} is damaged: not a JSON object")
