@@ -19,7 +19,8 @@ def test_temporal_activation_regularization_hand_computed():
     output = torch.tensor([[[0.0], [1.0]], [[1.0], [0.0]], [[3.0], [0.0]]])
     torch.testing.assert_close(temporal_activation_regularization(output, 2.0), torch.tensor(3.0))
     batch_first = output.transpose(0, 1)
-    torch.testing.assert_close(temporal_activation_regularization(batch_first, 2.0, batch_first=True), torch.tensor(3.0))
+    penalty = temporal_activation_regularization(batch_first, 2.0, batch_first=True)
+    torch.testing.assert_close(penalty, torch.tensor(3.0))
     torch.testing.assert_close(TemporalActivationRegularization(1.0)(output), torch.tensor(1.5))
 
 

@@ -5,7 +5,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lstmkit.train import atomic_save_safetensors, atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_writer
+from lstmkit.train import (
+    atomic_save_safetensors,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_writer,
+)
 
 
 def leftovers(directory):

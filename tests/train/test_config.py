@@ -76,7 +76,8 @@ def test_empty_tuple_and_later_override_wins():
 
 
 def test_unknown_key_lists_valid_keys():
-    with pytest.raises(ConfigError, match=r"unknown config key 'optim.lrr'; valid keys in 'optim': optim.lr, optim.momentum"):
+    message = r"unknown config key 'optim.lrr'; valid keys in 'optim': optim.lr, optim.momentum"
+    with pytest.raises(ConfigError, match=message):
         merge_from_args(RunConfig(), ["--optim.lrr=1"])
     with pytest.raises(ConfigError, match=r"unknown config key 'sed'; valid keys at the top level: seed, name"):
         merge_from_args(RunConfig(), ["--sed=1"])
