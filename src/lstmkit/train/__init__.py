@@ -1,1 +1,45 @@
-"""lstmkit.train"""
+"""lstmkit.train: model-agnostic training infrastructure (configs, checkpoints, seeding, NT-ASGD, metrics)."""
+
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    atomic_save_safetensors,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_writer,
+    checkpoint_exists,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from .metrics import MetricsLogger, read_metrics
+from .optim import NTASGD
+from .progress import TrainingProgress, perplexity, progress_bar
+from .seeding import get_rng_state, seed_everything, set_rng_state
+
+__all__ = [
+    "ConfigError",
+    "merge_from_args",
+    "config_to_dict",
+    "config_from_dict",
+    "CheckpointError",
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "checkpoint_exists",
+    "atomic_writer",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_save_safetensors",
+    "seed_everything",
+    "get_rng_state",
+    "set_rng_state",
+    "NTASGD",
+    "MetricsLogger",
+    "read_metrics",
+    "TrainingProgress",
+    "progress_bar",
+    "perplexity",
+]
