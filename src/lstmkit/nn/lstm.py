@@ -14,12 +14,18 @@ import numbers
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
 
 __all__ = ["LSTM", "LSTMCell"]
+
+
+def _check_probability(name: str, p: float) -> None:
+    if not isinstance(p, numbers.Number) or isinstance(p, bool) or not 0 <= p < 1:
+        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
 
 
 def _check_impl(impl: str) -> str:
@@ -74,6 +80,13 @@ class LSTM(nn.Module):
         impl: ``"auto"`` (fastest for the configuration), ``"native"`` (torch's kernel: oneDNN on CPU, cuDNN on
             GPU), ``"fused"`` (lstmkit's loop with a hand-written backward) or ``"reference"`` (the equations,
             autograd backward). Default ``"auto"``.
+        weight_dropout: DropConnect on each ``weight_hh`` (Wan et al. 2013; AWD-LSTM, Merity et al. 2017): in
+            training every forward call draws one mask over R's entries, used at every time step, and scales the
+            survivors by 1/(1-p). The raw parameter keeps its name and gets the gradient; nothing is patched, so
+            torch's kernel still runs and train/eval switches, ``.to()``, deepcopy, pickling and state_dicts
+            behave as for any module. Default 0.
+        forget_bias: added to the forget-gate rows of ``bias_ih`` at initialisation (Jozefowicz et al. 2015
+            recommend 1). Default 0.
 
     Inputs: input, (h_0, c_0)
         - input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a ``PackedSequence``.
@@ -113,8 +126,13 @@ class LSTM(nn.Module):
         dtype=None,
         *,
         impl: str = "auto",
+        weight_dropout: float = 0.0,
+        forget_bias: float = 0.0,
     ) -> None:
         super().__init__()
+        _check_probability("weight_dropout", weight_dropout)
+        if forget_bias and not bias:
+            raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
         if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
             raise ValueError(
                 "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
@@ -149,6 +167,8 @@ class LSTM(nn.Module):
         self.bidirectional = bidirectional
         self.proj_size = proj_size
         self.impl = _check_impl(impl)
+        self.weight_dropout = float(weight_dropout)
+        self.forget_bias = float(forget_bias)
 
         factory = {"device": device, "dtype": dtype}
         directions = 2 if bidirectional else 1
@@ -174,10 +194,16 @@ class LSTM(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Every parameter from U(-1/sqrt(H), 1/sqrt(H)), in registration order (as torch does)."""
+        """Every parameter from U(-1/sqrt(H), 1/sqrt(H)), in registration order (as torch does); then
+        ``forget_bias`` is added to the forget-gate rows of each ``bias_ih``."""
         bound = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
+        if self.forget_bias:
+            with torch.no_grad():
+                for names in self._all_weights:
+                    bias_ih = getattr(self, names[2])  # weight_ih, weight_hh, bias_ih, ...
+                    bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
 
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
@@ -185,20 +211,24 @@ class LSTM(nn.Module):
         return [[getattr(self, name) for name in names] for names in self._all_weights]
 
     def layer_weights(self) -> list[LayerWeights]:
-        """One :class:`~lstmkit.ops.LayerWeights` per layer and direction, in torch's flat order.
-
-        Subclasses (regularisers such as weight dropout) override this to hand over modified copies."""
+        """One :class:`~lstmkit.ops.LayerWeights` per layer and direction, in torch's flat order, as this forward
+        call uses them: with ``weight_dropout`` in training, ``weight_hh`` is a freshly dropped copy (DropConnect);
+        the parameter itself is never modified and receives the gradient through the copy."""
         out = []
         for names in self._all_weights:
             found = {name.split("_l")[0]: getattr(self, name) for name in names}
-            out.append(
-                LayerWeights(found["weight_ih"], found["weight_hh"], found.get("bias_ih"), found.get("bias_hh"), found.get("weight_hr"))
-            )
+            w_hh = found["weight_hh"]
+            if self.weight_dropout > 0 and self.training:
+                w_hh = F.dropout(w_hh, self.weight_dropout, training=True)  # (4H, P), survivors scaled 1/(1-p)
+            out.append(LayerWeights(found["weight_ih"], w_hh, found.get("bias_ih"), found.get("bias_hh"), found.get("weight_hr")))
         return out
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
-        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False, "proj_size": 0, "impl": "auto"}
+        defaults = {
+            "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
+            "proj_size": 0, "impl": "auto", "weight_dropout": 0.0, "forget_bias": 0.0,
+        }
         for name, default in defaults.items():
             value = getattr(self, name)
             if value != default:
