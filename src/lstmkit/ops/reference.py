@@ -19,13 +19,26 @@ arithmetic as four separate (I, H) matmuls, done as one bigger, faster one.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
-__all__ = ["lstm_cell_ref", "lstm_layer_ref"]
+__all__ = ["CellGates", "lstm_cell_gates_ref", "lstm_cell_ref", "lstm_layer_ref"]
 
 
-def lstm_cell_ref(
+class CellGates(NamedTuple):
+    """Everything one LSTM step computes, for one batch of rows (see :func:`lstm_cell_gates_ref`)."""
+
+    i: Tensor  # (B, H) input gate, in (0, 1)
+    f: Tensor  # (B, H) forget gate, in (0, 1)
+    g: Tensor  # (B, H) cell candidate, in (-1, 1)
+    o: Tensor  # (B, H) output gate, in (0, 1)
+    c: Tensor  # (B, H) the new cell state
+    h: Tensor  # (B, P) the new output (projected when w_hr is given)
+
+
+def lstm_cell_gates_ref(
     x: Tensor,
     hx: tuple[Tensor, Tensor],
     w_ih: Tensor,
@@ -33,8 +46,12 @@ def lstm_cell_ref(
     b_ih: Tensor | None = None,
     b_hh: Tensor | None = None,
     w_hr: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """One LSTM step. ``x`` (B, I), ``hx = (h, c)`` with h (B, P) and c (B, H); returns the new (h, c)."""
+) -> CellGates:
+    """One LSTM step that keeps its gates: ``x`` (B, I), ``hx = (h, c)`` with h (B, P) and c (B, H).
+
+    Returns :class:`CellGates` ``(i, f, g, o, c, h)`` after the activations; ``c`` and ``h`` are the new state.
+    This is where the equations live; :func:`lstm_cell_ref` is this step without the gates.
+    """
     h, c = hx
     gates = x @ w_ih.t() + h @ w_hh.t()  # (B, 4H)
     if b_ih is not None:
@@ -47,7 +64,21 @@ def lstm_cell_ref(
     h = o * torch.tanh(c)  # (B, H)
     if w_hr is not None:
         h = h @ w_hr.t()  # (B, P)
-    return h, c
+    return CellGates(i, f, g, o, c, h)
+
+
+def lstm_cell_ref(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    w_hr: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One LSTM step. ``x`` (B, I), ``hx = (h, c)`` with h (B, P) and c (B, H); returns the new (h, c)."""
+    step = lstm_cell_gates_ref(x, hx, w_ih, w_hh, b_ih, b_hh, w_hr)
+    return step.h, step.c
 
 
 def lstm_layer_ref(
