@@ -223,8 +223,16 @@ class DoubledCellState(nn.LSTM):
         return output, (h_n, c_n * 2)
 
 
+class DropsLastStep(nn.LSTM):
+    def forward(self, input, hx=None):
+        output, state = super().forward(input, hx)
+        return output[:-1], state
+
+
 def test_mismatch_raises():
     x = torch.randn(T, B, I)
+    with pytest.raises(TraceMismatchError, match=r"DropsLastStep's output has shape \(4, 3, 6\) but the reference"):
+        trace(DropsLastStep(I, H), x)
     with pytest.raises(TraceMismatchError, match=r"do not reproduce OffsetOutput's output \(largest difference 0\.1"):
         trace(OffsetOutput(I, H), x)
     with pytest.raises(TraceMismatchError, match="DoubledCellState's c_n"):
