@@ -1,7 +1,7 @@
 """``lstmkit explain``: a terminal walkthrough of a tiny LSTM, and gate plots of a trained model over a text.
 
-The walkthrough builds a small :class:`lstmkit.LSTM` (input 4, hidden 3, 5 steps, batch 2 by default; float64 so
-that equal means equal to the last digit), runs it, and explains what it computed: where each gate's weights sit,
+The walkthrough builds a small :class:`lstmkit.LSTM` (input 4, hidden 3, 5 steps, batch 2 by default; float64, so
+that "equal" can be checked to 1e-12), runs it, and explains what it computed: where each gate's weights sit,
 one step by hand, the step-by-step cell loop against the all-at-once call (as PyTorch's "Sequence Models and LSTM
 Networks" tutorial does), the shapes at every step, stacked layers and the dropout between them, the projection,
 and which parts of ``output`` and ``h_n`` belong to which direction.
@@ -43,6 +43,7 @@ __all__ = [
     "load_model_for_explain",
     "render",
     "run",
+    "saturation_path",
     "walkthrough",
 ]
 
@@ -64,6 +65,8 @@ class Claim(NamedTuple):
 
 
 class Section(NamedTuple):
+    """One part of the walkthrough: a heading, what to print, and the claims it checked."""
+
     title: str
     lines: list[str]  # what to print, without the claims
     claims: list[Claim]
