@@ -13,7 +13,9 @@ import importlib
 import sys
 
 # command -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "explain": ("lstmkit.explain.walkthrough", "walk through a tiny LSTM step by step, or plot a trained model's gates"),
+}
 
 
 class UsageError(Exception):
@@ -27,6 +29,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("lstmkit.data", "DataError"),
         ("lstmkit.train", "ConfigError"),
         ("lstmkit.train", "CheckpointError"),
+        ("lstmkit.explain", "ExplainError"),
     ):
         try:
             kinds.append(getattr(importlib.import_module(module), name))

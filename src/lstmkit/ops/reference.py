@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["LAYER_NORM_EPS", "NO_VARIANT", "Variant", "lstm_cell_ref", "lstm_layer_ref"]
+__all__ = ["LAYER_NORM_EPS", "NO_VARIANT", "CellGates", "Variant", "lstm_cell_gates_ref", "lstm_cell_ref", "lstm_layer_ref"]
 
 LAYER_NORM_EPS = 1e-5
 
@@ -69,7 +69,18 @@ def _zoneout_on(z) -> bool:
     return isinstance(z, Tensor) or z > 0
 
 
-def lstm_cell_ref(
+class CellGates(NamedTuple):
+    """Everything one LSTM step computes, for one batch of rows (see :func:`lstm_cell_gates_ref`)."""
+
+    i: Tensor  # (B, H) input gate, in (0, 1)
+    f: Tensor  # (B, H) forget gate, in (0, 1)
+    g: Tensor  # (B, H) cell candidate, in (-1, 1)
+    o: Tensor  # (B, H) output gate, in (0, 1)
+    c: Tensor  # (B, H) the new cell state
+    h: Tensor  # (B, P) the new output (projected when w_hr is given)
+
+
+def lstm_cell_gates_ref(
     x: Tensor,
     hx: tuple[Tensor, Tensor],
     w_ih: Tensor,
@@ -78,8 +89,12 @@ def lstm_cell_ref(
     b_hh: Tensor | None = None,
     w_hr: Tensor | None = None,
     variant: Variant = NO_VARIANT,
-) -> tuple[Tensor, Tensor]:
-    """One LSTM step. ``x`` (B, I), ``hx = (h, c)`` with h (B, P) and c (B, H); returns the new (h, c)."""
+) -> CellGates:
+    """One LSTM step that keeps its gates: ``x`` (B, I), ``hx = (h, c)`` with h (B, P) and c (B, H).
+
+    Returns :class:`CellGates` ``(i, f, g, o, c, h)`` after the activations; ``c`` and ``h`` are the new state.
+    This is where the equations live; :func:`lstm_cell_ref` is this step without the gates.
+    """
     h, c = hx
     v = variant
     hidden = c.shape[-1]
@@ -114,7 +129,22 @@ def lstm_cell_ref(
         h_new = torch.lerp(h_new, h, v.zoneout_h)  # keep the previous h where d = 1
     if _zoneout_on(v.zoneout_c):
         c_new = torch.lerp(c_new, c, v.zoneout_c)
-    return h_new, c_new
+    return CellGates(i, f, g, o, c_new, h_new)
+
+
+def lstm_cell_ref(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    w_hr: Tensor | None = None,
+    variant: Variant = NO_VARIANT,
+) -> tuple[Tensor, Tensor]:
+    """One LSTM step. ``x`` (B, I), ``hx = (h, c)`` with h (B, P) and c (B, H); returns the new (h, c)."""
+    step = lstm_cell_gates_ref(x, hx, w_ih, w_hh, b_ih, b_hh, w_hr, variant)
+    return step.h, step.c
 
 
 def lstm_layer_ref(
