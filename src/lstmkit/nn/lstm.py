@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
+from ..ops.reference import NO_VARIANT, Variant
 
 __all__ = ["LSTM", "LSTMCell"]
 
@@ -26,6 +27,16 @@ __all__ = ["LSTM", "LSTMCell"]
 def _check_probability(name: str, p: float) -> None:
     if not isinstance(p, numbers.Number) or isinstance(p, bool) or not 0 <= p < 1:
         raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
+
+
+def _zoneout_pair(zoneout) -> tuple[float, float]:
+    """``zoneout`` as (p for h, p for c): one number serves both."""
+    pair = tuple(zoneout) if isinstance(zoneout, (tuple, list)) else (zoneout, zoneout)
+    if len(pair) != 2:
+        raise ValueError(f"zoneout must be a probability or a pair (p_h, p_c), got {zoneout!r}")
+    for p in pair:
+        _check_probability("zoneout", p)
+    return float(pair[0]), float(pair[1])
 
 
 def _check_impl(impl: str) -> str:
@@ -128,9 +139,18 @@ class LSTM(nn.Module):
         impl: str = "auto",
         weight_dropout: float = 0.0,
         forget_bias: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
+        layer_norm: bool = False,
+        peephole: bool = False,
+        cell_clip: float | None = None,
     ) -> None:
         super().__init__()
         _check_probability("weight_dropout", weight_dropout)
+        _check_probability("recurrent_dropout", recurrent_dropout)
+        zoneout_h, zoneout_c = _zoneout_pair(zoneout)
+        if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
+            raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
         if forget_bias and not bias:
             raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
         if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
@@ -169,6 +189,11 @@ class LSTM(nn.Module):
         self.impl = _check_impl(impl)
         self.weight_dropout = float(weight_dropout)
         self.forget_bias = float(forget_bias)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.zoneout = (zoneout_h, zoneout_c)
+        self.layer_norm = bool(layer_norm)
+        self.peephole = bool(peephole)
+        self.cell_clip = float(cell_clip) if cell_clip is not None else None
 
         factory = {"device": device, "dtype": dtype}
         directions = 2 if bidirectional else 1
@@ -191,6 +216,23 @@ class LSTM(nn.Module):
                     names.append(kind + suffix)
                 self._flat_weights_names.extend(names)
                 self._all_weights.append(names)
+        # the variants' parameters come after all of torch's, so torch's weights get the same initial values
+        self._variant_names: list[dict[str, str]] = []
+        for layer in range(num_layers):
+            for direction in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = {}
+                if peephole:
+                    shapes.update(weight_ci=(hidden_size,), weight_cf=(hidden_size,), weight_co=(hidden_size,))
+                if layer_norm:
+                    shapes.update(
+                        ln_ih_weight=(4 * hidden_size,), ln_ih_bias=(4 * hidden_size,),
+                        ln_hh_weight=(4 * hidden_size,), ln_hh_bias=(4 * hidden_size,),
+                        ln_c_weight=(hidden_size,), ln_c_bias=(hidden_size,),
+                    )
+                for kind, shape in shapes.items():
+                    setattr(self, kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
+                self._variant_names.append({kind: kind + suffix for kind in shapes})
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -199,6 +241,10 @@ class LSTM(nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
+        for names in self._variant_names:  # layer-norm gains 1 and biases 0; peepholes keep the uniform draw
+            for kind, name in names.items():
+                if kind.startswith("ln_"):
+                    nn.init.ones_(getattr(self, name)) if kind.endswith("weight") else nn.init.zeros_(getattr(self, name))
         if self.forget_bias:
             with torch.no_grad():
                 for names in self._all_weights:
@@ -223,11 +269,31 @@ class LSTM(nn.Module):
             out.append(LayerWeights(found["weight_ih"], w_hh, found.get("bias_ih"), found.get("bias_hh"), found.get("weight_hr")))
         return out
 
+    def variants(self) -> list[Variant]:
+        """One :class:`~lstmkit.ops.reference.Variant` per layer and direction: the variant parameters, the cell
+        clip and the zoneout probabilities (the op draws the masks in training)."""
+        out = []
+        for names in self._variant_names:
+            get = lambda kind: getattr(self, names[kind])  # noqa: E731
+            out.append(
+                Variant(
+                    peephole=torch.stack([get("weight_ci"), get("weight_cf"), get("weight_co")]) if self.peephole else None,
+                    ln_ih=(get("ln_ih_weight"), get("ln_ih_bias")) if self.layer_norm else None,
+                    ln_hh=(get("ln_hh_weight"), get("ln_hh_bias")) if self.layer_norm else None,
+                    ln_c=(get("ln_c_weight"), get("ln_c_bias")) if self.layer_norm else None,
+                    zoneout_h=self.zoneout[0],
+                    zoneout_c=self.zoneout[1],
+                    cell_clip=self.cell_clip,
+                )
+            )
+        return out
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         defaults = {
             "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
-            "proj_size": 0, "impl": "auto", "weight_dropout": 0.0, "forget_bias": 0.0,
+            "proj_size": 0, "impl": "auto", "weight_dropout": 0.0, "forget_bias": 0.0, "recurrent_dropout": 0.0,
+            "zoneout": (0.0, 0.0), "layer_norm": False, "peephole": False, "cell_clip": None,
         }
         for name, default in defaults.items():
             value = getattr(self, name)
@@ -308,6 +374,8 @@ class LSTM(nn.Module):
             batch_first=self.batch_first,
             batch_sizes=batch_sizes,
             impl=self.impl,
+            variants=self.variants(),
+            recurrent_dropout=self.recurrent_dropout if self.training else 0.0,
         )
         if packed:
             output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
@@ -332,7 +400,11 @@ class LSTMCell(nn.Module):
 
     Args:
         input_size: features I of x. hidden_size: features H of h and c. bias: use b_ih and b_hh (default True).
-        device, dtype: for the parameters. impl: as for :class:`LSTM` (``"auto"`` is torch's kernel).
+        device, dtype: for the parameters. impl: as for :class:`LSTM` (``"auto"`` is torch's kernel, or the fused
+            path when a variant option is on).
+        forget_bias, zoneout, layer_norm, peephole, cell_clip: the variants of :class:`LSTM`, for one step (zoneout
+            draws a fresh mask per call in training). Recurrent dropout needs one mask for a whole sequence, so it
+            lives on :class:`LSTM` only.
 
     Inputs: input (B, I) or (I,); hx = (h_0, c_0) each (B, H) or (H,), zeros if not given.
 
@@ -349,13 +421,36 @@ class LSTMCell(nn.Module):
         torch.Size([3, 20])
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, impl: str = "auto") -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        impl: str = "auto",
+        forget_bias: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
+        layer_norm: bool = False,
+        peephole: bool = False,
+        cell_clip: float | None = None,
+    ) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
+        if forget_bias and not bias:
+            raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
+        if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
+            raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
         self.impl = _check_impl(impl)
+        self.forget_bias = float(forget_bias)
+        self.zoneout = _zoneout_pair(zoneout)
+        self.layer_norm = bool(layer_norm)
+        self.peephole = bool(peephole)
+        self.cell_clip = float(cell_clip) if cell_clip is not None else None
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory))
         if bias:
@@ -364,19 +459,46 @@ class LSTMCell(nn.Module):
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        if peephole:
+            for name in ("weight_ci", "weight_cf", "weight_co"):
+                setattr(self, name, nn.Parameter(torch.empty(hidden_size, **factory)))
+        if layer_norm:
+            for part, size in (("ih", 4 * hidden_size), ("hh", 4 * hidden_size), ("c", hidden_size)):
+                setattr(self, f"ln_{part}_weight", nn.Parameter(torch.empty(size, **factory)))
+                setattr(self, f"ln_{part}_bias", nn.Parameter(torch.empty(size, **factory)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
+        with torch.no_grad():
+            if self.layer_norm:
+                for part in ("ih", "hh", "c"):
+                    getattr(self, f"ln_{part}_weight").fill_(1.0)
+                    getattr(self, f"ln_{part}_bias").zero_()
+            if self.forget_bias:
+                self.bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
+
+    def variant(self) -> Variant:
+        """This cell's extras; zoneout as probabilities (the forward draws masks in training)."""
+        return Variant(
+            peephole=torch.stack([self.weight_ci, self.weight_cf, self.weight_co]) if self.peephole else None,
+            ln_ih=(self.ln_ih_weight, self.ln_ih_bias) if self.layer_norm else None,
+            ln_hh=(self.ln_hh_weight, self.ln_hh_bias) if self.layer_norm else None,
+            ln_c=(self.ln_c_weight, self.ln_c_bias) if self.layer_norm else None,
+            zoneout_h=self.zoneout[0],
+            zoneout_c=self.zoneout[1],
+            cell_clip=self.cell_clip,
+        )
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.impl != "auto":
-            s += f", impl={self.impl!r}"
+        defaults = {"bias": True, "impl": "auto", "forget_bias": 0.0, "zoneout": (0.0, 0.0), "layer_norm": False,
+                    "peephole": False, "cell_clip": None}
+        for name, default in defaults.items():
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
         return s
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -405,7 +527,14 @@ class LSTMCell(nn.Module):
                     raise RuntimeError(f"hx[{index}] must have shape {expected} to match the input batch, got {tuple(value.shape)}")
                 if value.dtype != x.dtype or value.device != x.device:
                     raise ValueError(f"hx[{index}] is {value.dtype} on {value.device} but the input is {x.dtype} on {x.device}")
-        h, c = lstm_cell(x, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, impl=self.impl)
+        variant = self.variant()
+        if self.training:  # zoneout: a fresh keep-previous mask per unit for this step
+            z_h, z_c = self.zoneout
+            variant = variant._replace(
+                zoneout_h=torch.bernoulli(torch.full_like(hx[0], z_h)) if z_h > 0 else 0.0,
+                zoneout_c=torch.bernoulli(torch.full_like(hx[1], z_c)) if z_c > 0 else 0.0,
+            )
+        h, c = lstm_cell(x, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, impl=self.impl, variant=variant)
         if not is_batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c
