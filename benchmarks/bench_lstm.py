@@ -30,9 +30,11 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lstmkit  # noqa: E402
+from variant_loops import LSTMKIT_OPTIONS, UserLoopLSTM  # noqa: E402
 
-PEERS = ("torch", "auto", "native", "fused", "reference", "cell-loop")
+PEERS = ("torch", "auto", "native", "fused", "reference", "cell-loop", "lstmkit", "user-loop")
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,11 @@ class Case:
     layers: int = 1
     packed: bool = False  # lengths uniform in [T/2, T], as a PackedSequence (enforce_sorted=False)
     proj: int = 0
-    label: str = field(default="", compare=False)
+    option: str = ""  # a variant of lstmkit.LSTM (variant_loops.LSTMKIT_OPTIONS), for the variants table
 
     def name(self) -> str:
         extra = (" packed" if self.packed else "") + (f" proj={self.proj}" if self.proj else "")
-        return f"T={self.T} B={self.B} H={self.H} L={self.layers}{extra}"
+        return f"T={self.T} B={self.B} H={self.H} L={self.layers}{extra}" + (f" {self.option}" if self.option else "")
 
 
 class CellLoop(torch.nn.Module):
@@ -76,6 +78,10 @@ def build(peer: str, case: Case, seed: int = 0) -> tuple[torch.nn.Module, Callab
     torch.manual_seed(seed)
     if peer == "cell-loop":
         module = CellLoop(case.H, case.H, case.layers)
+    elif peer == "user-loop":
+        module = UserLoopLSTM(case.H, case.H, case.layers, case.option)
+    elif peer == "lstmkit":
+        module = lstmkit.LSTM(case.H, case.H, case.layers, **LSTMKIT_OPTIONS[case.option])
     elif peer == "torch":
         module = torch.nn.LSTM(case.H, case.H, case.layers, proj_size=case.proj)
     else:
@@ -165,6 +171,18 @@ def print_table(rows: list[dict]) -> None:
         print(line, flush=True)
 
 
+def print_variants(rows: list[dict]) -> None:
+    """One line per option and cell: lstmkit's time relative to torch.nn.LSTM, and its speed-up over the loop."""
+    print(f"{'option':<18} {'cell':<24} {'torch ms':>9} {'lstmkit/torch':>14} {'loop/lstmkit':>13}")
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    for name in names:
+        cell = {r["peer"]: r for r in rows if r["name"] == name}
+        case = cell["torch"]["case"]
+        shape = f"T={case['T']} B={case['B']} H={case['H']} L={case['layers']}"
+        print(f"{case['option']:<18} {shape:<24} {cell['torch']['ms']:>9.2f} {cell['lstmkit']['vs_torch']:>13.2f}x "
+              f"{cell['user-loop']['ms'] / cell['lstmkit']['ms']:>12.2f}x", flush=True)
+
+
 # ----------------------------------------------------------------------------------------------- peak memory
 
 
@@ -220,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--variants", action="store_true", help="the variants table: each option of lstmkit.LSTM "
+                        "against a Python loop over a cell with that option, and plain torch.nn.LSTM (training)")
+    parser.add_argument("--options", default=",".join(LSTMKIT_OPTIONS), help="variants to time (with --variants)")
     parser.add_argument("--memory-child", nargs=2, metavar=("PEER", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -238,6 +259,16 @@ def main(argv: list[str] | None = None) -> int:
     plain, special = grids(args.quick)
     rows: list[dict] = []
     started = time.perf_counter()
+    if args.variants:
+        for option in args.options.split(","):
+            for base in plain:
+                case = Case(base.T, base.B, base.H, base.layers, option=option)
+                rows += run_case(case, ("torch", "lstmkit", "user-loop"), ("training",), repeats, 1, budget)
+        print_variants(rows)
+        if args.json:
+            args.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, indent=1))
+        print(f"total {time.perf_counter() - started:.0f} s")
+        return 0
     for case in plain:
         rows += run_case(case, peers, ("inference", "training"), repeats, 1, budget)
     special_peers = tuple(p for p in peers if p in ("torch", "auto", "fused"))

@@ -75,6 +75,14 @@ def _use_onednn(x: Tensor, hidden: int) -> bool:
     return _backend == "onednn" or hidden >= _ONEDNN_MIN_HIDDEN
 
 
+def _weight_grad(d: Tensor, inputs: Tensor, onednn: bool) -> Tensor:
+    """``d.T @ inputs``: a weight gradient summed over all N rows, (N, O) x (N, K) -> (O, K). oneDNN needs both
+    operands transposed into contiguous copies (memory-bound, small next to the GEMM at LSTM sizes)."""
+    if not onednn:
+        return torch.mm(d.t(), inputs)
+    return torch.ops.mkldnn._linear_pointwise(d.t().contiguous(), inputs.t().contiguous(), None, "none", [], "")
+
+
 class _RightMatmul:
     """``a @ w.T`` (optionally ``+ add``) for one fixed ``w`` used many times: oneDNN with ``w`` prepacked once,
     or public torch ops."""
@@ -203,7 +211,7 @@ class LSTMLayerFunction(torch.autograd.Function):
             bias = b_ih if b_ih is not None else b_hh
         x_proj = mean_ih = rstd_ih = None
         if ln_ih_w is not None:  # gates = LN(W x) + b
-            x_proj = torch.mm(x, w_ih.t())  # (N, 4H)
+            x_proj = torch.ops.mkldnn._linear_pointwise(x, w_ih, None, "none", [], "") if onednn else torch.mm(x, w_ih.t())
             gates, mean_ih, rstd_ih = torch.native_layer_norm(x_proj, [4 * hidden], ln_ih_w, ln_ih_b, LAYER_NORM_EPS)
             if bias is not None:
                 gates.add_(bias)
@@ -397,16 +405,16 @@ class LSTMLayerFunction(torch.autograd.Function):
         if needs[0]:
             grads["x"] = _RightMatmul(w_ih.t(), total, onednn)(d_x_proj)  # (N, I)
         if needs[3]:
-            grads["w_ih"] = torch.mm(d_x_proj.t(), x)  # (4H, I)
+            grads["w_ih"] = _weight_grad(d_x_proj, x, onednn)  # (4H, I)
         if needs[4]:
             h_in = h_prev
             if rec_mask is not None:
                 h_in = h_prev * rec_mask.index_select(0, _batch_index(sched.sizes, x.device))
-            grads["w_hh"] = torch.mm((d_rh if d_rh is not None else dz).t(), h_in)  # (4H, P)
+            grads["w_hh"] = _weight_grad(d_rh if d_rh is not None else dz, h_in, onednn)  # (4H, P)
         if needs[5] or needs[6]:
             grads["bias"] = dz.sum(0)  # (4H,)
         if w_hr is not None and needs[7]:
-            grads["w_hr"] = torch.mm(dh_all.t(), h_raw)  # (P, H)
+            grads["w_hr"] = _weight_grad(dh_all, h_raw, onednn)  # (P, H)
         if peephole is not None and needs[8]:
             grads["peephole"] = torch.stack([
                 (dz[:, :hidden] * c_prev).sum(0),
