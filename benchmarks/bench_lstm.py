@@ -187,15 +187,15 @@ def print_variants(rows: list[dict]) -> None:
 
 
 def _memory_child(peer: str, case: Case) -> None:
-    """Runs in a fresh process: peak resident memory added by one training step (after a warm-up step)."""
+    """Runs in a fresh process: how far one training step raises the peak resident memory above what the process
+    held just before it (model, input, gradients' absence). A first step, because memory freed by a step stays
+    resident and would hide the next step's peak."""
     module, make = build(peer, case)
     fn = step_fn(module, make, "training")
-    fn()
     before = _rss_mb()
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fn()
-    peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peer": peer, "peak_mb": peak_after, "before_mb": before, "grew_mb": peak_after - peak_before}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peer": peer, "peak_mb": peak, "before_mb": before}))
 
 
 def _rss_mb() -> float:
@@ -206,8 +206,8 @@ def _rss_mb() -> float:
 def measure_memory(case: Case, peers: tuple[str, ...]) -> list[dict]:
     """Peak memory of a training step per peer, each in its own process (max RSS cannot be reset in-process).
 
-    Reported: the process's peak resident memory minus its memory after building the model and input and running
-    one warm-up step (so weights, input and allocator caches are excluded)."""
+    Reported: the process's peak resident memory minus its memory after building the model and input (so the
+    interpreter, torch, the weights and the input are excluded)."""
     rows = []
     for peer in peers:
         cmd = [sys.executable, __file__, "--memory-child", peer, json.dumps(asdict(case))]

@@ -23,6 +23,8 @@ from ..ops.reference import NO_VARIANT, Variant
 
 __all__ = ["LSTM", "LSTMCell"]
 
+LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")  # the order of LayerWeights
+
 
 def _check_probability(name: str, p: float) -> None:
     if not isinstance(p, numbers.Number) or isinstance(p, bool) or not 0 <= p < 1:
@@ -216,6 +218,11 @@ class LSTM(nn.Module):
                     names.append(kind + suffix)
                 self._flat_weights_names.extend(names)
                 self._all_weights.append(names)
+        # per layer and direction: the names of (w_ih, w_hh, b_ih, b_hh, w_hr), None where absent
+        self._layer_names = [
+            tuple(next((n for n in names if n.startswith(kind + "_l")), None) for kind in LAYER_KINDS)
+            for names in self._all_weights
+        ]
         # the variants' parameters come after all of torch's, so torch's weights get the same initial values
         self._variant_names: list[dict[str, str]] = []
         for layer in range(num_layers):
@@ -260,14 +267,21 @@ class LSTM(nn.Module):
         """One :class:`~lstmkit.ops.LayerWeights` per layer and direction, in torch's flat order, as this forward
         call uses them: with ``weight_dropout`` in training, ``weight_hh`` is a freshly dropped copy (DropConnect);
         the parameter itself is never modified and receives the gradient through the copy."""
+        drop = self.weight_dropout if self.training else 0.0
         out = []
-        for names in self._all_weights:
-            found = {name.split("_l")[0]: getattr(self, name) for name in names}
-            w_hh = found["weight_hh"]
-            if self.weight_dropout > 0 and self.training:
-                w_hh = F.dropout(w_hh, self.weight_dropout, training=True)  # (4H, P), survivors scaled 1/(1-p)
-            out.append(LayerWeights(found["weight_ih"], w_hh, found.get("bias_ih"), found.get("bias_hh"), found.get("weight_hr")))
+        for names in self._layer_names:
+            w_ih, w_hh, b_ih, b_hh, w_hr = (getattr(self, n) if n is not None else None for n in names)
+            if drop > 0:
+                w_hh = F.dropout(w_hh, drop, training=True)  # (4H, P), survivors scaled 1/(1-p)
+            out.append(LayerWeights(w_ih, w_hh, b_ih, b_hh, w_hr))
         return out
+
+    def has_variant(self) -> bool:
+        """Whether an option needs more than torch's LSTM (weight dropout and forget bias do not)."""
+        return bool(
+            self.layer_norm or self.peephole or self.cell_clip is not None or any(self.zoneout)
+            or (self.recurrent_dropout and self.training)
+        )
 
     def variants(self) -> list[Variant]:
         """One :class:`~lstmkit.ops.reference.Variant` per layer and direction: the variant parameters, the cell
@@ -374,7 +388,7 @@ class LSTM(nn.Module):
             batch_first=self.batch_first,
             batch_sizes=batch_sizes,
             impl=self.impl,
-            variants=self.variants(),
+            variants=self.variants() if self.has_variant() else None,
             recurrent_dropout=self.recurrent_dropout if self.training else 0.0,
         )
         if packed:
