@@ -75,14 +75,6 @@ def _use_onednn(x: Tensor, hidden: int) -> bool:
     return _backend == "onednn" or hidden >= _ONEDNN_MIN_HIDDEN
 
 
-def _weight_grad(d: Tensor, inputs: Tensor, onednn: bool) -> Tensor:
-    """``d.T @ inputs``: a weight gradient summed over all N rows, (N, O) x (N, K) -> (O, K). oneDNN needs both
-    operands transposed into contiguous copies (memory-bound, small next to the GEMM at LSTM sizes)."""
-    if not onednn:
-        return torch.mm(d.t(), inputs)
-    return torch.ops.mkldnn._linear_pointwise(d.t().contiguous(), inputs.t().contiguous(), None, "none", [], "")
-
-
 class _RightMatmul:
     """``a @ w.T`` (optionally ``+ add``) for one fixed ``w`` used many times: oneDNN with ``w`` prepacked once,
     or public torch ops."""
@@ -333,14 +325,16 @@ class LSTMLayerFunction(torch.autograd.Function):
             h_prev, c_prev = h_buf.index_select(0, index), c_buf.index_select(0, index)
         c_new = c_new_buf if zoning_c else c_buf[out_at : out_at + total]  # (N, H) new cells before zoneout
 
-        # per-row factors, all rows at once
+        # per-row factors, all rows at once, written straight into dz (sigmoid' = s - s^2, tanh' = 1 - t^2)
         i, f, g, o = gates.chunk(4, dim=1)  # (N, H) each, post-activation
-        d_c_from_h = o * (1 - tanh_c * tanh_c)  # (N, H)  d h / d (tanh's input), h = o tanh(.)
         dz = torch.empty_like(gates)  # (N, 4H): factors now, gradients of the pre-activations after the loop
-        torch.mul(g, i * (1 - i), out=dz[:, :hidden])  # d/dz_i = dc * g * i (1 - i)
-        torch.mul(c_prev, f * (1 - f), out=dz[:, hidden : 2 * hidden])  # d/dz_f = dc * c_prev * f (1 - f)
-        torch.mul(i, 1 - g * g, out=dz[:, 2 * hidden : 3 * hidden])  # d/dz_g = dc * i (1 - g^2)
-        torch.mul(tanh_c, o * (1 - o), out=dz[:, 3 * hidden :])  # d/dz_o = dh * tanh(.) * o (1 - o)
+        dz_i, dz_f, dz_g, dz_o = dz.chunk(4, dim=1)
+        torch.addcmul(i, i, i, value=-1, out=dz_i).mul_(g)  # d/dz_i = dc * g * i (1 - i)
+        torch.addcmul(f, f, f, value=-1, out=dz_f).mul_(c_prev)  # d/dz_f = dc * c_prev * f (1 - f)
+        torch.addcmul(i, i, torch.mul(g, g, out=dz_g), value=-1, out=dz_g)  # d/dz_g = dc * i (1 - g^2)
+        torch.addcmul(o, o, o, value=-1, out=dz_o).mul_(tanh_c)  # d/dz_o = dh * tanh(.) * o (1 - o)
+        d_c_from_h = torch.mul(tanh_c, tanh_c)  # (N, H)  d h / d (tanh's input) = o (1 - tanh^2)
+        torch.addcmul(o, o, d_c_from_h, value=-1, out=d_c_from_h)
         inside_clip = (c_new.abs() < clip).to(x.dtype) if clip is not None else None  # (N, H)
         d_normed_c = torch.empty_like(tanh_c) if ln_c_w is not None else None  # (N, H)
         d_rh = torch.empty_like(gates) if ln_hh_w is not None else None  # (N, 4H)
@@ -405,16 +399,16 @@ class LSTMLayerFunction(torch.autograd.Function):
         if needs[0]:
             grads["x"] = _RightMatmul(w_ih.t(), total, onednn)(d_x_proj)  # (N, I)
         if needs[3]:
-            grads["w_ih"] = _weight_grad(d_x_proj, x, onednn)  # (4H, I)
+            grads["w_ih"] = torch.mm(d_x_proj.t(), x)  # (4H, I)
         if needs[4]:
             h_in = h_prev
             if rec_mask is not None:
                 h_in = h_prev * rec_mask.index_select(0, _batch_index(sched.sizes, x.device))
-            grads["w_hh"] = _weight_grad(d_rh if d_rh is not None else dz, h_in, onednn)  # (4H, P)
+            grads["w_hh"] = torch.mm((d_rh if d_rh is not None else dz).t(), h_in)  # (4H, P)
         if needs[5] or needs[6]:
             grads["bias"] = dz.sum(0)  # (4H,)
         if w_hr is not None and needs[7]:
-            grads["w_hr"] = _weight_grad(dh_all, h_raw, onednn)  # (P, H)
+            grads["w_hr"] = torch.mm(dh_all.t(), h_raw)  # (P, H)
         if peephole is not None and needs[8]:
             grads["peephole"] = torch.stack([
                 (dz[:, :hidden] * c_prev).sum(0),
