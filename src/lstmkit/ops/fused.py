@@ -26,12 +26,14 @@ Backward::
         dz[t] = [dc * A_i, dc * A_f, dc * A_g, dh * A_o] ; dc *= f ; dh_rec = dz[t] @ w_hh
     then ONE GEMM each: d_w_ih = dz.T @ x, d_w_hh = dz.T @ h_prev, d_x = dz @ w_ih (and d_w_hr = dh.T @ h_raw)
 
-Matmuls. On this kind of CPU, torch.mm goes to MKL, which runs AVX2 code on AMD processors, while oneDNN runs
-AVX-512 and is 1.3-2x faster on LSTM-shaped GEMMs (../shared/PERF_NOTES.md, benchmarks/RESULTS.md). oneDNN is
-reachable only through the private op ``torch.ops.mkldnn._linear_pointwise`` with weights prepacked by
-``_reorder_linear_weight``, so :class:`_RightMatmul` uses it for float32 on CPU when it exists and falls back to
-public ``torch.mm``/``addmm`` everywhere else (float64, CUDA, a torch without the op). Both paths are tested;
-:func:`set_matmul_backend` forces one.
+Matmuls. On this kind of CPU torch.mm goes to MKL, which runs AVX2 code on AMD processors; oneDNN runs AVX-512.
+Measured here (benchmarks/RESULTS.md), oneDNN with a prepacked weight is 1.3x (B=64, H=512) to 2x (B=16, H=1024)
+faster for the per-step (B, P) x (P, 4H) GEMM, and no faster for the big weight-gradient GEMMs once their
+transposed copies are paid, so those stay on torch.mm. oneDNN is reachable only through the private op
+``torch.ops.mkldnn._linear_pointwise`` with weights prepacked by ``_reorder_linear_weight``, so
+:class:`_RightMatmul` uses it for float32 on CPU when it exists and falls back to public ``torch.mm``/``addmm``
+everywhere else (float64, CUDA, a torch without the op). Both paths are tested; :func:`set_matmul_backend` or
+the environment variable LSTMKIT_MATMUL forces one.
 """
 
 from __future__ import annotations
