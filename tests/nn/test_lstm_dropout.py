@@ -132,6 +132,12 @@ def test_weight_dropout_survives_mode_switches_copies_and_state_dicts():
         lstm(x)
         lstm.eval()
         torch.testing.assert_close(lstm(x)[0], reference)
+        moved = copy.deepcopy(lstm).to(torch.float64)
+        assert moved.weight_dropout == 0.5 and isinstance(moved.weight_hh_l0, torch.nn.Parameter)
+        torch.testing.assert_close(moved(x.double())[0].float(), reference, rtol=1e-5, atol=1e-6)
+        moved.train()
+        moved(x.double())[0].sum().backward()
+        assert moved.weight_hh_l0.grad.dtype == torch.float64
         doubled = copy.deepcopy(lstm).double()
         torch.testing.assert_close(doubled(x.double())[0].float(), reference, rtol=1e-5, atol=1e-6)
         clone = pickle.loads(pickle.dumps(lstm))

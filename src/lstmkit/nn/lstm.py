@@ -100,6 +100,27 @@ class LSTM(nn.Module):
             behave as for any module. Default 0.
         forget_bias: added to the forget-gate rows of ``bias_ih`` at initialisation (Jozefowicz et al. 2015
             recommend 1). Default 0.
+        recurrent_dropout: variational dropout on the h fed back into the recurrence (Gal and Ghahramani 2016):
+            :math:`R (h_{t-1} \odot m)` with one mask m per sequence, layer and direction, constant over time,
+            survivors scaled 1/(1-p). The output h is not dropped. Default 0.
+        zoneout: p, or (p_h, p_c) (Krueger et al. 2017): in training each unit keeps its previous value with that
+            probability, :math:`h_t = d_t \odot h_{t-1} + (1 - d_t) \odot h'_t` with a fresh Bernoulli mask
+            :math:`d_t` every step (the same for c); in eval the expectation :math:`h_t = p h_{t-1} + (1-p) h'_t`.
+            :math:`h'_t` uses the new cell before zoneout, as in the paper. Default 0.
+        layer_norm: the layer-normalised LSTM of Ba, Kiros and Hinton 2016 (eqs. 20-22):
+            :math:`(i, f, g, o) = LN(W x_t) + LN(R h_{t-1}) + b`, the cell :math:`c_t` carried un-normalised, and
+            :math:`h_t = o_t \odot \tanh(LN(c_t))`, each LN with its own gain and bias. (pytorch's
+            benchmarks/fastrnns custom_lstms.py carries the normalised c instead; we follow the paper.)
+            Default False.
+        peephole: diagonal peephole connections (Gers, Schraudolph and Schmidhuber 2002): i and f get
+            :math:`w_{ci} \odot c_{t-1}` and :math:`w_{cf} \odot c_{t-1}`, o gets :math:`w_{co} \odot c_t`.
+            Default False.
+        cell_clip: clip :math:`c_t` to [-cell_clip, cell_clip] after each update, as LSTMP implementations for
+            speech do. Default None.
+
+        Every option combines with the others and with num_layers, bidirectional, proj_size, batch_first, packed
+        input and dropout; all but weight_dropout and forget_bias run on the fused path (``impl="auto"`` picks it,
+        ``impl="native"`` refuses them).
 
     Inputs: input, (h_0, c_0)
         - input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a ``PackedSequence``.
@@ -116,6 +137,10 @@ class LSTM(nn.Module):
         weight_ih_l[k]: (4H, I) for k = 0, (4H, D * P) after; rows are W_i, W_f, W_g, W_o.
         weight_hh_l[k]: (4H, P). bias_ih_l[k], bias_hh_l[k]: (4H,). weight_hr_l[k]: (P, H) with ``proj_size``.
         Suffix ``_reverse`` for the reverse direction. All initialised from U(-1/sqrt(H), 1/sqrt(H)).
+        With ``peephole``: weight_ci_l[k], weight_cf_l[k], weight_co_l[k] (H,), same initialisation.
+        With ``layer_norm``: ln_ih_weight_l[k], ln_ih_bias_l[k] (4H,), ln_hh_weight_l[k], ln_hh_bias_l[k] (4H,),
+        ln_c_weight_l[k], ln_c_bias_l[k] (H,); gains start at 1, biases at 0. They are registered after torch's
+        parameters, so the same seed gives torch's initial weights.
 
     Example::
 
