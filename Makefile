@@ -25,7 +25,7 @@ bench-quick: setup
 	$(PY) benchmarks/bench_lstm.py --quick
 
 demo: setup
-	$(PY) -m lstmkit.demo
+	$(PY) -m lstmkit.tour
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -26,18 +26,71 @@ Backward::
         dz[t] = [dc * A_i, dc * A_f, dc * A_g, dh * A_o] ; dc *= f ; dh_rec = dz[t] @ w_hh
     then ONE GEMM each: d_w_ih = dz.T @ x, d_w_hh = dz.T @ h_prev, d_x = dz @ w_ih (and d_w_hr = dh.T @ h_raw)
 
-Only public torch ops are used, so the same code runs on CPU and CUDA, in float32 and float64.
+Matmuls. On this kind of CPU, torch.mm goes to MKL, which runs AVX2 code on AMD processors, while oneDNN runs
+AVX-512 and is 1.3-2x faster on LSTM-shaped GEMMs (../shared/PERF_NOTES.md, benchmarks/RESULTS.md). oneDNN is
+reachable only through the private op ``torch.ops.mkldnn._linear_pointwise`` with weights prepacked by
+``_reorder_linear_weight``, so :class:`_RightMatmul` uses it for float32 on CPU when it exists and falls back to
+public ``torch.mm``/``addmm`` everywhere else (float64, CUDA, a torch without the op). Both paths are tested;
+:func:`set_matmul_backend` forces one.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["LSTMLayerFunction", "lstm_layer_fused"]
+__all__ = ["LSTMLayerFunction", "lstm_layer_fused", "matmul_backend", "set_matmul_backend"]
+
+_BACKENDS = ("auto", "onednn", "public")
+_backend = os.environ.get("LSTMKIT_MATMUL", "auto")
+_ONEDNN_MIN_HIDDEN = 256  # below this MKL's small GEMMs are as fast and oneDNN's call overhead dominates
+
+
+def set_matmul_backend(name: str) -> None:
+    """``"auto"`` (oneDNN for float32 CPU layers with H >= 256 when available), ``"onednn"`` (whenever available)
+    or ``"public"`` (torch.mm / addmm only). Also settable with the environment variable LSTMKIT_MATMUL."""
+    global _backend
+    if name not in _BACKENDS:
+        raise ValueError(f"matmul backend must be one of {_BACKENDS}, got {name!r}")
+    _backend = name
+
+
+def matmul_backend() -> str:
+    return _backend
+
+
+def _onednn_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _use_onednn(x: Tensor, hidden: int) -> bool:
+    if _backend == "public" or x.device.type != "cpu" or x.dtype != torch.float32 or not _onednn_available():
+        return False
+    return _backend == "onednn" or hidden >= _ONEDNN_MIN_HIDDEN
+
+
+class _RightMatmul:
+    """``a @ w.T`` (optionally ``+ add``) for one fixed ``w`` used many times: oneDNN with ``w`` prepacked once,
+    or public torch ops."""
+
+    def __init__(self, w: Tensor, rows: int, onednn: bool):
+        self.w = w
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows) if onednn else None
+
+    def __call__(self, a: Tensor, add: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        if self.packed is None:
+            if add is not None:
+                return add.addmm_(a, self.w.t()) if out is None else torch.addmm(add, a, self.w.t(), out=out)
+            return torch.mm(a, self.w.t(), out=out) if out is not None else torch.mm(a, self.w.t())
+        if add is not None:
+            result = torch.ops.mkldnn._linear_pointwise.binary(a, add, self.packed, None, "add")
+        else:
+            result = torch.ops.mkldnn._linear_pointwise(a, self.packed, None, "none", [], "")
+        return out.copy_(result) if out is not None else result
 
 
 class _Schedule(NamedTuple):
@@ -100,11 +153,6 @@ def _rows_before(buf: Tensor, sched: _Schedule, t: int, n: int, reverse: bool, i
     return torch.cat([buf[start : start + have], buf[init_at + have : init_at + n]])
 
 
-def _matmul_t(a: Tensor, w: Tensor, out: Tensor | None = None) -> Tensor:
-    """a @ w.T"""
-    return torch.mm(a, w.t(), out=out) if out is not None else torch.mm(a, w.t())
-
-
 class LSTMLayerFunction(torch.autograd.Function):
     """One LSTM layer in one direction, with a hand-written backward through time.
 
@@ -123,12 +171,18 @@ class LSTMLayerFunction(torch.autograd.Function):
         hidden = c0.shape[1]
         out_at, init_at = (0, total) if reverse else (batch, 0)
 
+        onednn = _use_onednn(x, hidden)
         bias = None
         if b_ih is not None and b_hh is not None:
             bias = b_ih + b_hh
         elif b_ih is not None or b_hh is not None:
             bias = b_ih if b_ih is not None else b_hh
-        gates = torch.addmm(bias, x, w_ih.t()) if bias is not None else _matmul_t(x, w_ih)  # (N, 4H)
+        if onednn:
+            gates = torch.ops.mkldnn._linear_pointwise(x, w_ih, bias, "none", [], "")  # (N, 4H)
+        else:
+            gates = torch.addmm(bias, x, w_ih.t()) if bias is not None else torch.mm(x, w_ih.t())  # (N, 4H)
+        recurrent = _RightMatmul(w_hh, batch, onednn)  # h_prev @ w_hh.T
+        project = _RightMatmul(w_hr, batch, onednn) if w_hr is not None else None  # h_raw @ w_hr.T
 
         h_buf = x.new_empty(total + batch, h0.shape[1])  # (N + B, P): outputs and the initial h
         c_buf = x.new_empty(total + batch, hidden)  # (N + B, H): cells and the initial c
@@ -141,11 +195,11 @@ class LSTMLayerFunction(torch.autograd.Function):
             n, row = sched.sizes[t], sched.offsets[t]
             h_prev = _rows_before(h_buf, sched, t, n, reverse, init_at, out_at)  # (B_t, P)
             c_prev = _rows_before(c_buf, sched, t, n, reverse, init_at, out_at)  # (B_t, H)
-            z = gates[row : row + n]  # (B_t, 4H)
-            z.addmm_(h_prev, w_hh.t())
-            z[:, : 2 * hidden].sigmoid_()  # i, f
-            z[:, 2 * hidden : 3 * hidden].tanh_()  # g
-            z[:, 3 * hidden :].sigmoid_()  # o
+            z = gates[row : row + n]  # (B_t, 4H): input part now, the activated gates below
+            pre = recurrent(h_prev, add=z)  # (B_t, 4H) pre-activations (z itself with public ops)
+            torch.sigmoid(pre[:, : 2 * hidden], out=z[:, : 2 * hidden])  # i, f
+            torch.tanh(pre[:, 2 * hidden : 3 * hidden], out=z[:, 2 * hidden : 3 * hidden])  # g
+            torch.sigmoid(pre[:, 3 * hidden :], out=z[:, 3 * hidden :])  # o
             i, f, g, o = z.chunk(4, dim=1)  # (B_t, H) each
             c = c_buf[out_at + row : out_at + row + n]  # (B_t, H)
             torch.mul(f, c_prev, out=c)
@@ -158,7 +212,7 @@ class LSTMLayerFunction(torch.autograd.Function):
             else:
                 hr = h_raw[row : row + n] if need_grad else h_raw[:n]  # (B_t, H)
                 torch.mul(o, tc, out=hr)
-                _matmul_t(hr, w_hr, out=h)
+                project(hr, out=h)
 
         output = h_buf[out_at : out_at + total]  # (N, P)
         if sched.uniform:
@@ -201,6 +255,9 @@ class LSTMLayerFunction(torch.autograd.Function):
         torch.mul(i, 1 - g * g, out=dz[:, 2 * hidden : 3 * hidden])  # d/dz_g = dc * i (1 - g^2)
         torch.mul(tanh_c, o * (1 - o), out=dz[:, 3 * hidden :])  # d/dz_o = dh * tanh c * o (1 - o)
 
+        onednn = _use_onednn(x, hidden)
+        recurrent = _RightMatmul(w_hh.t(), batch, onednn)  # dz_t @ w_hh
+        unproject = _RightMatmul(w_hr.t(), batch, onednn) if w_hr is not None else None  # dh @ w_hr
         dh_all = grad_output.clone() if grad_output is not None else x.new_zeros(total, proj)  # (N, P)
         dh_state = grad_h_n.clone() if grad_h_n is not None else x.new_zeros(batch, proj)  # (B, P)
         dc_state = grad_c_n.clone() if grad_c_n is not None else x.new_zeros(batch, hidden)  # (B, H)
@@ -208,17 +265,17 @@ class LSTMLayerFunction(torch.autograd.Function):
             n, row = sched.sizes[t], sched.offsets[t]
             dh = dh_all[row : row + n]  # (B_t, P)
             dh.add_(dh_state[:n])
-            dh_cell = dh @ w_hr if w_hr is not None else dh  # (B_t, H)
+            dh_cell = unproject(dh) if w_hr is not None else dh  # (B_t, H)
             dc = dc_state[:n]  # (B_t, H)
             dc.addcmul_(dh_cell, d_c_from_h[row : row + n])
             dz_t = dz[row : row + n]  # (B_t, 4H)
             dz_t[:, : 3 * hidden].view(n, 3, hidden).mul_(dc.unsqueeze(1))
             dz_t[:, 3 * hidden :].mul_(dh_cell)
             dc.mul_(f[row : row + n])
-            torch.mm(dz_t, w_hh, out=dh_state[:n])
+            recurrent(dz_t, out=dh_state[:n])  # (B_t, P) gradient of the previous h
 
         needs = ctx.needs_input_grad
-        grad_x = torch.mm(dz, w_ih) if needs[0] else None  # (N, I)
+        grad_x = _RightMatmul(w_ih.t(), total, onednn)(dz) if needs[0] else None  # (N, I)
         grad_w_ih = torch.mm(dz.t(), x) if needs[3] else None  # (4H, I)
         grad_w_hh = torch.mm(dz.t(), h_prev) if needs[4] else None  # (4H, P)
         grad_bias = dz.sum(0) if (needs[5] or needs[6]) else None  # (4H,)
