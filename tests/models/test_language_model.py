@@ -189,3 +189,33 @@ def test_linear_cross_entropy_plain_path_and_checks():
         linear_cross_entropy(x, w, b, y[:3])
     with pytest.raises(ValueError, match="reduction"):
         linear_cross_entropy(x, w, b, y, "none")
+
+
+def test_linear_cross_entropy_under_bfloat16_autocast():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(30, 8, generator=g, requires_grad=True)
+    w = torch.randn(50, 8, generator=g, requires_grad=True)
+    b = torch.zeros(50, requires_grad=True)
+    y = torch.randint(50, (30,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = linear_cross_entropy(x, w, b, y)
+    loss.backward()
+    expected = linear_cross_entropy_ref(x.detach(), w.detach(), b.detach(), y)
+    assert loss.dtype == torch.float32 and abs(loss.item() - expected.item()) < 2e-2 * expected.item()
+    assert x.grad.dtype == w.grad.dtype == b.grad.dtype == torch.float32
+    reference = [t.detach().clone().requires_grad_() for t in (x, w, b)]
+    linear_cross_entropy_ref(*reference, y).backward()
+    for ours, theirs in zip((x, w, b), reference):
+        assert (ours.grad - theirs.grad).norm() < 2e-2 * theirs.grad.norm()
+
+
+def test_model_under_bfloat16_autocast_keeps_float32_between_layers():
+    model = make()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(words())
+        losses = model.loss(out, words(seed=2))
+        second = model(words(seed=3), detach_hidden(out.hidden))
+    assert out.output.dtype == torch.float32 and all(h.dtype == torch.float32 for pair in out.hidden for h in pair)
+    assert second.output.shape == (7, 3, 6)
+    losses.loss.backward()
+    assert model.layers[0].weight_hh_l0.grad.dtype == torch.float32

@@ -44,6 +44,25 @@ def test_presets_follow_the_recipes():
         make_config("small", ["--model.weight_dropout=1.5"])
 
 
+def test_precision_resolves():
+    from lstmkit.train.lm import cpu_has_native_bfloat16, resolve_precision
+
+    assert resolve_precision("float32") == torch.float32 and resolve_precision("bfloat16") == torch.bfloat16
+    assert resolve_precision("auto") == (torch.bfloat16 if cpu_has_native_bfloat16() else torch.float32)
+    with pytest.raises(ConfigError, match="precision"):
+        make_config("small", ["--precision=fp8"])
+
+
+def test_bfloat16_training_steps_keep_float32_state(corpus):
+    task = LanguageModelTask(tiny("--precision=bfloat16"), corpus)
+    windows = iter(task.batches(0, None))
+    for index in range(2):
+        metrics = task.train_step(next(windows)[0], StepInfo(index, 0, 0.0, None))
+        assert math.isfinite(metrics["loss"])
+    assert all(h.dtype == torch.float32 for pair in task.hidden for h in pair)
+    assert all(p.dtype == torch.float32 for p in task.model.parameters())
+
+
 def test_lr_schedules():
     assert LMOptimConfig().lr_factor(0.5) == 1.0
     linear = LMOptimConfig(schedule="linear", final_lr_fraction=0.1)

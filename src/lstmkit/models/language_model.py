@@ -17,6 +17,9 @@ of layer l (H for every layer but the last, whose size is E so the decoder can s
 
 Every LSTM layer runs on ``lstmkit.LSTM``, whose ``weight_dropout`` draws a fresh mask over w_hh per forward call
 and hands the dropped copy to the kernel (torch's native one on CPU and GPU), leaving the parameter untouched.
+
+Mixed precision: under ``torch.autocast`` (bfloat16 on CPU) the LSTMs and the decoder's GEMMs compute in bfloat16
+while activations between layers, the recurrent state, the softmax and the loss stay in the parameters' dtype.
 """
 
 from __future__ import annotations
@@ -203,8 +206,10 @@ class LanguageModel(nn.Module):
         x = locked_dropout(x, config.input_dropout, self.training)
         new_hidden, raw_outputs, dropped_outputs = [], [], []
         last = len(self.layers) - 1
+        dtype = self.embedding.weight.dtype
         for index, (layer, state) in enumerate(zip(self.layers, hidden)):
-            x, state = layer(x, state)  # (T, B, H_l)
+            x, (h, c) = layer(x, state)  # (T, B, H_l)
+            x, state = x.to(dtype), (h.to(dtype), c.to(dtype))  # autocast computes in bf16; keep float32 between
             raw_outputs.append(x)
             new_hidden.append(state)
             x = locked_dropout(x, config.output_dropout if index == last else config.hidden_dropout, self.training)

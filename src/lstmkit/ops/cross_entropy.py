@@ -45,36 +45,45 @@ def _check(x: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, reduc
 
 
 class LinearCrossEntropyFunction(torch.autograd.Function):
-    """Autograd Function behind :func:`linear_cross_entropy` (see the module docstring for the data flow)."""
+    """Autograd Function behind :func:`linear_cross_entropy` (see the module docstring for the data flow).
+
+    ``compute_dtype`` is the precision of the three GEMMs (e.g. bfloat16 under autocast); the softmax, the loss
+    and the gradient of the logits are at least float32, and each gradient comes back in its input's dtype.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, reduction: str) -> Tensor:
-        logits = F.linear(x, weight, bias)  # (N, V)
-        logp = torch.log_softmax(logits, dim=1)  # (N, V)
+    def forward(ctx, x, weight, bias, target, reduction: str, compute_dtype: torch.dtype):
+        with torch.autocast(x.device.type, enabled=False):
+            xc, wc = x.to(compute_dtype), weight.to(compute_dtype)
+            logits = F.linear(xc, wc, None if bias is None else bias.to(compute_dtype))  # (N, V)
+            logp = torch.log_softmax(logits, dim=1, dtype=torch.promote_types(compute_dtype, torch.float32))
         del logits
         target = target.long()
         picked = logp.gather(1, target.unsqueeze(1)).squeeze(1)  # (N,)
         loss = -picked.sum()
         if reduction == "mean":
             loss = loss / x.size(0)
-        ctx.save_for_backward(x, weight, logp, target)
+        ctx.save_for_backward(xc, wc, logp, target)
         ctx.has_bias = bias is not None
         ctx.reduction = reduction
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss: Tensor):
-        x, weight, logp, target = ctx.saved_tensors
-        scale = grad_loss / x.size(0) if ctx.reduction == "mean" else grad_loss  # ()
+        xc, wc, logp, target = ctx.saved_tensors
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        scale = grad_loss.to(logp.dtype) / (xc.size(0) if ctx.reduction == "mean" else 1)  # ()
         grad = logp.exp_()  # (N, V) softmax, in the saved buffer (nothing else reads it)
         rows = torch.arange(grad.size(0), device=grad.device)
         grad[rows, target] -= 1.0
         grad.mul_(scale)
-        grad_x = grad @ weight if ctx.needs_input_grad[0] else None  # (N, D)
-        grad_weight = grad.t() @ x if ctx.needs_input_grad[1] else None  # (V, D)
-        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (V,)
-        return grad_x, grad_weight, grad_bias, None, None
+        grad_c = grad.to(xc.dtype)  # (N, V) in the GEMMs' precision (no copy in float32)
+        grad_x = (grad_c @ wc).to(x_dtype) if ctx.needs_input_grad[0] else None  # (N, D)
+        grad_weight = (grad_c.t() @ xc).to(w_dtype) if ctx.needs_input_grad[1] else None  # (V, D)
+        grad_bias = grad.sum(0).to(b_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (V,)
+        return grad_x, grad_weight, grad_bias, None, None, None
 
 
 def linear_cross_entropy(
@@ -93,7 +102,10 @@ def linear_cross_entropy(
         reduction: ``"mean"`` (default) or ``"sum"`` over the N rows.
 
     Returns:
-        A scalar tensor. Without gradients needed it takes the plain path (no saved buffers).
+        A scalar tensor (at least float32). Without gradients needed it takes the plain path (no saved buffers).
+
+    Under ``torch.autocast`` the three GEMMs run in the autocast dtype (bfloat16 on CPU) and the softmax in
+    float32, as autocast runs ``F.linear`` and ``F.cross_entropy``; otherwise everything runs in ``x``'s dtype.
 
     Example::
 
@@ -105,13 +117,19 @@ def linear_cross_entropy(
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, weight, bias)
     )
+    device = x.device.type
+    compute_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
     if not needs_grad:
         return linear_cross_entropy_ref(x, weight, bias, target, reduction)
-    return LinearCrossEntropyFunction.apply(x, weight, bias, target, reduction)
+    return LinearCrossEntropyFunction.apply(x, weight, bias, target, reduction, compute_dtype)
 
 
 def linear_cross_entropy_ref(
     x: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, reduction: str = "mean"
 ) -> Tensor:
-    """The unfused reference: ``F.cross_entropy(F.linear(x, weight, bias), target)``."""
-    return F.cross_entropy(F.linear(x, weight, bias), target.long(), reduction=reduction)
+    """The unfused reference: ``F.cross_entropy(F.linear(x, weight, bias), target)``, the softmax in at least
+    float32."""
+    logits = F.linear(x, weight, bias)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return F.cross_entropy(logits, target.long(), reduction=reduction)

@@ -44,6 +44,8 @@ __all__ = [
     "check_compatible",
     "load_model_weights",
     "TASK_KIND",
+    "resolve_precision",
+    "cpu_has_native_bfloat16",
 ]
 
 TASK_KIND = "language_model"
@@ -110,6 +112,9 @@ class LMRunConfig:
     preset: str = "awd"  # the preset these values started from (informational)
     seed: int = 141  # seeds Python, NumPy, torch and the window-length generator
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"  # training compute of the LSTMs and the decoder:
+    # bfloat16 autocast (float32 weights, softmax and optimizer) or float32; auto = bfloat16 where the CPU has
+    # native bfloat16 arithmetic (AVX512-BF16 / AMX), else float32. Evaluation is always float32.
     data: LMDataConfig = dataclasses.field(default_factory=LMDataConfig)
     model: LanguageModelConfig = dataclasses.field(default_factory=LanguageModelConfig)
     optim: LMOptimConfig = dataclasses.field(default_factory=LMOptimConfig)
@@ -160,6 +165,26 @@ def make_config(preset: str = "small", overrides: list[str] | tuple[str, ...] = 
 
 
 # ------------------------------------------------------------------------------------------------------ the task
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (x86 AVX512-BF16 or AMX-BF16; read from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str) -> torch.dtype:
+    """The training compute dtype for a config's ``precision``."""
+    if precision == "auto":
+        return torch.bfloat16 if cpu_has_native_bfloat16() else torch.float32
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
 def evaluate_stream(model: LanguageModel, data: torch.Tensor, bptt: int) -> tuple[float, int]:
@@ -219,6 +244,7 @@ class LanguageModelTask:
         self.valid_data = batchify(corpus.valid, data.eval_batch_size)
         self.model = LanguageModel(len(self.vocab), config.model)
         self.optimizer = self._make_optimizer()
+        self.compute_dtype = resolve_precision(config.precision)
         self.windows = torch.Generator().manual_seed(config.seed)  # window lengths: saved with the checkpoint
         self.hidden: LMHidden | None = None  # carried from one window to the next within an epoch
 
@@ -251,8 +277,9 @@ class LanguageModelTask:
             optimizer.start_averaging()
         model.train()
         hidden = detach_hidden(self.hidden) if self.hidden is not None else None
-        out = model(window.inputs, hidden)
-        losses = model.loss(out, window.targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.compute_dtype == torch.bfloat16):
+            out = model(window.inputs, hidden)
+            losses = model.loss(out, window.targets)
         optimizer.zero_grad(set_to_none=True)
         losses.loss.backward()
         if o.clip:
@@ -263,7 +290,7 @@ class LanguageModelTask:
         optimizer.step()
         for group in optimizer.param_groups:
             group["lr"] = base
-        self.hidden = detach_hidden(out.hidden)
+        self.hidden = tuple((h.detach().float(), c.detach().float()) for h, c in out.hidden)
         return {"loss": losses.cross_entropy.item(), "tokens": window.targets.numel(), "lr": base,
                 "ar": losses.ar.item(), "tar": losses.tar.item()}
 
