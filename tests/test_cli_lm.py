@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -74,6 +75,7 @@ def test_eval_lm_json(capsys, trained):
     assert result["tokens"] > 0
     code, out, _ = lstmkit(capsys, "eval-lm", run, "--split", "valid")
     assert code == 0 and out.startswith("valid: loss") and "perplexity" in out
+    assert "(2 unseen in training, read as <unk>)" in out
 
 
 def test_generate_is_deterministic_with_a_seed(capsys, trained):
@@ -151,6 +153,29 @@ def test_sigkill_then_resume_ends_with_identical_parameters(capsys, tmp_path):
     for key, value in whole.model_state.items():
         assert torch.equal(value, split.model_state[key]), key
     assert whole.optimizer_state["optimizer"]["ntasgd"] == split.optimizer_state["optimizer"]["ntasgd"]
+
+
+def test_ctrl_c_checkpoints_and_exits_cleanly(tmp_path):
+    data = write_word_corpus(tmp_path / "corpus")
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lstmkit.cli", "train-lm", "--data", str(data), "--run-dir", str(run),
+         *TINY_OVERRIDES, "--train.max_steps=1000000"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "interrupted: resume with" in out
+    state = load_checkpoint(run).extra["loop"]
+    assert state["step"] >= 2
 
 
 # ------------------------------------------------------------------------------------------------------ bad input
@@ -233,3 +258,12 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("lstmkit train-lm: error:") and "no such directory" in done.stderr
+
+
+def test_demo_trains_evaluates_generates_and_lists_candidates(capsys, tmp_path):
+    from lstmkit import demo
+
+    assert demo.main(["--seconds", "1.5", "--run-dir", str(tmp_path / "demo"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "validation perplexity" in out and "Generated text" in out and "Most likely next words" in out
+    assert (tmp_path / "demo" / "best").is_dir()

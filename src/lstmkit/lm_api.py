@@ -55,16 +55,18 @@ class TrainedLM(NamedTuple):
 
 class LMEvaluation(NamedTuple):
     """Result of :func:`evaluate_lm`: mean loss in nats per token, its perplexity, bits per character (char
-    level; ``None`` otherwise) and the number of target tokens."""
+    level; ``None`` otherwise), the number of target tokens, and how many tokens of the split were unseen in
+    training (they count as ``<unk>``)."""
 
     split: str
     loss: float
     ppl: float
     bpc: float | None
     tokens: int
+    unknown: int = 0
 
     def to_dict(self) -> dict:
-        out = {"split": self.split, "loss": self.loss, "ppl": self.ppl, "tokens": self.tokens}
+        out = {"split": self.split, "loss": self.loss, "ppl": self.ppl, "tokens": self.tokens, "unknown": self.unknown}
         if self.bpc is not None:
             out["bpc"] = self.bpc
         return out
@@ -143,7 +145,7 @@ def evaluate_lm(
     check_length(ids, batch_size, 1, split)
     loss, tokens = evaluate_stream(lm.model, batchify(ids, batch_size), lm.config.data.bptt)
     bpc = loss / math.log(2) if lm.level == "char" else None
-    return LMEvaluation(split, loss, math.exp(min(loss, 700.0)), bpc, tokens)
+    return LMEvaluation(split, loss, math.exp(min(loss, 700.0)), bpc, tokens, int(corpus.unknown_counts[split]))
 
 
 def tokenize_prompt(text: str, tokenizer: str) -> list[str]:

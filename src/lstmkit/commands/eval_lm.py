@@ -13,8 +13,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="PATH", help="the corpus (default: the one the run was trained on)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
     parser.add_argument("--batch-size", type=int, metavar="B", help="parallel streams (default: the run's)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object: split, loss, ppl, tokens "
-                        "(and bpc at char level)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object: split, loss, ppl, tokens, "
+                        "unknown (and bpc at char level)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
     line = f"{result.split}: loss {result.loss:.4f}, perplexity {result.ppl:.2f}"
     if result.bpc is not None:
         line += f", {result.bpc:.4f} bits per character"
-    print(f"{line}, {result.tokens} tokens")
+    print(f"{line}, {result.tokens} tokens ({result.unknown} unseen in training, read as <unk>)")
     return 0
