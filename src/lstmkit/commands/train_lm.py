@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     result = train_language_model(config, run_dir, resume=resume, overrides=overrides, echo=print)
     state = result.state
     metrics = state.last_metrics or {}
+    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
     summary = [f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step {state.step}, "
-               f"epoch {state.epoch}"]
+               f"epoch {state.epoch}, {rate:.0f} tokens/s"]
     if "ppl" in metrics:
         summary.append(f"validation perplexity {metrics['ppl']:.2f}")
     if "bpc" in metrics:
