@@ -263,7 +263,7 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
 def test_demo_trains_evaluates_generates_and_lists_candidates(capsys, tmp_path):
     from lstmkit import demo
 
-    assert demo.main(["--seconds", "1.5", "--run-dir", str(tmp_path / "demo"), "--no-progress"]) == 0
+    assert demo.main(["--seconds", "0.5", "--run-dir", str(tmp_path / "demo"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "validation perplexity" in out and "Generated text" in out and "Most likely next words" in out
     assert (tmp_path / "demo" / "best").is_dir()

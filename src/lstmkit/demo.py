@@ -15,6 +15,7 @@ The same as ``lstmkit train-lm --preset small --max-seconds 120`` followed by ``
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -44,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
     lm = load_language_model(run_dir)
-    valid, test = evaluate_lm(lm, "valid"), evaluate_lm(lm, "test", batch_size=10)
-    print(f"\n== 2. Best checkpoint: validation perplexity {valid.ppl:.1f}, test perplexity {test.ppl:.1f} "
-          f"({result.state.step} steps, {result.state.epoch} epochs)")
+    valid_ppl = math.exp(result.state.best_score)  # the best checkpoint's validation loss
+    test = evaluate_lm(lm, "test", batch_size=10)
+    print(f"\n== 2. Best checkpoint: validation perplexity {valid_ppl:.1f}, test perplexity {test.ppl:.1f} "
+          f"({result.state.step} steps, {result.state.epoch} epochs, "
+          f"{result.state.tokens / max(result.state.train_seconds, 1e-9):.0f} tokens/s)")
 
     print("\n== 3. Generated text (temperature 0.8, top 40; / marks a line end)")
     for seed, prompt in enumerate(("", *PROMPTS), start=1):
