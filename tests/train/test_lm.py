@@ -26,6 +26,10 @@ def test_presets_follow_the_recipes():
     small, awd = preset_config("small"), preset_config("awd")
     assert (small.model.embedding_size, small.model.hidden_size, small.model.num_layers) == (200, 400, 2)
     assert (small.data.bptt, small.data.batch_size) == (35, 20)
+    s = small.model
+    assert (s.input_dropout, s.hidden_dropout, s.output_dropout, s.embedding_dropout, s.weight_dropout) == (
+        0.25, 0.2, 0.25, 0.05, 0.25)
+    assert (s.ar_alpha, s.tar_beta, small.optim.optimizer, small.optim.average_from) == (2.0, 1.0, "ntasgd", 0.5)
     assert (awd.model.embedding_size, awd.model.hidden_size, awd.model.num_layers) == (400, 1150, 3)
     assert (awd.data.bptt, awd.data.batch_size) == (70, 40)
     m = awd.model
@@ -34,7 +38,7 @@ def test_presets_follow_the_recipes():
     assert (m.ar_alpha, m.tar_beta, m.tie_weights) == (2.0, 1.0, True)
     o = awd.optim
     assert (o.optimizer, o.lr, o.clip, o.weight_decay, o.nonmono) == ("ntasgd", 30.0, 0.25, 1.2e-6, 5)
-    assert awd.train.max_epochs == 750
+    assert awd.train.max_epochs == 750 and o.average_from is None
     with pytest.raises(ConfigError, match="unknown preset 'huge'; choose from small, awd"):
         preset_config("huge")
     assert make_config("awd", ["--optim.lr=20", "--model.hidden_size=800"]).model.hidden_size == 800
