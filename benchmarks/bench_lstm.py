@@ -17,7 +17,6 @@ import argparse
 import itertools
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -197,15 +196,19 @@ def _memory_child(peer: str, case: Case) -> None:
     resident and would hide the next step's peak."""
     module, make = build(peer, case)
     fn = step_fn(module, make, "training")
-    before = _rss_mb()
+    before = _status_mb("VmRSS")
     fn()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peer": peer, "peak_mb": peak, "before_mb": before}))
+    print(json.dumps({"peer": peer, "peak_mb": _status_mb("VmHWM"), "before_mb": before}))
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status. VmHWM (peak RSS) belongs to the address space
+    and starts afresh at exec; getrusage's ru_maxrss does not (Linux carries it over from the parent)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
 def measure_memory(case: Case, peers: tuple[str, ...]) -> list[dict]:
