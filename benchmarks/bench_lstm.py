@@ -175,9 +175,10 @@ def print_table(rows: list[dict]) -> None:
         print(line, flush=True)
 
 
-def print_variants(rows: list[dict]) -> None:
+def print_variants(rows: list[dict], header: bool) -> None:
     """One line per option and cell: lstmkit's time relative to torch.nn.LSTM, and its speed-up over the loop."""
-    print(f"{'option':<18} {'cell':<24} {'torch ms':>9} {'lstmkit/torch':>14} {'loop/lstmkit':>13}")
+    if header:
+        print(f"{'option':<18} {'cell':<24} {'torch ms':>9} {'lstmkit/torch':>14} {'loop/lstmkit':>13}")
     names = list(dict.fromkeys(r["name"] for r in rows))
     for name in names:
         cell = {r["peer"]: r for r in rows if r["name"] == name}
@@ -280,11 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     started = time.perf_counter()
     if args.variants:
+        print_variants([], header=True)
         for option in args.options.split(","):
             for base in plain:
                 case = Case(base.T, base.B, base.H, base.layers, option=option)
-                rows += run_case(case, VARIANT_PEERS, ("training",), repeats, 1, budget)
-        print_variants(rows)
+                new = run_case(case, VARIANT_PEERS, ("training",), repeats, 1, budget)
+                print_variants(new, header=False)
+                rows += new
         if args.json:
             args.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, indent=1))
         print(f"total {time.perf_counter() - started:.0f} s")
