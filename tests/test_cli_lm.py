@@ -267,3 +267,16 @@ def test_demo_trains_evaluates_generates_and_lists_candidates(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "validation perplexity" in out and "Generated text" in out and "Most likely next words" in out
     assert (tmp_path / "demo" / "best").is_dir()
+
+
+def test_explain_plots_a_trained_language_models_gates(capsys, trained, tmp_path):
+    run, _ = trained
+    out = tmp_path / "gates.png"
+    code, stdout, err = lstmkit(capsys, "explain", "--model", run, "--text", "the cat sat on the mat", "--out", out, "--layer", "1")
+    assert code == 0, err
+    saturation = tmp_path / "gates-saturation.png"
+    for path in (out, saturation):
+        assert path.stat().st_size > 5000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert str(path) in stdout
+    code, _, err = lstmkit(capsys, "explain", "--model", run, "--text", "the cat", "--layer", "7")
+    assert code == 2 and err.count("\n") == 1 and "--layer 7: the language model has" in err

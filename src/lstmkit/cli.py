@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("lstmkit.commands.generate", "generate text with a trained language model"),
     "next-word": ("lstmkit.commands.next_word", "the most likely next words after a prompt"),
     "plot": ("lstmkit.commands.plot", "draw a run's training curves to a PNG"),
-    "explain": ("lstmkit.explain.walkthrough", "walk through a tiny LSTM step by step, or plot a trained model's gates"),
+    "explain": ("lstmkit.commands.explain", "walk through a tiny LSTM step by step, or plot a trained model's gates"),
 }
 
 

@@ -539,11 +539,9 @@ def load_model_for_explain(run_dir: str | os.PathLike) -> ExplainModel:
     Checks that ``run_dir`` is a trained lstmkit run directory (it holds the files in :data:`RUN_DIR_FILES`) and
     raises ``FileNotFoundError`` with a one-line message when it is not.
 
-    Not wired yet: the language model and tagger (:mod:`lstmkit.models`) are being written, and their checkpoint
-    contents are not settled, so a complete run directory raises ``NotImplementedError`` for now. Wiring them
-    means building the model from the checkpoint's config, loading its weights, and returning its LSTM with the
-    vocabulary's tokenizer and embedding; :func:`explain_text` and the plots are ready for it (and tested with a
-    randomly initialised LSTM).
+    This package sits below ``train`` and cannot read trained models itself, so a complete run directory raises
+    ``NotImplementedError`` here. The ``lstmkit explain`` command reads language models through
+    :mod:`lstmkit.commands.explain`, which hands :func:`run` a loader.
     """
     path = Path(run_dir)
     if not path.is_dir():
@@ -621,15 +619,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     plots.add_argument("--direction", type=int, default=0, choices=(0, 1), help="0 forward, 1 backward")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, loader: Callable[[str, int], tuple[ExplainModel, int]] | None = None) -> int:
+    """The ``lstmkit explain`` command. ``loader(run_dir, layer)`` turns ``--model`` and ``--layer`` into the model
+    to trace and the layer index within its LSTM; the command layer (:mod:`lstmkit.commands.explain`) passes one
+    that reads trained language models, which this package may not import."""
     if args.model is not None or args.text is not None:
         if args.model is None or args.text is None:
             raise ExplainError("plots need both --model RUN_DIR and --text")
         try:
-            model = load_model_for_explain(args.model)
+            model, layer = loader(args.model, args.layer) if loader else (load_model_for_explain(args.model), args.layer)
         except NotImplementedError as error:
             raise ExplainError(str(error)) from error
-        for path in explain_text(model, args.text, args.out, layer=args.layer, direction=args.direction):
+        for path in explain_text(model, args.text, args.out, layer=layer, direction=args.direction):
             print(f"wrote {path}")
         return 0
     sections = walkthrough(args.input_size, args.hidden_size, args.steps, args.batch, args.layers,
