@@ -1,4 +1,4 @@
-"""lstmkit.train: model-agnostic training infrastructure (configs, checkpoints, seeding, NT-ASGD, metrics)."""
+"""lstmkit.train: model-agnostic training infrastructure (configs, checkpoints, seeding, NT-ASGD, metrics, the loop)."""
 
 from .checkpoint import (
     Checkpoint,
@@ -13,6 +13,18 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from .loop import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    LoopConfig,
+    LoopState,
+    RunDirectoryError,
+    RunResult,
+    StepInfo,
+    Task,
+    TaskState,
+    fit,
+)
 from .metrics import MetricsLogger, read_metrics
 from .optim import NTASGD
 from .progress import TrainingProgress, perplexity, progress_bar
@@ -42,4 +54,14 @@ __all__ = [
     "TrainingProgress",
     "progress_bar",
     "perplexity",
+    "LoopConfig",
+    "LoopState",
+    "StepInfo",
+    "Task",
+    "TaskState",
+    "RunResult",
+    "RunDirectoryError",
+    "fit",
+    "LAST_CHECKPOINT",
+    "BEST_CHECKPOINT",
 ]
