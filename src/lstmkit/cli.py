@@ -27,6 +27,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("lstmkit.data", "DataError"),
         ("lstmkit.train", "ConfigError"),
         ("lstmkit.train", "CheckpointError"),
+        ("lstmkit.train", "RunDirectoryError"),
     ):
         try:
             kinds.append(getattr(importlib.import_module(module), name))
