@@ -13,7 +13,11 @@ import importlib
 import sys
 
 # command -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train-tagger": ("lstmkit.train.tagger", "train a BiLSTM part-of-speech tagger on a CoNLL-U treebank"),
+    "eval-tagger": ("lstmkit.train.tagger_eval", "score a trained tagger: accuracy, per-tag F1, confusion matrix"),
+    "tag": ("lstmkit.train.tagger_tag", "tag plain text or CoNLL-U with a trained tagger"),
+}
 
 
 class UsageError(Exception):
