@@ -69,7 +69,10 @@ def test_a_run_directory_holds_checkpoints_metrics_and_the_tagger(trained) -> No
     records = read_metrics(trained)
     valid = [record for record in records if record["split"] == "valid"]
     assert len(valid) == 8 and all(0 <= record["accuracy"] <= 1 for record in valid)
-    assert any(record["split"] == "train" and record["tokens_per_second"] > 0 for record in records)
+    train = [record for record in records if record["split"] == "train"]
+    assert train and all(record["tokens_per_second"] > 0 for record in train)
+    for record in train:  # 5 steps per epoch; lr 0.02 decayed by 0.95 per epoch
+        assert record["lr"] == pytest.approx(0.02 * 0.95 ** ((record["step"] - 1) // 5))
     info = load_checkpoint(trained, name="best").extra["task"]
     assert info["kind"] == "tagger" and info["config"]["model"]["hidden_size"] == 16
     assert info["vocabs"]["tags"]["itos"][0] == "<unk>"

@@ -4,7 +4,8 @@
 
     treebank/*-train.conllu --TaggingVocabs.build--> vocabularies ; Tagger.from_vocabs
     TaggingTask: batches(epoch, position)  length-sorted pools, shuffled by a generator seeded with (seed, epoch)
-                 train_step                Adam on the mean cross-entropy of the real words, gradient clipping
+                 train_step                Adam on the mean cross-entropy of the real words, gradient clipping,
+                                           learning rate lr * lr_decay ** epoch
                  evaluate                  accuracy and loss on *-dev.conllu (the score: higher is better)
     lstmkit.train.fit                      budgets, early stopping, checkpoints, exact resume, metrics, progress
 
@@ -66,6 +67,7 @@ class TaggerOptimConfig:
     beta2: float = 0.9  # Adam's second-moment decay (0.9 rather than 0.999, as in Dozat and Manning 2017)
     weight_decay: float = 0.0  # L2 penalty added to the gradient
     clip: float = 5.0  # rescale the gradient to at most this norm; 0 disables
+    lr_decay: float = 0.95  # the learning rate of epoch e (0-based) is lr * lr_decay ** e; 1 keeps it constant
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -75,6 +77,8 @@ class TaggerOptimConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.clip < 0 or self.weight_decay < 0:
             raise ValueError("clip and weight_decay must be non-negative")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
 
 
 def _default_loop() -> LoopConfig:
@@ -160,7 +164,14 @@ class TaggingTask:
             )
             yield batch, index + 1
 
+    def learning_rate(self, epoch: int) -> float:
+        """The learning rate of ``epoch``: a function of the epoch only, so a resumed run uses the same."""
+        return self.config.optim.lr * self.config.optim.lr_decay**epoch
+
     def train_step(self, batch: Any, info: StepInfo) -> Mapping[str, float]:
+        lr = self.learning_rate(info.epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.model.train()
         output = self.model(batch)
         loss = self.model.loss(output, batch.tags)
@@ -169,7 +180,7 @@ class TaggingTask:
         if self.config.optim.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.clip)
         self.optimizer.step()
-        return {"loss": loss.item(), "tokens": batch.num_tokens}
+        return {"loss": loss.item(), "tokens": batch.num_tokens, "lr": lr}
 
     @torch.inference_mode()
     def evaluate(self) -> Mapping[str, float]:
