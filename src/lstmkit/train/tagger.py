@@ -417,11 +417,15 @@ def run(args: argparse.Namespace) -> int:
     if args.max_seconds is not None:
         overrides.append(f"--loop.max_seconds={args.max_seconds}")
     started = time.perf_counter()
+
+    def echo(line: str) -> None:
+        print(line, flush=True)  # promptly, also into a log file
+
     if args.resume:
-        result = train_tagger(None, args.out, resume=True, loop_overrides=overrides, echo=print)
+        result = train_tagger(None, args.out, resume=True, loop_overrides=overrides, echo=echo)
     else:
         config = merge_from_args(TrainTaggerConfig(), overrides)
-        result = train_tagger(config, args.out, echo=print)
+        result = train_tagger(config, args.out, echo=echo)
     state = result.state
     best = "none" if state.best_score is None else f"{state.best_score:.4f} at step {state.best_step}"
     print(f"stopped ({result.stop_reason}) after {state.step} steps, {state.epoch} epochs, "
