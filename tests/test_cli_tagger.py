@@ -127,6 +127,7 @@ def write(path: Path, text: str) -> str:
     [
         ("empty file", "empty input"),
         ("blank stdin", "empty input"),
+        ("stdin not UTF-8", "<stdin>: line 2: byte 0xff is not valid UTF-8"),
         ("missing input", "no such file"),
         ("malformed conllu", "line 2: expected 10 tab-separated columns, found 3"),
         ("not a run directory", "not a tagger run directory"),
@@ -144,6 +145,7 @@ def test_bad_input_is_one_line_and_exit_code_2(case, message, run_dir, treebank,
     argv = {
         "empty file": ["tag", run, "--input", write(tmp_path / "empty.txt", "")],
         "blank stdin": ["tag", run, "--input", "-"],
+        "stdin not UTF-8": ["tag", run, "--input", "-"],
         "missing input": ["tag", run, "--input", str(tmp_path / "nope.txt")],
         "malformed conllu": ["tag", run, "--input",
                              write(tmp_path / "bad.conllu", "# text = a\n1\ta\tb\n\n"), "--format", "conllu"],
@@ -157,7 +159,8 @@ def test_bad_input_is_one_line_and_exit_code_2(case, message, run_dir, treebank,
                          "--model.hidden_size=big"],
         "resume nothing": ["train-tagger", "--out", str(tmp_path / "r4"), "--resume"],
     }[case]
-    monkeypatch.setattr(sys, "stdin", io.StringIO("\n \n"))
+    stdin = b"the cat\nsees \xff dog\n" if case == "stdin not UTF-8" else b"\n \n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
     code, out, err = call(capsys, *argv)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith(f"lstmkit {argv[0]}: error: ") and message in err, err

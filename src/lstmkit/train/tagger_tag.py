@@ -104,10 +104,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stats", action="store_true", help="print words and words per second to standard error")
 
 
+def _read_stdin() -> str:
+    """Standard input as UTF-8 text, or a :class:`DataError` naming the first bad byte."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # replaced by a text stream (tests, embedding)
+        return sys.stdin.read()
+    data = raw.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(f"<stdin>: line {line}: byte 0x{data[error.start]:02x} is not valid UTF-8") from None
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.input == "-":
-        source, text = "<stdin>", sys.stdin.read()
+        source, text = "<stdin>", _read_stdin()
     else:
         source, text = args.input, read_utf8_text(args.input)
     tagger = load_tagger(args.run_dir)
