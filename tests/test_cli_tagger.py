@@ -109,7 +109,7 @@ def test_tag_conllu_fills_the_tag_column_only(run_dir, treebank, tmp_path, capsy
 
 def test_tag_reads_standard_input(run_dir, monkeypatch, capsys) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("Bob finds the old tree today .\n"))
-    code, out, err = call(capsys, "tag", str(run_dir), "--input", "-", "--stats")
+    code, out, err = call(capsys, "tag", str(run_dir), "--input", "-", "--stats", "--threads", "1")
     assert code == 0 and len(out.splitlines()) == 1 and len(out.split()) == 7
     assert "7 words" in err
     monkeypatch.setattr(sys, "stdin", io.StringIO("# sent_id = x\n1\tHi\t_\t_\t_\t_\t_\t_\t_\t_\n\n"))

@@ -372,6 +372,14 @@ def tag_sentences(
 # ---------------------------------------------------------------------------------------------- command line
 
 
+def threads_argument(text: str) -> int:
+    """argparse type of a ``--threads`` option: an int >= 0 (0: torch's default)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 class _Override(argparse.Action):
     """Collect ``--section.key VALUE`` / ``--section.key=VALUE`` as ``--section.key=VALUE`` strings."""
 

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lstmkit.data import DataError, Sentence, find_conllu_splits, read_conllu, sentence_tags
 
-from .tagger import LoadedTagger, load_tagger, tag_sentences
+from .tagger import LoadedTagger, load_tagger, tag_sentences, threads_argument
 
 __all__ = ["TagScore", "TaggingScores", "score_tags", "evaluate_tagger", "plot_confusion"]
 
@@ -268,10 +270,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="where to draw the confusion matrix (default: RUN_DIR/confusion-SPLIT.png)")
     parser.add_argument("--no-confusion", action="store_true", help="do not draw the confusion matrix")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="sentences per batch")
+    parser.add_argument("--threads", type=threads_argument, default=0, metavar="N",
+                        help="torch CPU threads (default: 0, torch's default; OMP_NUM_THREADS sets that)")
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tagger = load_tagger(args.run_dir)
     scores = evaluate_tagger(tagger, args.split, args.data, args.batch_size)
     seconds = time.perf_counter() - started

@@ -19,9 +19,11 @@ import sys
 import time
 from typing import NamedTuple
 
+import torch
+
 from lstmkit.data import DataError, parse_conllu, read_plain, read_utf8_text, write_conllu
 
-from .tagger import LoadedTagger, load_tagger, tag_sentences
+from .tagger import LoadedTagger, load_tagger, tag_sentences, threads_argument
 
 __all__ = ["FORMATS", "TaggedText", "detect_format", "tag_text"]
 
@@ -102,6 +104,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: - standard output)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="sentences per batch")
     parser.add_argument("--stats", action="store_true", help="print words and words per second to standard error")
+    parser.add_argument("--threads", type=threads_argument, default=0, metavar="N",
+                        help="torch CPU threads (default: 0, torch's default; OMP_NUM_THREADS sets that)")
 
 
 def _read_stdin() -> str:
@@ -119,6 +123,8 @@ def _read_stdin() -> str:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.input == "-":
         source, text = "<stdin>", _read_stdin()
     else:
