@@ -15,7 +15,9 @@ from lstmkit.train import (
     ConfigError,
     LoopConfig,
     RunDirectoryError,
+    StepInfo,
     TaggerOptimConfig,
+    TaggingTask,
     TrainTaggerConfig,
     evaluate_tagger,
     load_checkpoint,
@@ -85,8 +87,12 @@ def test_resume_continues_exactly(treebank, tmp_path) -> None:
     assert resumed.state.step == whole.state.step == 10
     for name, tensor in parameters(tmp_path / "whole").items():
         assert torch.equal(parameters(tmp_path / "split")[name], tensor), name
-    optimizer = load_checkpoint(tmp_path / "split").optimizer_state["optimizer"]
-    assert optimizer["state"][0]["step"].item() == 10  # Adam's state came back and went on
+    training = load_checkpoint(tmp_path / "split").optimizer_state
+    assert training["optimizer"]["state"][0]["step"].item() == 10  # Adam's state came back and went on
+    assert training["averaged_steps"] == 10
+    whole_average = load_checkpoint(tmp_path / "whole").optimizer_state["averaged"]
+    for name, tensor in whole_average.items():  # and so did the moving average of the weights
+        assert torch.equal(training["averaged"][name], tensor), name
 
 
 def test_resume_refuses_what_it_cannot_do(treebank, trained, tmp_path) -> None:
@@ -99,6 +105,25 @@ def test_resume_refuses_what_it_cannot_do(treebank, trained, tmp_path) -> None:
     save_checkpoint(tmp_path / "toy", {"w": torch.zeros(1)}, extra={"task": {"kind": "toy"}, "loop": {}})
     with pytest.raises(CheckpointError, match="not a tagger run"):
         train_tagger(None, tmp_path / "toy", resume=True)
+
+
+def test_the_kept_weights_are_a_moving_average_of_the_trained_ones(treebank, tmp_path) -> None:
+    config = tiny_config(treebank, max_steps=3)
+    averaged = TaggingTask(config, read_conllu(treebank / "tiny-ud-train.conllu"), [])
+    plain = TaggingTask(dataclasses.replace(config, optim=dataclasses.replace(config.optim, average=0.0)),
+                        read_conllu(treebank / "tiny-ud-train.conllu"), [])
+    assert plain.averaged is plain.model
+    history = [averaged.model.output.bias.detach().clone()]
+    for step, (batch, _) in enumerate(averaged.batches(0, None)):
+        averaged.train_step(batch, StepInfo(step, 0, 0.0, None))
+        history.append(averaged.model.output.bias.detach().clone())
+        if step == 2:
+            break
+    expected = history[0]
+    for n, weights in enumerate(history[1:]):  # decay (1 + n) / (10 + n) while below 0.999
+        expected = expected + (1 - (1 + n) / (10 + n)) * (weights - expected)
+    torch.testing.assert_close(averaged.averaged.output.bias, expected)
+    assert not torch.equal(averaged.averaged.output.bias, averaged.model.output.bias)
 
 
 def test_bad_treebanks_are_data_errors(tmp_path) -> None:

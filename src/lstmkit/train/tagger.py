@@ -5,12 +5,13 @@
     treebank/*-train.conllu --TaggingVocabs.build--> vocabularies ; Tagger.from_vocabs
     TaggingTask: batches(epoch, position)  length-sorted pools, shuffled by a generator seeded with (seed, epoch)
                  train_step                Adam on the mean cross-entropy of the real words, gradient clipping,
-                                           learning rate lr * lr_decay ** epoch
-                 evaluate                  accuracy and loss on *-dev.conllu (the score: higher is better)
+                                           learning rate lr * lr_decay ** epoch, a moving average of the weights
+                 evaluate                  accuracy and loss of the averaged weights on *-dev.conllu (the score)
     lstmkit.train.fit                      budgets, early stopping, checkpoints, exact resume, metrics, progress
 
-A run directory holds ``checkpoint/`` (to resume), ``best/`` (the model of the best dev accuracy, with its config
-and vocabularies: what :func:`load_tagger` reads) and ``metrics.jsonl``.
+A run directory holds ``checkpoint/`` (to resume: the trained weights, Adam's state and the averaged weights),
+``best/`` (the averaged weights of the best dev accuracy, with config and vocabularies: what :func:`load_tagger`
+reads) and ``metrics.jsonl``.
 
 Command line: ``lstmkit train-tagger --data DIR [--tagset upos|xpos] --out RUN_DIR [--max-seconds S] [--resume]
 [--section.key=value ...]``.
@@ -19,6 +20,7 @@ Command line: ``lstmkit train-tagger --data DIR [--tagset upos|xpos] --out RUN_D
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import time
@@ -68,6 +70,7 @@ class TaggerOptimConfig:
     weight_decay: float = 0.0  # L2 penalty added to the gradient
     clip: float = 5.0  # rescale the gradient to at most this norm; 0 disables
     lr_decay: float = 0.95  # the learning rate of epoch e (0-based) is lr * lr_decay ** e; 1 keeps it constant
+    average: float = 0.999  # evaluate and keep an exponential moving average of the weights with this decay; 0: off
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -79,6 +82,8 @@ class TaggerOptimConfig:
             raise ValueError("clip and weight_decay must be non-negative")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not 0 <= self.average < 1:
+            raise ValueError(f"average must be in [0, 1), got {self.average}")
 
 
 def _default_loop() -> LoopConfig:
@@ -140,6 +145,9 @@ class TaggingTask:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=optim.lr, betas=(optim.beta1, optim.beta2), weight_decay=optim.weight_decay
         )
+        # the weights that are evaluated and kept: an exponential moving average of the trained ones, or themselves
+        self.averaged = copy.deepcopy(self.model).eval() if optim.average else self.model
+        self.averaged_steps = 0
         self.train_sentences = encode_sentences(train, self.vocabs)
         self.train_lengths = [len(sentence.word_ids) for sentence in self.train_sentences]
         dev_sentences = encode_sentences(dev, self.vocabs)
@@ -180,17 +188,29 @@ class TaggingTask:
         if self.config.optim.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.clip)
         self.optimizer.step()
+        if self.averaged is not self.model:
+            self._update_average()
         return {"loss": loss.item(), "tokens": batch.num_tokens, "lr": lr}
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """averaged <- averaged + (1 - d) (trained - averaged), with d = min(average, (1 + n) / (10 + n)) after n
+        updates, so that the first evaluations are not dominated by the initial weights."""
+        n = self.averaged_steps
+        decay = min(self.config.optim.average, (1 + n) / (10 + n))
+        for averaged, trained in zip(self.averaged.parameters(), self.model.parameters()):
+            averaged.lerp_(trained, 1.0 - decay)
+        self.averaged_steps = n + 1
 
     @torch.inference_mode()
     def evaluate(self) -> Mapping[str, float]:
-        self.model.eval()
+        model = self.averaged.eval()
         loss_sum, correct, tokens = 0.0, 0, 0
         for batch in self.dev_batches:
-            output = self.model(batch)
+            output = model(batch)
             n = batch.num_tokens
-            loss_sum += self.model.loss(output, batch.tags).item() * n
-            correct += int((self.model.predict(output) == batch.tags)[output.mask].sum())
+            loss_sum += model.loss(output, batch.tags).item() * n
+            correct += int((model.predict(output) == batch.tags)[output.mask].sum())
             tokens += n
         return {"accuracy": correct / tokens, "loss": loss_sum / tokens}
 
@@ -198,16 +218,23 @@ class TaggingTask:
         return {"kind": TASK_KIND, "config": config_to_dict(self.config), "vocabs": self.vocabs.to_dict()}
 
     def state_dict(self) -> TaskState:
-        return TaskState(self.model.state_dict(), {"optimizer": self.optimizer.state_dict()}, self.info())
+        training: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
+        if self.averaged is not self.model:
+            training.update(averaged=self.averaged.state_dict(), averaged_steps=self.averaged_steps)
+        return TaskState(self.model.state_dict(), training, self.info())
 
     def export_state(self) -> TaskState:
-        return TaskState(self.model.state_dict(), None, self.info())
+        """The evaluated weights (the moving average when there is one): what ``best/`` keeps."""
+        return TaskState(self.averaged.state_dict(), None, self.info())
 
     def load_state_dict(self, state: TaskState) -> None:
         try:
             self.model.load_state_dict(state.model)
             if state.training is not None:
                 self.optimizer.load_state_dict(state.training["optimizer"])
+                if self.averaged is not self.model:
+                    self.averaged.load_state_dict(state.training["averaged"])
+                    self.averaged_steps = int(state.training["averaged_steps"])
         except (RuntimeError, KeyError, ValueError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CheckpointError(f"the checkpoint does not fit this tagger: {first}") from None
