@@ -178,3 +178,15 @@ def test_a_real_process_exits_with_code_2_and_one_line(run_dir, tmp_path) -> Non
     assert finished.stderr.splitlines() == [
         f"lstmkit tag: error: {bad}: line 1: expected 10 tab-separated columns, found 4"
     ]
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(run_dir, treebank) -> None:
+    environment = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    text = (treebank / "tiny-ud-train.conllu").read_text(encoding="utf-8") * 50  # more than a pipe buffer
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lstmkit.cli", "tag", str(run_dir), "--input", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+    )
+    process.stdout.close()  # like `| head -0`
+    _, err = process.communicate(text.encode("utf-8"), timeout=120)
+    assert process.returncode == 141 and err == b""
