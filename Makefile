@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lstmkit-installed
 
-.PHONY: setup test bench bench-quick demo clean
+.PHONY: setup test bench bench-quick bench-lm demo tour clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,15 @@ bench: setup
 bench-quick: setup
 	$(PY) benchmarks/bench_lstm.py --quick
 
+bench-lm: setup
+	$(PY) benchmarks/bench_lm.py
+
+# The language model: two minutes of training on the built-in corpus, then generation and next-word candidates.
 demo: setup
 	$(PY) -m lstmkit.demo
+
+tour: setup
+	$(PY) -m lstmkit.tour
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

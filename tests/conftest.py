@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import data_root
 
@@ -15,3 +16,16 @@ def real_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"real datasets not found at {root} (set LSTMKIT_DATA to their folder)")
     return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run each test on one CPU thread, then restore the setting.
+
+    The suite's tensors are tiny: a second thread gains nothing, and on a shared, busy machine the threads of
+    torch's pool wait for each other and make these tests several times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,6 +15,12 @@ import sys
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train-lm": ("lstmkit.commands.train_lm", "train or resume an AWD-LSTM language model"),
+    "eval-lm": ("lstmkit.commands.eval_lm", "loss and perplexity of a trained language model on a split"),
+    "generate": ("lstmkit.commands.generate", "generate text with a trained language model"),
+    "next-word": ("lstmkit.commands.next_word", "the most likely next words after a prompt"),
+    "plot": ("lstmkit.commands.plot", "draw a run's training curves to a PNG"),
+    "explain": ("lstmkit.commands.explain", "walk through a tiny LSTM step by step, or plot a trained model's gates"),
     "train-tagger": ("lstmkit.train.tagger", "train a BiLSTM part-of-speech tagger on a CoNLL-U treebank"),
     "eval-tagger": ("lstmkit.train.tagger_eval", "score a trained tagger: accuracy, per-tag F1, confusion matrix"),
     "tag": ("lstmkit.train.tagger_tag", "tag plain text or CoNLL-U with a trained tagger"),
@@ -33,12 +39,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("lstmkit.train", "ConfigError"),
         ("lstmkit.train", "CheckpointError"),
         ("lstmkit.train", "RunDirectoryError"),
+        ("lstmkit.explain", "ExplainError"),
     ):
         try:
             kinds.append(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
             pass
     return tuple(kinds)
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`UsageError` (one line, exit code 2) instead of a usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,14 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     module_name, help_text = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"lstmkit {name}", description=help_text)
-    module.configure_parser(parser)
-    args = parser.parse_args(rest)
     try:
+        module = importlib.import_module(module_name)
+        parser = _CommandParser(prog=f"lstmkit {name}", description=help_text, allow_abbrev=False)
+        module.configure_parser(parser)
+        if getattr(module, "ACCEPTS_OVERRIDES", False):  # unknown --section.key=value are config overrides
+            args, overrides = parser.parse_known_args(rest)
+            args.overrides = overrides
+        else:
+            args = parser.parse_args(rest)
         return int(module.run(args) or 0)
     except _user_errors() as error:
-        print(f"lstmkit {name}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"lstmkit {name}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lstmkit {name}: interrupted", file=sys.stderr)

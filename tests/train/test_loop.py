@@ -107,7 +107,7 @@ def test_toy_task_satisfies_the_protocol():
 def test_fresh_run_writes_checkpoints_and_metrics(tmp_path):
     result = fit(ToyTask(), tmp_path / "run", LoopConfig(max_steps=10, eval_every=4, log_every=2))
     assert result.stop_reason == "max_steps" and not result.interrupted
-    assert result.state.step == 10
+    assert result.state.step == 10 and result.state.tokens == 80
     assert result.state.evaluations == 3  # steps 4, 8 and the final one at 10
     records = read_metrics(tmp_path / "run")
     train = [r for r in records if r["split"] == "train"]

@@ -1,5 +1,23 @@
-"""lstmkit.explain: tracing gates and states, plots, weight-layout converters."""
+"""lstmkit.explain: tracing gates and states, plots, weight-layout converters, the ``lstmkit explain`` walkthrough.
+
+The plotting functions import matplotlib only when called.
+"""
 
 from lstmkit.explain import convert
+from lstmkit.explain.plots import GateSaturation, plot_gate_heatmaps, plot_saturation, saturation
+from lstmkit.explain.tracing import GateTrace, TraceMismatchError, trace
+from lstmkit.explain.walkthrough import ExplainError, load_model_for_explain, walkthrough
 
-__all__ = ["convert"]
+__all__ = [
+    "convert",
+    "ExplainError",
+    "GateSaturation",
+    "GateTrace",
+    "TraceMismatchError",
+    "load_model_for_explain",
+    "plot_gate_heatmaps",
+    "plot_saturation",
+    "saturation",
+    "trace",
+    "walkthrough",
+]

@@ -19,13 +19,26 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
+from ..ops.reference import NO_VARIANT, Variant
 
 __all__ = ["LSTM", "LSTMCell"]
+
+LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")  # the order of LayerWeights
 
 
 def _check_probability(name: str, p: float) -> None:
     if not isinstance(p, numbers.Number) or isinstance(p, bool) or not 0 <= p < 1:
         raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
+
+
+def _zoneout_pair(zoneout) -> tuple[float, float]:
+    """``zoneout`` as (p for h, p for c): one number serves both."""
+    pair = tuple(zoneout) if isinstance(zoneout, (tuple, list)) else (zoneout, zoneout)
+    if len(pair) != 2:
+        raise ValueError(f"zoneout must be a probability or a pair (p_h, p_c), got {zoneout!r}")
+    for p in pair:
+        _check_probability("zoneout", p)
+    return float(pair[0]), float(pair[1])
 
 
 def _check_impl(impl: str) -> str:
@@ -87,6 +100,27 @@ class LSTM(nn.Module):
             behave as for any module. Default 0.
         forget_bias: added to the forget-gate rows of ``bias_ih`` at initialisation (Jozefowicz et al. 2015
             recommend 1). Default 0.
+        recurrent_dropout: variational dropout on the h fed back into the recurrence (Gal and Ghahramani 2016):
+            :math:`R (h_{t-1} \odot m)` with one mask m per sequence, layer and direction, constant over time,
+            survivors scaled 1/(1-p). The output h is not dropped. Default 0.
+        zoneout: p, or (p_h, p_c) (Krueger et al. 2017): in training each unit keeps its previous value with that
+            probability, :math:`h_t = d_t \odot h_{t-1} + (1 - d_t) \odot h'_t` with a fresh Bernoulli mask
+            :math:`d_t` every step (the same for c); in eval the expectation :math:`h_t = p h_{t-1} + (1-p) h'_t`.
+            :math:`h'_t` uses the new cell before zoneout, as in the paper. Default 0.
+        layer_norm: the layer-normalised LSTM of Ba, Kiros and Hinton 2016 (eqs. 20-22):
+            :math:`(i, f, g, o) = LN(W x_t) + LN(R h_{t-1}) + b`, the cell :math:`c_t` carried un-normalised, and
+            :math:`h_t = o_t \odot \tanh(LN(c_t))`, each LN with its own gain and bias. (pytorch's
+            benchmarks/fastrnns custom_lstms.py carries the normalised c instead; we follow the paper.)
+            Default False.
+        peephole: diagonal peephole connections (Gers, Schraudolph and Schmidhuber 2002): i and f get
+            :math:`w_{ci} \odot c_{t-1}` and :math:`w_{cf} \odot c_{t-1}`, o gets :math:`w_{co} \odot c_t`.
+            Default False.
+        cell_clip: clip :math:`c_t` to [-cell_clip, cell_clip] after each update, as LSTMP implementations for
+            speech do. Default None.
+
+        Every option combines with the others and with num_layers, bidirectional, proj_size, batch_first, packed
+        input and dropout; all but weight_dropout and forget_bias run on the fused path (``impl="auto"`` picks it,
+        ``impl="native"`` refuses them).
 
     Inputs: input, (h_0, c_0)
         - input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a ``PackedSequence``.
@@ -103,6 +137,10 @@ class LSTM(nn.Module):
         weight_ih_l[k]: (4H, I) for k = 0, (4H, D * P) after; rows are W_i, W_f, W_g, W_o.
         weight_hh_l[k]: (4H, P). bias_ih_l[k], bias_hh_l[k]: (4H,). weight_hr_l[k]: (P, H) with ``proj_size``.
         Suffix ``_reverse`` for the reverse direction. All initialised from U(-1/sqrt(H), 1/sqrt(H)).
+        With ``peephole``: weight_ci_l[k], weight_cf_l[k], weight_co_l[k] (H,), same initialisation.
+        With ``layer_norm``: ln_ih_weight_l[k], ln_ih_bias_l[k] (4H,), ln_hh_weight_l[k], ln_hh_bias_l[k] (4H,),
+        ln_c_weight_l[k], ln_c_bias_l[k] (H,); gains start at 1, biases at 0. They are registered after torch's
+        parameters, so the same seed gives torch's initial weights.
 
     Example::
 
@@ -128,9 +166,18 @@ class LSTM(nn.Module):
         impl: str = "auto",
         weight_dropout: float = 0.0,
         forget_bias: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
+        layer_norm: bool = False,
+        peephole: bool = False,
+        cell_clip: float | None = None,
     ) -> None:
         super().__init__()
         _check_probability("weight_dropout", weight_dropout)
+        _check_probability("recurrent_dropout", recurrent_dropout)
+        zoneout_h, zoneout_c = _zoneout_pair(zoneout)
+        if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
+            raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
         if forget_bias and not bias:
             raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
         if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
@@ -169,6 +216,11 @@ class LSTM(nn.Module):
         self.impl = _check_impl(impl)
         self.weight_dropout = float(weight_dropout)
         self.forget_bias = float(forget_bias)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.zoneout = (zoneout_h, zoneout_c)
+        self.layer_norm = bool(layer_norm)
+        self.peephole = bool(peephole)
+        self.cell_clip = float(cell_clip) if cell_clip is not None else None
 
         factory = {"device": device, "dtype": dtype}
         directions = 2 if bidirectional else 1
@@ -191,6 +243,28 @@ class LSTM(nn.Module):
                     names.append(kind + suffix)
                 self._flat_weights_names.extend(names)
                 self._all_weights.append(names)
+        # per layer and direction: the names of (w_ih, w_hh, b_ih, b_hh, w_hr), None where absent
+        self._layer_names = [
+            tuple(next((n for n in names if n.startswith(kind + "_l")), None) for kind in LAYER_KINDS)
+            for names in self._all_weights
+        ]
+        # the variants' parameters come after all of torch's, so torch's weights get the same initial values
+        self._variant_names: list[dict[str, str]] = []
+        for layer in range(num_layers):
+            for direction in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = {}
+                if peephole:
+                    shapes.update(weight_ci=(hidden_size,), weight_cf=(hidden_size,), weight_co=(hidden_size,))
+                if layer_norm:
+                    shapes.update(
+                        ln_ih_weight=(4 * hidden_size,), ln_ih_bias=(4 * hidden_size,),
+                        ln_hh_weight=(4 * hidden_size,), ln_hh_bias=(4 * hidden_size,),
+                        ln_c_weight=(hidden_size,), ln_c_bias=(hidden_size,),
+                    )
+                for kind, shape in shapes.items():
+                    setattr(self, kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
+                self._variant_names.append({kind: kind + suffix for kind in shapes})
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -199,6 +273,10 @@ class LSTM(nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
+        for names in self._variant_names:  # layer-norm gains 1 and biases 0; peepholes keep the uniform draw
+            for kind, name in names.items():
+                if kind.startswith("ln_"):
+                    nn.init.ones_(getattr(self, name)) if kind.endswith("weight") else nn.init.zeros_(getattr(self, name))
         if self.forget_bias:
             with torch.no_grad():
                 for names in self._all_weights:
@@ -214,20 +292,47 @@ class LSTM(nn.Module):
         """One :class:`~lstmkit.ops.LayerWeights` per layer and direction, in torch's flat order, as this forward
         call uses them: with ``weight_dropout`` in training, ``weight_hh`` is a freshly dropped copy (DropConnect);
         the parameter itself is never modified and receives the gradient through the copy."""
+        drop = self.weight_dropout if self.training else 0.0
         out = []
-        for names in self._all_weights:
-            found = {name.split("_l")[0]: getattr(self, name) for name in names}
-            w_hh = found["weight_hh"]
-            if self.weight_dropout > 0 and self.training:
-                w_hh = F.dropout(w_hh, self.weight_dropout, training=True)  # (4H, P), survivors scaled 1/(1-p)
-            out.append(LayerWeights(found["weight_ih"], w_hh, found.get("bias_ih"), found.get("bias_hh"), found.get("weight_hr")))
+        for names in self._layer_names:
+            w_ih, w_hh, b_ih, b_hh, w_hr = (getattr(self, n) if n is not None else None for n in names)
+            if drop > 0:
+                w_hh = F.dropout(w_hh, drop, training=True)  # (4H, P), survivors scaled 1/(1-p)
+            out.append(LayerWeights(w_ih, w_hh, b_ih, b_hh, w_hr))
+        return out
+
+    def has_variant(self) -> bool:
+        """Whether an option needs more than torch's LSTM (weight dropout and forget bias do not)."""
+        return bool(
+            self.layer_norm or self.peephole or self.cell_clip is not None or any(self.zoneout)
+            or (self.recurrent_dropout and self.training)
+        )
+
+    def variants(self) -> list[Variant]:
+        """One :class:`~lstmkit.ops.reference.Variant` per layer and direction: the variant parameters, the cell
+        clip and the zoneout probabilities (the op draws the masks in training)."""
+        out = []
+        for names in self._variant_names:
+            get = lambda kind: getattr(self, names[kind])  # noqa: E731
+            out.append(
+                Variant(
+                    peephole=torch.stack([get("weight_ci"), get("weight_cf"), get("weight_co")]) if self.peephole else None,
+                    ln_ih=(get("ln_ih_weight"), get("ln_ih_bias")) if self.layer_norm else None,
+                    ln_hh=(get("ln_hh_weight"), get("ln_hh_bias")) if self.layer_norm else None,
+                    ln_c=(get("ln_c_weight"), get("ln_c_bias")) if self.layer_norm else None,
+                    zoneout_h=self.zoneout[0],
+                    zoneout_c=self.zoneout[1],
+                    cell_clip=self.cell_clip,
+                )
+            )
         return out
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         defaults = {
             "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
-            "proj_size": 0, "impl": "auto", "weight_dropout": 0.0, "forget_bias": 0.0,
+            "proj_size": 0, "impl": "auto", "weight_dropout": 0.0, "forget_bias": 0.0, "recurrent_dropout": 0.0,
+            "zoneout": (0.0, 0.0), "layer_norm": False, "peephole": False, "cell_clip": None,
         }
         for name, default in defaults.items():
             value = getattr(self, name)
@@ -308,6 +413,8 @@ class LSTM(nn.Module):
             batch_first=self.batch_first,
             batch_sizes=batch_sizes,
             impl=self.impl,
+            variants=self.variants() if self.has_variant() else None,
+            recurrent_dropout=self.recurrent_dropout if self.training else 0.0,
         )
         if packed:
             output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
@@ -332,7 +439,11 @@ class LSTMCell(nn.Module):
 
     Args:
         input_size: features I of x. hidden_size: features H of h and c. bias: use b_ih and b_hh (default True).
-        device, dtype: for the parameters. impl: as for :class:`LSTM` (``"auto"`` is torch's kernel).
+        device, dtype: for the parameters. impl: as for :class:`LSTM` (``"auto"`` is torch's kernel, or the fused
+            path when a variant option is on).
+        forget_bias, zoneout, layer_norm, peephole, cell_clip: the variants of :class:`LSTM`, for one step (zoneout
+            draws a fresh mask per call in training). Recurrent dropout needs one mask for a whole sequence, so it
+            lives on :class:`LSTM` only.
 
     Inputs: input (B, I) or (I,); hx = (h_0, c_0) each (B, H) or (H,), zeros if not given.
 
@@ -349,13 +460,36 @@ class LSTMCell(nn.Module):
         torch.Size([3, 20])
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *, impl: str = "auto") -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        impl: str = "auto",
+        forget_bias: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
+        layer_norm: bool = False,
+        peephole: bool = False,
+        cell_clip: float | None = None,
+    ) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
+        if forget_bias and not bias:
+            raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
+        if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
+            raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
         self.impl = _check_impl(impl)
+        self.forget_bias = float(forget_bias)
+        self.zoneout = _zoneout_pair(zoneout)
+        self.layer_norm = bool(layer_norm)
+        self.peephole = bool(peephole)
+        self.cell_clip = float(cell_clip) if cell_clip is not None else None
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory))
         if bias:
@@ -364,19 +498,46 @@ class LSTMCell(nn.Module):
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        if peephole:
+            for name in ("weight_ci", "weight_cf", "weight_co"):
+                setattr(self, name, nn.Parameter(torch.empty(hidden_size, **factory)))
+        if layer_norm:
+            for part, size in (("ih", 4 * hidden_size), ("hh", 4 * hidden_size), ("c", hidden_size)):
+                setattr(self, f"ln_{part}_weight", nn.Parameter(torch.empty(size, **factory)))
+                setattr(self, f"ln_{part}_bias", nn.Parameter(torch.empty(size, **factory)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         bound = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
+        with torch.no_grad():
+            if self.layer_norm:
+                for part in ("ih", "hh", "c"):
+                    getattr(self, f"ln_{part}_weight").fill_(1.0)
+                    getattr(self, f"ln_{part}_bias").zero_()
+            if self.forget_bias:
+                self.bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
+
+    def variant(self) -> Variant:
+        """This cell's extras; zoneout as probabilities (the forward draws masks in training)."""
+        return Variant(
+            peephole=torch.stack([self.weight_ci, self.weight_cf, self.weight_co]) if self.peephole else None,
+            ln_ih=(self.ln_ih_weight, self.ln_ih_bias) if self.layer_norm else None,
+            ln_hh=(self.ln_hh_weight, self.ln_hh_bias) if self.layer_norm else None,
+            ln_c=(self.ln_c_weight, self.ln_c_bias) if self.layer_norm else None,
+            zoneout_h=self.zoneout[0],
+            zoneout_c=self.zoneout[1],
+            cell_clip=self.cell_clip,
+        )
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.impl != "auto":
-            s += f", impl={self.impl!r}"
+        defaults = {"bias": True, "impl": "auto", "forget_bias": 0.0, "zoneout": (0.0, 0.0), "layer_norm": False,
+                    "peephole": False, "cell_clip": None}
+        for name, default in defaults.items():
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
         return s
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -405,7 +566,14 @@ class LSTMCell(nn.Module):
                     raise RuntimeError(f"hx[{index}] must have shape {expected} to match the input batch, got {tuple(value.shape)}")
                 if value.dtype != x.dtype or value.device != x.device:
                     raise ValueError(f"hx[{index}] is {value.dtype} on {value.device} but the input is {x.dtype} on {x.device}")
-        h, c = lstm_cell(x, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, impl=self.impl)
+        variant = self.variant()
+        if self.training:  # zoneout: a fresh keep-previous mask per unit for this step
+            z_h, z_c = self.zoneout
+            variant = variant._replace(
+                zoneout_h=torch.bernoulli(torch.full_like(hx[0], z_h)) if z_h > 0 else 0.0,
+                zoneout_c=torch.bernoulli(torch.full_like(hx[1], z_c)) if z_c > 0 else 0.0,
+            )
+        h, c = lstm_cell(x, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, impl=self.impl, variant=variant)
         if not is_batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c

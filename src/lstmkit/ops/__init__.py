@@ -1,5 +1,7 @@
-"""Pure tensor functions: the reference LSTM, the fused autograd Function and the dispatching entry points."""
+"""Pure tensor functions: the reference LSTM, the fused autograd Function, the dispatching entry points, and the
+fused decoder + cross entropy of a language model."""
 
+from .cross_entropy import LinearCrossEntropyFunction, linear_cross_entropy, linear_cross_entropy_ref
 from .functional import IMPLS, LayerWeights, lstm, lstm_cell, lstm_layer, resolve_impl
 from .fused import LSTMLayerFunction, lstm_layer_fused
 from .reference import lstm_cell_ref, lstm_layer_ref
@@ -8,6 +10,9 @@ __all__ = [
     "IMPLS",
     "LayerWeights",
     "LSTMLayerFunction",
+    "LinearCrossEntropyFunction",
+    "linear_cross_entropy",
+    "linear_cross_entropy_ref",
     "lstm",
     "lstm_cell",
     "lstm_cell_ref",

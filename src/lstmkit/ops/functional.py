@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .fused import lstm_layer_fused
-from .reference import lstm_cell_ref, lstm_layer_ref
+from .reference import NO_VARIANT, Variant, lstm_cell_ref, lstm_layer_ref
 
 __all__ = ["IMPLS", "LayerWeights", "lstm", "lstm_cell", "lstm_layer", "resolve_impl"]
 
@@ -35,16 +35,23 @@ class LayerWeights(NamedTuple):
     w_hr: Tensor | None = None  # (P, H)
 
 
-def resolve_impl(impl: str, *, device: torch.device, dtype: torch.dtype, packed: bool, projected: bool) -> str:
+def resolve_impl(
+    impl: str, *, device: torch.device, dtype: torch.dtype, packed: bool, projected: bool, variant: str = ""
+) -> str:
     """Turn ``impl="auto"`` into a concrete implementation; check the others.
 
-    On CUDA torch's cuDNN kernel handles every configuration, so auto takes it. On CPU torch's fused oneDNN kernel
-    serves padded float32/bfloat16 input without projection and is the fastest thing there; for PackedSequence,
-    ``proj_size > 0`` and float64 torch falls back to a per-step ATen loop, and the fused path is faster
-    (benchmarks/RESULTS.md has the figures).
+    ``variant`` names the active options torch's kernel cannot compute (empty when none): then auto takes the
+    fused path and ``"native"`` is an error. On CUDA torch's cuDNN kernel handles every plain configuration, so auto
+    takes it. On CPU torch's fused oneDNN kernel serves padded float32/bfloat16 input without projection and is the
+    fastest thing there; for PackedSequence, ``proj_size > 0`` and float64 torch falls back to a per-step ATen
+    loop, and the fused path is faster (benchmarks/RESULTS.md has the figures).
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+    if variant:
+        if impl == "native":
+            raise ValueError(f"impl='native' (torch's kernel) cannot compute {variant}; use impl='fused' or 'reference'")
+        return "fused" if impl == "auto" else impl
     if impl != "auto":
         return impl
     if device.type != "cpu":
@@ -156,6 +163,7 @@ def lstm_layer(
     reverse: bool = False,
     batch_sizes: Tensor | Sequence[int] | None = None,
     impl: str = "auto",
+    variant: Variant = NO_VARIANT,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """One LSTM layer in one direction.
 
@@ -166,6 +174,7 @@ def lstm_layer(
         reverse: process the sequences from their last step to their first.
         batch_sizes: sequences running at each step (non-increasing), as in a PackedSequence.
         impl: ``"auto"``, ``"native"``, ``"fused"`` or ``"reference"``.
+        variant: optional extras (:class:`~lstmkit.ops.reference.Variant`), masks already drawn.
 
     Returns:
         ``output`` ((T, B, P) or (N, P)) and ``(h_n (B, P), c_n (B, H))``.
@@ -175,11 +184,14 @@ def lstm_layer(
     if hx is None:
         batch = x.shape[1] if batch_sizes is None else int(batch_sizes[0])
         hx = (x.new_zeros(batch, proj), x.new_zeros(batch, hidden))
-    which = resolve_impl(impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=w_hr is not None)
+    which = resolve_impl(
+        impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=w_hr is not None,
+        variant=describe_variant(variant),
+    )
     if which == "native":
         return _layer_native(x, hx, weights, reverse, batch_sizes)
     layer = lstm_layer_fused if which == "fused" else lstm_layer_ref
-    return layer(x, hx, *weights, reverse=reverse, batch_sizes=batch_sizes)
+    return layer(x, hx, *weights, reverse=reverse, batch_sizes=batch_sizes, variant=variant)
 
 
 # ---------------------------------------------------------------------------------------------------- a stack
@@ -197,6 +209,8 @@ def lstm(
     batch_first: bool = False,
     batch_sizes: Tensor | None = None,
     impl: str = "auto",
+    variants: Sequence[Variant] | None = None,
+    recurrent_dropout: float = 0.0,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """A stack of LSTM layers, as ``torch.nn.LSTM`` computes it (arguments already validated by the module).
 
@@ -205,13 +219,20 @@ def lstm(
         hx: ``(h0 (L * D, B, P), c0 (L * D, B, H))`` with L layers and D directions, layer-major.
         weights: one :class:`LayerWeights` per layer and direction, in the same order.
         dropout: probability of dropping each output of every layer but the last, in training.
+        variants: one :class:`~lstmkit.ops.reference.Variant` per layer and direction (weights, cell clip, and
+            zoneout as probabilities); in training the zoneout masks are drawn here, per layer and direction.
+        recurrent_dropout: in training, one mask per sequence, layer and direction on the h fed back.
 
     Returns:
         ``output`` in the layout of ``x`` with P * D features, and ``(h_n, c_n)`` shaped like ``hx``.
     """
     directions = 2 if bidirectional else 1
     projected = weights[0].w_hr is not None
-    which = resolve_impl(impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=projected)
+    variants = list(variants) if variants is not None else [NO_VARIANT] * len(weights)
+    active = describe_variant(variants[0], recurrent_dropout)
+    which = resolve_impl(
+        impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=projected, variant=active
+    )
     if which == "native":  # the whole stack in one call, exactly torch.nn.LSTM's
         flat = [w for layer in weights for w in layer if w is not None]
         has_bias = weights[0].b_ih is not None
@@ -230,8 +251,10 @@ def lstm(
         outputs = []
         for direction in range(directions):
             k = layer * directions + direction
+            state = (hx[0][k], hx[1][k])
+            variant = _draw_masks(variants[k], recurrent_dropout, training, layer_input, state) if active else NO_VARIANT
             out, (h, c) = layer_fn(
-                layer_input, (hx[0][k], hx[1][k]), *weights[k], reverse=direction == 1, batch_sizes=sizes
+                layer_input, state, *weights[k], reverse=direction == 1, batch_sizes=sizes, variant=variant
             )
             outputs.append(out)
             h_n.append(h)
@@ -243,6 +266,45 @@ def lstm(
     return output, (torch.stack(h_n), torch.stack(c_n))
 
 
+def describe_variant(variant: Variant, recurrent_dropout: float = 0.0) -> str:
+    """The options torch's kernel cannot compute, as words ('' when none)."""
+    names = []
+    if recurrent_dropout > 0:
+        names.append("recurrent_dropout")
+    if isinstance(variant.zoneout_h, Tensor) or isinstance(variant.zoneout_c, Tensor) or variant.zoneout_h or variant.zoneout_c:
+        names.append("zoneout")
+    if variant.ln_ih is not None or variant.ln_hh is not None or variant.ln_c is not None:
+        names.append("layer_norm")
+    if variant.peephole is not None:
+        names.append("peephole")
+    if variant.cell_clip is not None:
+        names.append("cell_clip")
+    return ", ".join(names)
+
+
+def _keep_mask(like: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
+    """1 where a unit keeps its previous value (probability p), else 0."""
+    return torch.bernoulli(torch.full(shape, p, dtype=like.dtype, device=like.device))
+
+
+def _draw_masks(variant: Variant, recurrent_dropout: float, training: bool, x: Tensor, state: tuple[Tensor, Tensor]) -> Variant:
+    """In training: the recurrent-dropout mask (B, P) and zoneout masks laid out like ``x``; in eval zoneout stays
+    a probability (its expectation) and recurrent dropout is off."""
+    if not training:
+        return variant
+    rows = x.shape[:-1]  # (T, B) or (N,)
+    h0, c0 = state
+    mask = None
+    if recurrent_dropout > 0:
+        mask = torch.bernoulli(torch.full_like(h0, 1 - recurrent_dropout)) / (1 - recurrent_dropout)  # (B, P)
+    zone_h, zone_c = variant.zoneout_h, variant.zoneout_c
+    if not isinstance(zone_h, Tensor) and zone_h > 0:
+        zone_h = _keep_mask(x, (*rows, h0.shape[-1]), zone_h)  # (T, B, P) or (N, P)
+    if not isinstance(zone_c, Tensor) and zone_c > 0:
+        zone_c = _keep_mask(x, (*rows, c0.shape[-1]), zone_c)  # (T, B, H) or (N, H)
+    return variant._replace(recurrent_mask=mask, zoneout_h=zone_h, zoneout_c=zone_c)
+
+
 def lstm_cell(
     x: Tensor,
     hx: tuple[Tensor, Tensor],
@@ -252,12 +314,18 @@ def lstm_cell(
     b_hh: Tensor | None = None,
     *,
     impl: str = "auto",
+    variant: Variant = NO_VARIANT,
 ) -> tuple[Tensor, Tensor]:
-    """One step: ``x`` (B, I), ``hx = (h (B, H), c (B, H))`` -> new ``(h, c)``. ``auto`` is torch's kernel."""
-    which = resolve_impl(impl, device=x.device, dtype=x.dtype, packed=False, projected=False)
+    """One step: ``x`` (B, I), ``hx = (h (B, H), c (B, H))`` -> new ``(h, c)``. ``auto`` is torch's kernel, or the
+    fused path when ``variant`` asks for something the kernel cannot do (zoneout masks here are one step's)."""
+    which = resolve_impl(impl, device=x.device, dtype=x.dtype, packed=False, projected=False, variant=describe_variant(variant))
     if which == "native":
         return torch._VF.lstm_cell(x, hx, w_ih, w_hh, b_ih, b_hh)
     if which == "fused":
-        out, (h, c) = lstm_layer_fused(x.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh)
+        as_steps = variant._replace(
+            zoneout_h=variant.zoneout_h.unsqueeze(0) if isinstance(variant.zoneout_h, Tensor) else variant.zoneout_h,
+            zoneout_c=variant.zoneout_c.unsqueeze(0) if isinstance(variant.zoneout_c, Tensor) else variant.zoneout_c,
+        )
+        out, (h, c) = lstm_layer_fused(x.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh, variant=as_steps)
         return h, c
-    return lstm_cell_ref(x, hx, w_ih, w_hh, b_ih, b_hh)
+    return lstm_cell_ref(x, hx, w_ih, w_hh, b_ih, b_hh, variant=variant)

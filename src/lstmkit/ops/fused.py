@@ -26,18 +26,75 @@ Backward::
         dz[t] = [dc * A_i, dc * A_f, dc * A_g, dh * A_o] ; dc *= f ; dh_rec = dz[t] @ w_hh
     then ONE GEMM each: d_w_ih = dz.T @ x, d_w_hh = dz.T @ h_prev, d_x = dz @ w_ih (and d_w_hr = dh.T @ h_raw)
 
-Only public torch ops are used, so the same code runs on CPU and CUDA, in float32 and float64.
+Matmuls. On this kind of CPU torch.mm goes to MKL, which runs AVX2 code on AMD processors; oneDNN runs AVX-512.
+Measured here (benchmarks/RESULTS.md), oneDNN with a prepacked weight is 1.3x (B=64, H=512) to 2x (B=16, H=1024)
+faster for the per-step (B, P) x (P, 4H) GEMM, and no faster for the big weight-gradient GEMMs once their
+transposed copies are paid, so those stay on torch.mm. oneDNN is reachable only through the private op
+``torch.ops.mkldnn._linear_pointwise`` with weights prepacked by ``_reorder_linear_weight``, so
+:class:`_RightMatmul` uses it for float32 on CPU when it exists and falls back to public ``torch.mm``/``addmm``
+everywhere else (float64, CUDA, a torch without the op). Both paths are tested; :func:`set_matmul_backend` or
+the environment variable LSTMKIT_MATMUL forces one.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["LSTMLayerFunction", "lstm_layer_fused"]
+from .reference import LAYER_NORM_EPS, NO_VARIANT, Variant
+
+__all__ = ["LSTMLayerFunction", "lstm_layer_fused", "matmul_backend", "set_matmul_backend"]
+
+_BACKENDS = ("auto", "onednn", "public")
+_backend = os.environ.get("LSTMKIT_MATMUL", "auto")
+_ONEDNN_MIN_HIDDEN = 256  # below this MKL's small GEMMs are as fast and oneDNN's call overhead dominates
+
+
+def set_matmul_backend(name: str) -> None:
+    """``"auto"`` (oneDNN for float32 CPU layers with H >= 256 when available), ``"onednn"`` (whenever available)
+    or ``"public"`` (torch.mm / addmm only). Also settable with the environment variable LSTMKIT_MATMUL."""
+    global _backend
+    if name not in _BACKENDS:
+        raise ValueError(f"matmul backend must be one of {_BACKENDS}, got {name!r}")
+    _backend = name
+
+
+def matmul_backend() -> str:
+    return _backend
+
+
+def _onednn_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _use_onednn(x: Tensor, hidden: int) -> bool:
+    if _backend == "public" or x.device.type != "cpu" or x.dtype != torch.float32 or not _onednn_available():
+        return False
+    return _backend == "onednn" or hidden >= _ONEDNN_MIN_HIDDEN
+
+
+class _RightMatmul:
+    """``a @ w.T`` (optionally ``+ add``) for one fixed ``w`` used many times: oneDNN with ``w`` prepacked once,
+    or public torch ops."""
+
+    def __init__(self, w: Tensor, rows: int, onednn: bool):
+        self.w = w
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows) if onednn else None
+
+    def __call__(self, a: Tensor, add: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        if self.packed is None:
+            if add is not None:
+                return add.addmm_(a, self.w.t()) if out is None else torch.addmm(add, a, self.w.t(), out=out)
+            return torch.mm(a, self.w.t(), out=out) if out is not None else torch.mm(a, self.w.t())
+        if add is not None:
+            result = torch.ops.mkldnn._linear_pointwise.binary(a, add, self.packed, None, "add")
+        else:
+            result = torch.ops.mkldnn._linear_pointwise(a, self.packed, None, "none", [], "")
+        return out.copy_(result) if out is not None else result
 
 
 class _Schedule(NamedTuple):
@@ -100,145 +157,311 @@ def _rows_before(buf: Tensor, sched: _Schedule, t: int, n: int, reverse: bool, i
     return torch.cat([buf[start : start + have], buf[init_at + have : init_at + n]])
 
 
-def _matmul_t(a: Tensor, w: Tensor, out: Tensor | None = None) -> Tensor:
-    """a @ w.T"""
-    return torch.mm(a, w.t(), out=out) if out is not None else torch.mm(a, w.t())
+class _Static(NamedTuple):
+    """The non-tensor arguments of :class:`LSTMLayerFunction`."""
+
+    sizes: tuple[int, ...]  # rows of each step (batch_sizes)
+    reverse: bool
+    need_grad: bool  # keep what the backward needs (grad mode is off inside forward, so the caller decides)
+    cell_clip: float | None = None
+    zoneout_h: float = 0.0  # eval-time zoneout probability of h, used when no mask tensor is given
+    zoneout_c: float = 0.0
+
+
+def _in_time_order(pieces: dict[int, Tensor]) -> Tensor:
+    return torch.cat([pieces[t] for t in sorted(pieces)])
 
 
 class LSTMLayerFunction(torch.autograd.Function):
     """One LSTM layer in one direction, with a hand-written backward through time.
 
-    ``apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, need_grad)``:
-    x (N, I) packed rows (for padded input N = T * B with ``batch_sizes = (B,) * T``), h0 (B, P), c0 (B, H),
-    biases and ``w_hr`` may be None, ``batch_sizes`` a tuple of ints, ``need_grad`` whether to keep what the
-    backward needs (grad mode is off inside ``forward``, so the caller decides). Returns (output (N, P), h_n (B, P), c_n (B, H)).
+    ``apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b,
+    recurrent_mask, zoneout_h, zoneout_c, static)``: x (N, I) packed rows (padded input is N = T * B rows with
+    ``static.sizes = (B,) * T``), h0 (B, P), c0 (B, H); every later tensor may be None (see
+    :class:`lstmkit.ops.reference.Variant` for their meaning; zoneout masks are (N, P) / (N, H) rows), ``static`` a
+    :class:`_Static`. Returns (output (N, P), h_n (B, P), c_n (B, H)).
 
     The backward only reads what the forward saved, so ``retain_graph=True`` and repeated backwards work.
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, need_grad):  # type: ignore[override]
-        sched = _schedule(tuple(batch_sizes), bool(reverse))
+    def forward(  # type: ignore[override]
+        ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole,
+        ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, rec_mask, zone_h, zone_c, static,
+    ):
+        sched = _schedule(static.sizes, static.reverse)
+        reverse, need_grad, clip = static.reverse, static.need_grad, static.cell_clip
         total, batch = x.shape[0], h0.shape[0]
         hidden = c0.shape[1]
         out_at, init_at = (0, total) if reverse else (batch, 0)
+        zoning_h = zone_h is not None or static.zoneout_h > 0
+        zoning_c = zone_c is not None or static.zoneout_c > 0
 
+        onednn = _use_onednn(x, hidden)
         bias = None
         if b_ih is not None and b_hh is not None:
             bias = b_ih + b_hh
         elif b_ih is not None or b_hh is not None:
             bias = b_ih if b_ih is not None else b_hh
-        gates = torch.addmm(bias, x, w_ih.t()) if bias is not None else _matmul_t(x, w_ih)  # (N, 4H)
+        x_proj = mean_ih = rstd_ih = None
+        if ln_ih_w is not None:  # gates = LN(W x) + b
+            x_proj = torch.ops.mkldnn._linear_pointwise(x, w_ih, None, "none", [], "") if onednn else torch.mm(x, w_ih.t())
+            gates, mean_ih, rstd_ih = torch.native_layer_norm(x_proj, [4 * hidden], ln_ih_w, ln_ih_b, LAYER_NORM_EPS)
+            if bias is not None:
+                gates.add_(bias)
+        elif onednn:
+            gates = torch.ops.mkldnn._linear_pointwise(x, w_ih, bias, "none", [], "")  # (N, 4H)
+        else:
+            gates = torch.addmm(bias, x, w_ih.t()) if bias is not None else torch.mm(x, w_ih.t())  # (N, 4H)
+        recurrent = _RightMatmul(w_hh, batch, onednn)  # h_prev @ w_hh.T
+        project = _RightMatmul(w_hr, batch, onednn) if w_hr is not None else None  # h_raw @ w_hr.T
 
         h_buf = x.new_empty(total + batch, h0.shape[1])  # (N + B, P): outputs and the initial h
-        c_buf = x.new_empty(total + batch, hidden)  # (N + B, H): cells and the initial c
+        c_buf = x.new_empty(total + batch, hidden)  # (N + B, H): cells carried over time and the initial c
         h_buf[init_at : init_at + batch] = h0
         c_buf[init_at : init_at + batch] = c0
-        tanh_c = x.new_empty(total if need_grad else batch, hidden)  # (N, H) kept for backward
-        h_raw = x.new_empty(total if need_grad else batch, hidden) if w_hr is not None else None
+        rows = total if need_grad else batch  # per-step scratch rows, or everything kept for backward
+        tanh_c = x.new_empty(rows, hidden)  # (N, H) tanh of the (normalised) new cell
+        h_raw = x.new_empty(rows, hidden) if w_hr is not None else None  # (N, H) h before projection
+        c_new_buf = x.new_empty(rows, hidden) if zoning_c else None  # (N, H) new cell before zoneout
+        rh_buf = x.new_empty(rows, 4 * hidden) if ln_hh_w is not None else None  # (N, 4H) R h before its LN
+        stats_hh: dict[int, tuple[Tensor, Tensor]] = {}
+        stats_c: dict[int, tuple[Tensor, Tensor]] = {}
 
         for t in sched.order:
             n, row = sched.sizes[t], sched.offsets[t]
+            keep = slice(row, row + n) if need_grad else slice(0, n)  # where this step's kept values go
             h_prev = _rows_before(h_buf, sched, t, n, reverse, init_at, out_at)  # (B_t, P)
             c_prev = _rows_before(c_buf, sched, t, n, reverse, init_at, out_at)  # (B_t, H)
-            z = gates[row : row + n]  # (B_t, 4H)
-            z.addmm_(h_prev, w_hh.t())
-            z[:, : 2 * hidden].sigmoid_()  # i, f
-            z[:, 2 * hidden : 3 * hidden].tanh_()  # g
-            z[:, 3 * hidden :].sigmoid_()  # o
+            h_in = h_prev * rec_mask[:n] if rec_mask is not None else h_prev  # (B_t, P)
+            z = gates[row : row + n]  # (B_t, 4H): input part now, the activated gates below
+            if ln_hh_w is not None:
+                rh = recurrent(h_in, out=rh_buf[keep])  # (B_t, 4H)
+                normed, mean, rstd = torch.native_layer_norm(rh, [4 * hidden], ln_hh_w, ln_hh_b, LAYER_NORM_EPS)
+                stats_hh[t] = (mean, rstd)
+                pre = z.add_(normed)
+            else:
+                pre = recurrent(h_in, add=z)  # (B_t, 4H) pre-activations (z itself with public ops)
+            if peephole is not None:  # i and f see the previous cell
+                pre[:, : 2 * hidden].view(n, 2, hidden).addcmul_(c_prev.unsqueeze(1), peephole[:2])
+            torch.sigmoid(pre[:, : 2 * hidden], out=z[:, : 2 * hidden])  # i, f
+            torch.tanh(pre[:, 2 * hidden : 3 * hidden], out=z[:, 2 * hidden : 3 * hidden])  # g
             i, f, g, o = z.chunk(4, dim=1)  # (B_t, H) each
-            c = c_buf[out_at + row : out_at + row + n]  # (B_t, H)
+            c_carried = c_buf[out_at + row : out_at + row + n]  # (B_t, H)
+            c = c_new_buf[keep] if zoning_c else c_carried  # (B_t, H) the new cell
             torch.mul(f, c_prev, out=c)
             c.addcmul_(i, g)
-            tc = tanh_c[row : row + n] if need_grad else tanh_c[:n]
-            torch.tanh(c, out=tc)
+            if clip is not None:
+                c.clamp_(-clip, clip)
+            if peephole is not None:  # o sees the new cell
+                pre[:, 3 * hidden :].addcmul_(c, peephole[2])
+            torch.sigmoid(pre[:, 3 * hidden :], out=z[:, 3 * hidden :])  # o
+            tc = tanh_c[keep]
+            if ln_c_w is not None:
+                normed_c, mean, rstd = torch.native_layer_norm(c, [hidden], ln_c_w, ln_c_b, LAYER_NORM_EPS)
+                stats_c[t] = (mean, rstd)
+                torch.tanh(normed_c, out=tc)
+            else:
+                torch.tanh(c, out=tc)
             h = h_buf[out_at + row : out_at + row + n]  # (B_t, P)
             if w_hr is None:
                 torch.mul(o, tc, out=h)
             else:
-                hr = h_raw[row : row + n] if need_grad else h_raw[:n]  # (B_t, H)
+                hr = h_raw[keep]  # (B_t, H)
                 torch.mul(o, tc, out=hr)
-                _matmul_t(hr, w_hr, out=h)
+                project(hr, out=h)
+            if zoning_h:  # keep the previous h where the mask is 1
+                h.lerp_(h_prev, zone_h[row : row + n] if zone_h is not None else static.zoneout_h)
+            if zoning_c:
+                torch.lerp(c, c_prev, zone_c[row : row + n] if zone_c is not None else static.zoneout_c, out=c_carried)
 
         output = h_buf[out_at : out_at + total]  # (N, P)
         if sched.uniform:
-            last = slice(out_at + sched.offsets[sched.order[-1]], out_at + sched.offsets[sched.order[-1]] + batch)
-            h_n, c_n = h_buf[last].clone(), c_buf[last].clone()
+            first = out_at + sched.offsets[sched.order[-1]]
+            h_n, c_n = h_buf[first : first + batch].clone(), c_buf[first : first + batch].clone()
         else:
             h_n, c_n = h_buf.index_select(0, sched.last_index), c_buf.index_select(0, sched.last_index)
 
         if need_grad:
+            mean_hh = rstd_hh = mean_c = rstd_c = None
+            if stats_hh:
+                mean_hh = _in_time_order({t: m for t, (m, _) in stats_hh.items()})  # (N, 1)
+                rstd_hh = _in_time_order({t: r for t, (_, r) in stats_hh.items()})
+            if stats_c:
+                mean_c = _in_time_order({t: m for t, (m, _) in stats_c.items()})  # (N, 1)
+                rstd_c = _in_time_order({t: r for t, (_, r) in stats_c.items()})
             # intermediate buffers go through save_for_backward too: autograd frees them after the backward
             # (or keeps them for retain_graph=True) instead of keeping them alive as long as the output lives
-            ctx.save_for_backward(x, w_ih, w_hh, w_hr, gates, h_buf, c_buf, tanh_c, h_raw)
-            ctx.sched, ctx.reverse, ctx.layout = sched, bool(reverse), (out_at, init_at, batch)
+            ctx.save_for_backward(
+                x, w_ih, w_hh, w_hr, gates, h_buf, c_buf, tanh_c, h_raw, peephole, ln_ih_w, ln_ih_b, ln_hh_w,
+                ln_c_w, rec_mask, zone_h, zone_c, x_proj, mean_ih, rstd_ih, rh_buf, mean_hh, rstd_hh, c_new_buf,
+                mean_c, rstd_c,
+            )
+            ctx.static, ctx.sched, ctx.layout = static, sched, (out_at, init_at, batch)
             ctx.has_bias = (b_ih is not None, b_hh is not None)
         return output, h_n, c_n
 
     @staticmethod
     def backward(ctx, grad_output, grad_h_n, grad_c_n):  # type: ignore[override]
-        x, w_ih, w_hh, w_hr, gates, h_buf, c_buf, tanh_c, h_raw = ctx.saved_tensors
-        sched = ctx.sched
+        (
+            x, w_ih, w_hh, w_hr, gates, h_buf, c_buf, tanh_c, h_raw, peephole, ln_ih_w, ln_ih_b, ln_hh_w,
+            ln_c_w, rec_mask, zone_h, zone_c, x_proj, mean_ih, rstd_ih, rh_buf, mean_hh, rstd_hh, c_new_buf,
+            mean_c, rstd_c,
+        ) = ctx.saved_tensors
+        static, sched = ctx.static, ctx.sched
         out_at, init_at, batch = ctx.layout
         total = x.shape[0]
         hidden = tanh_c.shape[1]
         proj = h_buf.shape[1]
+        clip = static.cell_clip
+        zoning_h = zone_h is not None or static.zoneout_h > 0
+        zoning_c = zone_c is not None or static.zoneout_c > 0
+        needs = ctx.needs_input_grad
 
         # previous h and c of every row: a slice of the state buffers for padded input, a gather for packed
         if sched.uniform:
-            prev = slice(init_at, init_at + total) if not ctx.reverse else slice(batch, batch + total)
+            prev = slice(init_at, init_at + total) if not static.reverse else slice(batch, batch + total)
             h_prev, c_prev = h_buf[prev], c_buf[prev]  # (N, P), (N, H)
         else:
             index = sched.prev_index.to(x.device)
             h_prev, c_prev = h_buf.index_select(0, index), c_buf.index_select(0, index)
+        c_new = c_new_buf if zoning_c else c_buf[out_at : out_at + total]  # (N, H) new cells before zoneout
 
-        # per-row factors, all rows at once
+        # per-row factors, all rows at once, written straight into dz (sigmoid' = s - s^2, tanh' = 1 - t^2)
         i, f, g, o = gates.chunk(4, dim=1)  # (N, H) each, post-activation
-        d_c_from_h = o * (1 - tanh_c * tanh_c)  # (N, H)  d c / d h (through h = o tanh c)
         dz = torch.empty_like(gates)  # (N, 4H): factors now, gradients of the pre-activations after the loop
-        torch.mul(g, i * (1 - i), out=dz[:, :hidden])  # d/dz_i = dc * g * i (1 - i)
-        torch.mul(c_prev, f * (1 - f), out=dz[:, hidden : 2 * hidden])  # d/dz_f = dc * c_prev * f (1 - f)
-        torch.mul(i, 1 - g * g, out=dz[:, 2 * hidden : 3 * hidden])  # d/dz_g = dc * i (1 - g^2)
-        torch.mul(tanh_c, o * (1 - o), out=dz[:, 3 * hidden :])  # d/dz_o = dh * tanh c * o (1 - o)
+        dz_i, dz_f, dz_g, dz_o = dz.chunk(4, dim=1)
+        torch.addcmul(i, i, i, value=-1, out=dz_i).mul_(g)  # d/dz_i = dc * g * i (1 - i)
+        torch.addcmul(f, f, f, value=-1, out=dz_f).mul_(c_prev)  # d/dz_f = dc * c_prev * f (1 - f)
+        torch.addcmul(i, i, torch.mul(g, g, out=dz_g), value=-1, out=dz_g)  # d/dz_g = dc * i (1 - g^2)
+        torch.addcmul(o, o, o, value=-1, out=dz_o).mul_(tanh_c)  # d/dz_o = dh * tanh(.) * o (1 - o)
+        d_c_from_h = torch.mul(tanh_c, tanh_c)  # (N, H)  d h / d (tanh's input) = o (1 - tanh^2)
+        torch.addcmul(o, o, d_c_from_h, value=-1, out=d_c_from_h)
+        inside_clip = (c_new.abs() < clip).to(x.dtype) if clip is not None else None  # (N, H)
+        d_normed_c = torch.empty_like(tanh_c) if ln_c_w is not None else None  # (N, H)
+        d_rh = torch.empty_like(gates) if ln_hh_w is not None else None  # (N, 4H)
 
+        onednn = _use_onednn(x, hidden)
+        recurrent = _RightMatmul(w_hh.t(), batch, onednn)  # (.) @ w_hh
+        unproject = _RightMatmul(w_hr.t(), batch, onednn) if w_hr is not None else None  # dh @ w_hr
         dh_all = grad_output.clone() if grad_output is not None else x.new_zeros(total, proj)  # (N, P)
         dh_state = grad_h_n.clone() if grad_h_n is not None else x.new_zeros(batch, proj)  # (B, P)
         dc_state = grad_c_n.clone() if grad_c_n is not None else x.new_zeros(batch, hidden)  # (B, H)
         for t in reversed(sched.order):
             n, row = sched.sizes[t], sched.offsets[t]
-            dh = dh_all[row : row + n]  # (B_t, P)
+            rows = slice(row, row + n)
+            dh = dh_all[rows]  # (B_t, P): gradient of this step's output h
             dh.add_(dh_state[:n])
-            dh_cell = dh @ w_hr if w_hr is not None else dh  # (B_t, H)
-            dc = dc_state[:n]  # (B_t, H)
-            dc.addcmul_(dh_cell, d_c_from_h[row : row + n])
-            dz_t = dz[row : row + n]  # (B_t, 4H)
-            dz_t[:, : 3 * hidden].view(n, 3, hidden).mul_(dc.unsqueeze(1))
-            dz_t[:, 3 * hidden :].mul_(dh_cell)
-            dc.mul_(f[row : row + n])
-            torch.mm(dz_t, w_hh, out=dh_state[:n])
+            dc = dc_state[:n]  # (B_t, H): gradient of the cell carried out of this step
+            if zoning_h:
+                keep_h = zone_h[rows] if zone_h is not None else static.zoneout_h
+                dh_to_prev = dh * keep_h
+                dh.mul_(1 - keep_h)
+            if zoning_c:
+                keep_c = zone_c[rows] if zone_c is not None else static.zoneout_c
+                dc_to_prev = dc * keep_c
+                dc.mul_(1 - keep_c)
+            dh_cell = unproject(dh) if w_hr is not None else dh  # (B_t, H)
+            dz_t = dz[rows]  # (B_t, 4H)
+            dz_t[:, 3 * hidden :].mul_(dh_cell)  # d/dz_o
+            if ln_c_w is not None:
+                d_tanh_in = torch.mul(dh_cell, d_c_from_h[rows], out=d_normed_c[rows])
+                mean, rstd = mean_c[rows], rstd_c[rows]
+                dc.add_(torch.ops.aten.native_layer_norm_backward(
+                    d_tanh_in, c_new[rows], [hidden], mean, rstd, ln_c_w, None, [True, False, False])[0])
+            else:
+                dc.addcmul_(dh_cell, d_c_from_h[rows])
+            if peephole is not None:
+                dc.addcmul_(dz_t[:, 3 * hidden :], peephole[2])
+            if inside_clip is not None:
+                dc.mul_(inside_clip[rows])
+            dz_t[:, : 3 * hidden].view(n, 3, hidden).mul_(dc.unsqueeze(1))  # d/dz_i, d/dz_f, d/dz_g
+            dc.mul_(f[rows])  # now the gradient of the previous cell
+            if peephole is not None:
+                dc.addcmul_(dz_t[:, :hidden], peephole[0])
+                dc.addcmul_(dz_t[:, hidden : 2 * hidden], peephole[1])
+            if zoning_c:
+                dc.add_(dc_to_prev)
+            if ln_hh_w is not None:
+                d_rh[rows] = torch.ops.aten.native_layer_norm_backward(
+                    dz_t, rh_buf[rows], [4 * hidden], mean_hh[rows], rstd_hh[rows], ln_hh_w, None, [True, False, False])[0]
+                recurrent(d_rh[rows], out=dh_state[:n])
+            else:
+                recurrent(dz_t, out=dh_state[:n])  # (B_t, P) gradient of the h fed back
+            if rec_mask is not None:
+                dh_state[:n].mul_(rec_mask[:n])
+            if zoning_h:
+                dh_state[:n].add_(dh_to_prev)
 
-        needs = ctx.needs_input_grad
-        grad_x = torch.mm(dz, w_ih) if needs[0] else None  # (N, I)
-        grad_w_ih = torch.mm(dz.t(), x) if needs[3] else None  # (4H, I)
-        grad_w_hh = torch.mm(dz.t(), h_prev) if needs[4] else None  # (4H, P)
-        grad_bias = dz.sum(0) if (needs[5] or needs[6]) else None  # (4H,)
-        grad_w_hr = None
+        grads: dict[str, Tensor | None] = {}
+        d_x_proj = dz
+        if ln_ih_w is not None:
+            d_x_proj, grads["ln_ih_w"], grads["ln_ih_b"] = torch.ops.aten.native_layer_norm_backward(
+                dz, x_proj, [4 * hidden], mean_ih, rstd_ih, ln_ih_w, ln_ih_b, [True, needs[9], needs[10]])
+        if needs[0]:
+            grads["x"] = _RightMatmul(w_ih.t(), total, onednn)(d_x_proj)  # (N, I)
+        if needs[3]:
+            grads["w_ih"] = torch.mm(d_x_proj.t(), x)  # (4H, I)
+        if needs[4]:
+            h_in = h_prev
+            if rec_mask is not None:
+                h_in = h_prev * rec_mask.index_select(0, _batch_index(sched.sizes, x.device))
+            grads["w_hh"] = torch.mm((d_rh if d_rh is not None else dz).t(), h_in)  # (4H, P)
+        if needs[5] or needs[6]:
+            grads["bias"] = dz.sum(0)  # (4H,)
         if w_hr is not None and needs[7]:
-            grad_w_hr = torch.mm(dh_all.t(), h_raw)  # (P, H)
+            grads["w_hr"] = torch.mm(dh_all.t(), h_raw)  # (P, H)
+        if peephole is not None and needs[8]:
+            grads["peephole"] = torch.stack([
+                (dz[:, :hidden] * c_prev).sum(0),
+                (dz[:, hidden : 2 * hidden] * c_prev).sum(0),
+                (dz[:, 3 * hidden :] * c_new).sum(0),
+            ])  # (3, H)
+        if ln_hh_w is not None:
+            normed = (rh_buf - mean_hh) * rstd_hh  # (N, 4H)
+            grads["ln_hh_w"], grads["ln_hh_b"] = (dz * normed).sum(0), dz.sum(0)
+        if ln_c_w is not None:
+            normed = (c_new - mean_c) * rstd_c  # (N, H)
+            grads["ln_c_w"], grads["ln_c_b"] = (d_normed_c * normed).sum(0), d_normed_c.sum(0)
         has_b_ih, has_b_hh = ctx.has_bias
         return (
-            grad_x,
+            grads.get("x"),
             dh_state if needs[1] else None,
             dc_state if needs[2] else None,
-            grad_w_ih,
-            grad_w_hh,
-            grad_bias if (has_b_ih and needs[5]) else None,
-            grad_bias if (has_b_hh and needs[6]) else None,
-            grad_w_hr,
+            grads.get("w_ih"),
+            grads.get("w_hh"),
+            grads.get("bias") if (has_b_ih and needs[5]) else None,
+            grads.get("bias") if (has_b_hh and needs[6]) else None,
+            grads.get("w_hr"),
+            grads.get("peephole"),
+            grads.get("ln_ih_w") if needs[9] else None,
+            grads.get("ln_ih_b") if needs[10] else None,
+            grads.get("ln_hh_w") if needs[11] else None,
+            grads.get("ln_hh_b") if needs[12] else None,
+            grads.get("ln_c_w") if needs[13] else None,
+            grads.get("ln_c_b") if needs[14] else None,
+            None,  # recurrent dropout mask
+            None,  # zoneout masks
             None,
-            None,
-            None,
+            None,  # static
         )
+
+
+@lru_cache(maxsize=256)
+def _batch_index_cpu(sizes: tuple[int, ...]) -> Tensor:
+    return torch.cat([torch.arange(n) for n in sizes])
+
+
+def _batch_index(sizes: tuple[int, ...], device: torch.device) -> Tensor:
+    """(N,) the batch row b of every packed row."""
+    return _batch_index_cpu(sizes).to(device)
+
+
+def _rows(t: Tensor | float, batch_sizes) -> Tensor | float:
+    """A zoneout mask in the input's layout -> (N, .) rows."""
+    if isinstance(t, Tensor) and batch_sizes is None:
+        return t.reshape(-1, t.shape[-1]).contiguous()
+    return t
 
 
 def lstm_layer_fused(
@@ -252,6 +475,7 @@ def lstm_layer_fused(
     *,
     reverse: bool = False,
     batch_sizes: Tensor | list[int] | None = None,
+    variant: Variant = NO_VARIANT,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """Same contract as :func:`lstmkit.ops.reference.lstm_layer_ref`, computed by :class:`LSTMLayerFunction`."""
     h0, c0 = hx
@@ -262,10 +486,20 @@ def lstm_layer_fused(
     else:
         rows = x
         sizes = tuple(int(s) for s in batch_sizes)
-    tensors = (rows, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    v = variant
+    ln_ih = v.ln_ih or (None, None)
+    ln_hh = v.ln_hh or (None, None)
+    ln_c = v.ln_c or (None, None)
+    zone_h, zone_c = _rows(v.zoneout_h, batch_sizes), _rows(v.zoneout_c, batch_sizes)
+    tensors = (rows, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, v.peephole, *ln_ih, *ln_hh, *ln_c)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    static = _Static(
+        sizes, bool(reverse), need_grad, v.cell_clip,
+        0.0 if isinstance(zone_h, Tensor) else float(zone_h), 0.0 if isinstance(zone_c, Tensor) else float(zone_c),
+    )
     output, h_n, c_n = LSTMLayerFunction.apply(
-        rows.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse, need_grad
+        rows.contiguous(), h0.contiguous(), c0.contiguous(), *tensors[3:], v.recurrent_mask,
+        zone_h if isinstance(zone_h, Tensor) else None, zone_c if isinstance(zone_c, Tensor) else None, static,
     )
     if batch_sizes is None:
         output = output.view(x.shape[0], x.shape[1], -1)  # (T, B, P)

@@ -15,14 +15,121 @@ Gate order is torch's: input (i), forget (f), cell candidate (g), output (o), st
 
 One (B, I) x (I, 4H) matmul computes all four pre-activations at once; ``chunk(4)`` splits them. That is the same
 arithmetic as four separate (I, H) matmuls, done as one bigger, faster one.
+
+Variants (all optional, see :class:`Variant`; with none given the cell is exactly the one above)::
+
+    recurrent dropout   h fed back = h * m, one mask m per sequence               (Gal and Ghahramani 2016)
+    layer norm          gates = LN_ih(W x) + LN_hh(R h) + b ; h' = o * tanh(LN_c(c'))  (Ba et al. 2016, eqs. 20-22)
+    peepholes           i, f see c (the previous cell), o sees c' (the new one)   (Gers et al. 2002)
+    cell clip           c' = clamp(c', -clip, clip)
+    zoneout             h' = d_h h + (1 - d_h) h',  c' = d_c c + (1 - d_c) c'       (Krueger et al. 2017)
+                        d ~ Bernoulli(p) per unit and step in training; d = p (the expectation) in eval
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["lstm_cell_ref", "lstm_layer_ref"]
+__all__ = ["LAYER_NORM_EPS", "NO_VARIANT", "CellGates", "Variant", "lstm_cell_gates_ref", "lstm_cell_ref", "lstm_layer_ref"]
+
+LAYER_NORM_EPS = 1e-5
+
+
+class Variant(NamedTuple):
+    """Optional extras of one layer in one direction. Weights come from the module; masks are drawn by the caller
+    so that every implementation sees the same randomness.
+
+    For :func:`lstm_cell_ref` the zoneout masks are one step's (B, P) / (B, H); for the layer functions they
+    follow the input's layout: (T, B, .) padded or (N, .) packed."""
+
+    peephole: Tensor | None = None  # (3, H): diagonal weights c -> i, c -> f, c' -> o
+    ln_ih: tuple[Tensor, Tensor] | None = None  # gain, bias (4H,) of the LN over W x
+    ln_hh: tuple[Tensor, Tensor] | None = None  # gain, bias (4H,) of the LN over R h
+    ln_c: tuple[Tensor, Tensor] | None = None  # gain, bias (H,) of the LN over c' before tanh
+    recurrent_mask: Tensor | None = None  # (B, P): multiplies the h fed back, survivors already scaled 1/(1-p)
+    zoneout_h: Tensor | float = 0.0  # keep-previous masks of h in training, or the probability p (eval)
+    zoneout_c: Tensor | float = 0.0  # the same for c
+    cell_clip: float | None = None
+
+    def active(self) -> bool:
+        """Whether anything differs from the plain LSTM."""
+        return any(
+            v is not None for v in (self.peephole, self.ln_ih, self.ln_hh, self.ln_c, self.recurrent_mask, self.cell_clip)
+        ) or _zoneout_on(self.zoneout_h) or _zoneout_on(self.zoneout_c)
+
+
+NO_VARIANT = Variant()
+
+
+def _zoneout_on(z) -> bool:
+    return isinstance(z, Tensor) or z > 0
+
+
+class CellGates(NamedTuple):
+    """Everything one LSTM step computes, for one batch of rows (see :func:`lstm_cell_gates_ref`)."""
+
+    i: Tensor  # (B, H) input gate, in (0, 1)
+    f: Tensor  # (B, H) forget gate, in (0, 1)
+    g: Tensor  # (B, H) cell candidate, in (-1, 1)
+    o: Tensor  # (B, H) output gate, in (0, 1)
+    c: Tensor  # (B, H) the new cell state
+    h: Tensor  # (B, P) the new output (projected when w_hr is given)
+
+
+def lstm_cell_gates_ref(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    w_hr: Tensor | None = None,
+    variant: Variant = NO_VARIANT,
+) -> CellGates:
+    """One LSTM step that keeps its gates: ``x`` (B, I), ``hx = (h, c)`` with h (B, P) and c (B, H).
+
+    Returns :class:`CellGates` ``(i, f, g, o, c, h)`` after the activations; ``c`` and ``h`` are the new state.
+    This is where the equations live; :func:`lstm_cell_ref` is this step without the gates.
+    """
+    h, c = hx
+    v = variant
+    hidden = c.shape[-1]
+    h_in = h * v.recurrent_mask if v.recurrent_mask is not None else h  # (B, P)
+    from_x = x @ w_ih.t()  # (B, 4H)
+    from_h = h_in @ w_hh.t()  # (B, 4H)
+    if v.ln_ih is not None:
+        from_x = F.layer_norm(from_x, (4 * hidden,), *v.ln_ih, eps=LAYER_NORM_EPS)
+    if v.ln_hh is not None:
+        from_h = F.layer_norm(from_h, (4 * hidden,), *v.ln_hh, eps=LAYER_NORM_EPS)
+    gates = from_x + from_h  # (B, 4H)
+    if b_ih is not None:
+        gates = gates + b_ih
+    if b_hh is not None:
+        gates = gates + b_hh
+    i, f, g, o = gates.chunk(4, dim=-1)  # (B, H) each
+    if v.peephole is not None:
+        i = i + v.peephole[0] * c
+        f = f + v.peephole[1] * c
+    i, f, g = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g)
+    c_new = f * c + i * g  # (B, H)
+    if v.cell_clip is not None:
+        c_new = c_new.clamp(-v.cell_clip, v.cell_clip)
+    if v.peephole is not None:
+        o = o + v.peephole[2] * c_new
+    o = torch.sigmoid(o)
+    c_out = F.layer_norm(c_new, (hidden,), *v.ln_c, eps=LAYER_NORM_EPS) if v.ln_c is not None else c_new
+    h_new = o * torch.tanh(c_out)  # (B, H)
+    if w_hr is not None:
+        h_new = h_new @ w_hr.t()  # (B, P)
+    if _zoneout_on(v.zoneout_h):
+        h_new = torch.lerp(h_new, h, v.zoneout_h)  # keep the previous h where d = 1
+    if _zoneout_on(v.zoneout_c):
+        c_new = torch.lerp(c_new, c, v.zoneout_c)
+    return CellGates(i, f, g, o, c_new, h_new)
 
 
 def lstm_cell_ref(
@@ -33,21 +140,11 @@ def lstm_cell_ref(
     b_ih: Tensor | None = None,
     b_hh: Tensor | None = None,
     w_hr: Tensor | None = None,
+    variant: Variant = NO_VARIANT,
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step. ``x`` (B, I), ``hx = (h, c)`` with h (B, P) and c (B, H); returns the new (h, c)."""
-    h, c = hx
-    gates = x @ w_ih.t() + h @ w_hh.t()  # (B, 4H)
-    if b_ih is not None:
-        gates = gates + b_ih
-    if b_hh is not None:
-        gates = gates + b_hh
-    i, f, g, o = gates.chunk(4, dim=-1)  # (B, H) each
-    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-    c = f * c + i * g  # (B, H)
-    h = o * torch.tanh(c)  # (B, H)
-    if w_hr is not None:
-        h = h @ w_hr.t()  # (B, P)
-    return h, c
+    step = lstm_cell_gates_ref(x, hx, w_ih, w_hh, b_ih, b_hh, w_hr, variant)
+    return step.h, step.c
 
 
 def lstm_layer_ref(
@@ -61,6 +158,7 @@ def lstm_layer_ref(
     *,
     reverse: bool = False,
     batch_sizes: Tensor | list[int] | None = None,
+    variant: Variant = NO_VARIANT,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """One layer, one direction: the cell looped over time.
 
@@ -74,19 +172,28 @@ def lstm_layer_ref(
     Returns:
         ``output`` ((T, B, P), or (N, P) packed) and the final ``(h_n (B, P), c_n (B, H))``; for ``reverse`` the
         final state is the one after the first time step, as in torch.
+        variant: optional extras (:class:`Variant`); zoneout masks laid out like ``x``.
     """
     h, c = hx
     if batch_sizes is None:
         sizes = [x.shape[1]] * x.shape[0]
-        steps = list(x.unbind(0))  # T tensors of (B, I)
+        split = lambda t: list(t.unbind(0))  # noqa: E731  T tensors of (B, .)
     else:
         sizes = [int(s) for s in batch_sizes]
-        steps = list(x.split(sizes, dim=0))  # T tensors of (B_t, I)
+        split = lambda t: list(t.split(sizes, dim=0))  # noqa: E731  T tensors of (B_t, .)
+    steps = split(x)
+    zone_h = split(variant.zoneout_h) if isinstance(variant.zoneout_h, Tensor) else None
+    zone_c = split(variant.zoneout_c) if isinstance(variant.zoneout_c, Tensor) else None
     outputs: list[Tensor] = [x.new_empty(0)] * len(sizes)
     order = range(len(sizes) - 1, -1, -1) if reverse else range(len(sizes))
     for t in order:
         n = sizes[t]  # sequences running at step t: always the first n rows
-        h_new, c_new = lstm_cell_ref(steps[t], (h[:n], c[:n]), w_ih, w_hh, b_ih, b_hh, w_hr)
+        step_variant = variant._replace(
+            recurrent_mask=variant.recurrent_mask[:n] if variant.recurrent_mask is not None else None,
+            zoneout_h=zone_h[t] if zone_h is not None else variant.zoneout_h,
+            zoneout_c=zone_c[t] if zone_c is not None else variant.zoneout_c,
+        )
+        h_new, c_new = lstm_cell_ref(steps[t], (h[:n], c[:n]), w_ih, w_hh, b_ih, b_hh, w_hr, step_variant)
         outputs[t] = h_new
         h = torch.cat([h_new, h[n:]])  # (B, P): finished rows keep their last state
         c = torch.cat([c_new, c[n:]])  # (B, H)

@@ -187,6 +187,7 @@ class LoopState:
     epoch: int = 0  # current epoch (0-based); incremented when an epoch's batches run out
     position: Any = None  # where the next batch of the current epoch starts (None: at the beginning)
     train_seconds: float = 0.0  # training time so far
+    tokens: int = 0  # items trained on so far (the sum of train_step's "tokens", 1 per step without it)
     evaluations: int = 0  # evaluations done
     best_score: float | None = None  # best value of the task's score_name
     best_step: int | None = None  # step of the best evaluation
@@ -439,6 +440,7 @@ def _run(
                 state.train_seconds += seconds
                 state.step += 1
                 state.position = position
+                state.tokens += int(step_metrics.get("tokens", 1))
                 window.add(step_metrics, seconds)
                 progress.update(float(step_metrics["loss"]), int(step_metrics.get("tokens", 1)))
                 if state.step % config.log_every == 0:

@@ -1,0 +1,316 @@
+"""Time lstmkit.LSTM's implementations against torch.nn.LSTM and a Python loop over nn.LSTMCell.
+
+Every peer is built the same way (:func:`build`), samples of all peers are taken in turn (so a burst of load on
+this shared machine hits them all alike), and each cell reports medians and the ratio to torch.nn.LSTM measured
+in the same process. Ratios are what to compare between runs; absolute times drift.
+
+    python benchmarks/bench_lstm.py                  # the full grid of the core issue (tens of minutes on 2 cores)
+    python benchmarks/bench_lstm.py --quick          # a few cells, about a minute
+    python benchmarks/bench_lstm.py --json out.json  # also write every measurement
+
+Letters: T time steps, B batch, H hidden = input size, L layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lstmkit  # noqa: E402
+from variant_loops import LSTMKIT_OPTIONS, UserLoopLSTM  # noqa: E402
+
+PEERS = ("torch", "auto", "native", "fused", "reference", "cell-loop")  # the core table
+VARIANT_PEERS = ("torch", "lstmkit", "user-loop")  # the variants table
+
+
+@dataclass(frozen=True)
+class Case:
+    T: int
+    B: int
+    H: int
+    layers: int = 1
+    packed: bool = False  # lengths uniform in [T/2, T], as a PackedSequence (enforce_sorted=False)
+    proj: int = 0
+    option: str = ""  # a variant of lstmkit.LSTM (variant_loops.LSTMKIT_OPTIONS), for the variants table
+
+    def name(self) -> str:
+        extra = (" packed" if self.packed else "") + (f" proj={self.proj}" if self.proj else "")
+        return f"T={self.T} B={self.B} H={self.H} L={self.layers}{extra}" + (f" {self.option}" if self.option else "")
+
+
+class CellLoop(torch.nn.Module):
+    """How custom LSTM variants are written today: a Python loop over nn.LSTMCell, layer by layer."""
+
+    def __init__(self, input_size: int, hidden_size: int, layers: int):
+        super().__init__()
+        self.cells = torch.nn.ModuleList(
+            torch.nn.LSTMCell(input_size if k == 0 else hidden_size, hidden_size) for k in range(layers)
+        )
+
+    def forward(self, x):  # (T, B, I)
+        for cell in self.cells:
+            h = x.new_zeros(x.shape[1], cell.hidden_size)
+            c = torch.zeros_like(h)
+            outputs = []
+            for step in x:
+                h, c = cell(step, (h, c))
+                outputs.append(h)
+            x = torch.stack(outputs)  # (T, B, H)
+        return x, None
+
+
+def build(peer: str, case: Case, seed: int = 0) -> tuple[torch.nn.Module, Callable[[], object]]:
+    """The module for ``peer`` and a function making its input, identical across peers for one case."""
+    torch.manual_seed(seed)
+    if peer == "cell-loop":
+        module = CellLoop(case.H, case.H, case.layers)
+    elif peer == "user-loop":
+        module = UserLoopLSTM(case.H, case.H, case.layers, case.option)
+    elif peer == "lstmkit":
+        module = lstmkit.LSTM(case.H, case.H, case.layers, **LSTMKIT_OPTIONS[case.option])
+    elif peer == "torch":
+        module = torch.nn.LSTM(case.H, case.H, case.layers, proj_size=case.proj)
+    else:
+        module = lstmkit.LSTM(case.H, case.H, case.layers, proj_size=case.proj, impl=peer)
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(case.T, case.B, case.H, generator=g)
+    if case.packed:
+        lengths = torch.randint(case.T // 2, case.T + 1, (case.B,), generator=g)
+
+        def make():
+            return pack_padded_sequence(x, lengths, enforce_sorted=False)
+    else:
+
+        def make():
+            return x
+
+    return module, make
+
+
+def _output_tensor(out):
+    return out.data if hasattr(out, "batch_sizes") else out
+
+
+def step_fn(module: torch.nn.Module, make: Callable[[], object], mode: str) -> Callable[[], None]:
+    if mode == "inference":
+
+        def run():
+            with torch.inference_mode():
+                module(make())
+
+    else:
+        params = list(module.parameters())
+
+        def run():
+            for p in params:
+                p.grad = None
+            out, _ = module(make())
+            _output_tensor(out).sum().backward()
+
+    return run
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter
+
+
+def measure(fns: dict[str, Callable[[], None]], repeats: int, warmup: int, budget_s: float) -> dict[str, float]:
+    """Median seconds per call of each function, sampling them in turn (on the chosen clock)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    started = time.perf_counter()
+    for r in range(repeats):
+        for name, fn in fns.items():
+            t0 = clock()
+            fn()
+            samples[name].append(clock() - t0)
+        if r >= 2 and time.perf_counter() - started > budget_s:
+            break
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def run_case(case: Case, peers: tuple[str, ...], modes: tuple[str, ...], repeats: int, warmup: int, budget_s: float) -> list[dict]:
+    rows = []
+    for mode in modes:
+        fns = {}
+        for peer in peers:
+            if peer == "cell-loop" and (case.packed or case.proj):
+                continue
+            module, make = build(peer, case)
+            fns[peer] = step_fn(module, make, mode)
+        times = measure(fns, repeats, warmup, budget_s)
+        for peer, seconds in times.items():
+            rows.append(
+                dict(case=asdict(case), name=case.name(), mode=mode, peer=peer, ms=seconds * 1e3, vs_torch=seconds / times["torch"])
+            )
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    peers = [p for p in PEERS if any(r["peer"] == p for r in rows)]
+    header = f"{'case':<34} {'mode':<9} {'torch ms':>9} " + " ".join(f"{p:>10}" for p in peers if p != "torch")
+    print(header)
+    print("-" * len(header))
+    keys = sorted({(r["name"], r["mode"]) for r in rows}, key=lambda k: [r["name"] for r in rows].index(k[0]))
+    for name, mode in keys:
+        cell = {r["peer"]: r for r in rows if r["name"] == name and r["mode"] == mode}
+        line = f"{name:<34} {mode:<9} {cell['torch']['ms']:>9.2f} "
+        line += " ".join(f"{cell[p]['vs_torch']:>9.2f}x" if p in cell else f"{'-':>10}" for p in peers if p != "torch")
+        print(line, flush=True)
+
+
+def print_variants(rows: list[dict], header: bool) -> None:
+    """One line per option and cell: lstmkit's time relative to torch.nn.LSTM, and its speed-up over the loop."""
+    if header:
+        print(f"{'option':<18} {'cell':<24} {'torch ms':>9} {'lstmkit/torch':>14} {'loop/lstmkit':>13}")
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    for name in names:
+        cell = {r["peer"]: r for r in rows if r["name"] == name}
+        case = cell["torch"]["case"]
+        shape = f"T={case['T']} B={case['B']} H={case['H']} L={case['layers']}"
+        print(f"{case['option']:<18} {shape:<24} {cell['torch']['ms']:>9.2f} {cell['lstmkit']['vs_torch']:>13.2f}x "
+              f"{cell['user-loop']['ms'] / cell['lstmkit']['ms']:>12.2f}x", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- peak memory
+
+
+def _memory_child(peer: str, case: Case) -> None:
+    """Runs in a fresh process: how far one training step raises the peak resident memory above what the process
+    held just before it (model, input, gradients' absence). A first step, because memory freed by a step stays
+    resident and would hide the next step's peak."""
+    module, make = build(peer, case)
+    fn = step_fn(module, make, "training")
+    before = _status_mb("VmRSS")
+    fn()
+    print(json.dumps({"peer": peer, "peak_mb": _status_mb("VmHWM"), "before_mb": before}))
+
+
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status. VmHWM (peak RSS) belongs to the address space
+    and starts afresh at exec; getrusage's ru_maxrss does not (Linux carries it over from the parent)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def measure_memory(case: Case, peers: tuple[str, ...]) -> list[dict]:
+    """Peak memory of a training step per peer, each in its own process (max RSS cannot be reset in-process).
+
+    Reported: the process's peak resident memory minus its memory after building the model and input (so the
+    interpreter, torch, the weights and the input are excluded)."""
+    rows = []
+    for peer in peers:
+        cmd = [sys.executable, __file__, "--memory-child", peer, json.dumps(asdict(case))]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        info = json.loads(result.stdout.strip().splitlines()[-1])
+        rows.append(dict(name=case.name(), peer=peer, step_peak_mb=info["peak_mb"] - info["before_mb"], peak_mb=info["peak_mb"]))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+
+def grids(quick: bool) -> tuple[list[Case], list[Case]]:
+    if quick:
+        plain = [Case(35, 64, 128), Case(35, 64, 512), Case(35, 16, 1024)]
+    else:
+        plain = [Case(T, B, H, L) for T, B, H, L in itertools.product([35, 200], [16, 64], [128, 512, 1024], [1, 3])]
+    special = [Case(35, 64, 512, packed=True), Case(35, 64, 512, proj=256), Case(35, 64, 512, packed=True, proj=256)]
+    return plain, special
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few cells, about a minute")
+    parser.add_argument("--json", type=Path, help="write all measurements to this file")
+    parser.add_argument("--repeats", type=int, default=None, help="samples per peer (default 7, quick 5)")
+    parser.add_argument("--budget", type=float, default=None, help="seconds per cell before sampling stops early")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall: elapsed time (the figure that counts); cpu: this process's CPU time, which other "
+                        "processes on a busy machine disturb much less (meaningful with --threads 1)")
+    parser.add_argument("--cases", default=None, help="only cases whose name contains one of these comma-separated "
+                        "strings, e.g. 'H=512,packed'")
+    parser.add_argument("--variants", action="store_true", help="the variants table: each option of lstmkit.LSTM "
+                        "against a Python loop over a cell with that option, and plain torch.nn.LSTM (training)")
+    parser.add_argument("--options", default=",".join(LSTMKIT_OPTIONS), help="variants to time (with --variants)")
+    parser.add_argument("--memory-child", nargs=2, metavar=("PEER", "CASE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    global clock
+    clock = CLOCKS[args.clock]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        _memory_child(args.memory_child[0], Case(**json.loads(args.memory_child[1])))
+        return 0
+
+    peers = tuple(p for p in args.peers.split(",") if p)
+    if "torch" not in peers:
+        peers = ("torch",) + peers
+    repeats = args.repeats or (5 if args.quick else 7)
+    budget = args.budget or (4.0 if args.quick else 20.0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+          f"python {platform.python_version()}; {args.clock} clock; medians of up to {repeats} interleaved samples; "
+          "ratio = time / torch.nn.LSTM's")
+    plain, special = grids(args.quick)
+    if args.cases:
+        wanted = args.cases.split(",")
+        plain = [c for c in plain if any(w in c.name() + " " for w in wanted)]
+        special = [c for c in special if any(w in c.name() + " " for w in wanted)]
+    rows: list[dict] = []
+    started = time.perf_counter()
+    if args.variants:
+        print_variants([], header=True)
+        for option in args.options.split(","):
+            for base in plain:
+                case = Case(base.T, base.B, base.H, base.layers, option=option)
+                new = run_case(case, VARIANT_PEERS, ("training",), repeats, 1, budget)
+                print_variants(new, header=False)
+                rows += new
+        if args.json:
+            args.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, indent=1))
+        print(f"total {time.perf_counter() - started:.0f} s")
+        return 0
+    for case in plain:
+        rows += run_case(case, peers, ("inference", "training"), repeats, 1, budget)
+    special_peers = tuple(p for p in peers if p in ("torch", "auto", "fused"))
+    for case in special:
+        rows += run_case(case, special_peers, ("inference", "training"), repeats, 1, budget)
+    print_table(rows)
+    memory = []
+    if not args.no_memory:
+        big = Case(200, 64, 1024) if not args.quick else Case(35, 64, 512)
+        memory = measure_memory(big, ("torch", "fused"))
+        base = next(m for m in memory if m["peer"] == "torch")["step_peak_mb"]
+        for m in memory:
+            print(f"peak memory of a training step, {m['name']}: {m['peer']:<6} {m['step_peak_mb']:8.1f} MB "
+                  f"({m['step_peak_mb'] / base:.2f}x torch)")
+    print(f"total {time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows, "memory": memory}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""``lstmkit train-lm``: train (or resume) an AWD-LSTM language model; see :mod:`lstmkit.train.lm`.
+
+Examples::
+
+    lstmkit train-lm --preset small --max-seconds 120                         # the built-in corpus
+    lstmkit train-lm --data ../shared/data/ptb --preset small --max-seconds 900 --run-dir runs/ptb-small
+    lstmkit train-lm --data ../shared/data/ptb --preset awd --optim.lr=20 --model.weight_dropout=0.4
+    lstmkit train-lm --resume runs/ptb-small --max-seconds 1800               # continue where it stopped
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..train.lm import PRESETS, preset_config, train_language_model
+
+ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Any hyperparameter can be set as --section.key=value, e.g. --model.hidden_size=800 --optim.lr=20 "
+        "--data.bptt=35 --train.eval_every=1000 (sections: data, model, optim, train; top level: seed, threads)."
+    )
+    parser.add_argument("--data", metavar="PATH", help="corpus directory (word level: PTB or WikiText files) "
+                        "or text file (char level); default: the built-in corpus")
+    parser.add_argument("--level", choices=("word", "char"), help="word or character tokens (default: word)")
+    parser.add_argument("--preset", default=None, help=f"starting configuration: {', '.join(PRESETS)} "
+                        "(default: small)")
+    parser.add_argument("--run-dir", metavar="DIR", help="where checkpoints and metrics go "
+                        "(default: runs/lm-PRESET-TIME)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its configuration")
+    parser.add_argument("--max-seconds", type=float, metavar="S",
+                        help="stop after S seconds of training time (evaluation excluded), then evaluate")
+    parser.add_argument("--max-epochs", type=int, metavar="N", help="stop after N epochs")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import UsageError
+
+    overrides = []
+    if args.data is not None:
+        overrides.append(f"--data.path={args.data}")
+    if args.level is not None:
+        overrides.append(f"--data.level={args.level}")
+    if args.max_seconds is not None:
+        overrides.append(f"--train.max_seconds={args.max_seconds}")
+    if args.max_epochs is not None:
+        overrides.append(f"--train.max_epochs={args.max_epochs}")
+    if args.seed is not None:
+        overrides.append(f"--seed={args.seed}")
+    if args.no_progress:
+        overrides.append("--train.progress=false")
+    overrides.extend(args.overrides)
+
+    if args.resume is not None:
+        if args.preset is not None:
+            raise UsageError("--preset cannot change a resumed run; its stored configuration is used")
+        if args.run_dir is not None and Path(args.run_dir) != Path(args.resume):
+            raise UsageError("--run-dir and --resume name different directories; a resumed run stays where it is")
+        run_dir, config, resume = Path(args.resume), None, True
+    else:
+        preset = args.preset or "small"
+        config = preset_config(preset)
+        run_dir = Path(args.run_dir or f"runs/lm-{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        resume = False
+
+    result = train_language_model(config, run_dir, resume=resume, overrides=overrides, echo=print)
+    state = result.state
+    metrics = state.last_metrics or {}
+    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
+    summary = [f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step {state.step}, "
+               f"epoch {state.epoch}, {rate:.0f} tokens/s"]
+    if "ppl" in metrics:
+        summary.append(f"validation perplexity {metrics['ppl']:.2f}")
+    if "bpc" in metrics:
+        summary.append(f"bits per character {metrics['bpc']:.4f}")
+    if state.best_score is not None:
+        summary.append(f"best validation loss {state.best_score:.4f} at step {state.best_step}")
+    print("; ".join(summary))
+    if result.interrupted:
+        print(f"interrupted: resume with  lstmkit train-lm --resume {run_dir}")
+        return 128 + int(result.signal)
+    print(f"run directory: {run_dir}")
+    return 0
