@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command -> (module, one-line help)
@@ -20,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "next-word": ("lstmkit.commands.next_word", "the most likely next words after a prompt"),
     "plot": ("lstmkit.commands.plot", "draw a run's training curves to a PNG"),
     "explain": ("lstmkit.commands.explain", "walk through a tiny LSTM step by step, or plot a trained model's gates"),
+    "train-tagger": ("lstmkit.train.tagger", "train a BiLSTM part-of-speech tagger on a CoNLL-U treebank"),
+    "eval-tagger": ("lstmkit.train.tagger_eval", "score a trained tagger: accuracy, per-tag F1, confusion matrix"),
+    "tag": ("lstmkit.train.tagger_tag", "tag plain text or CoNLL-U with a trained tagger"),
 }
 
 
@@ -88,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lstmkit {name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # whoever read our output stopped reading (`lstmkit tag ... | head`): end quietly, as shell tools do;
+        # standard output goes to /dev/null so that the final flush at exit cannot fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -138,6 +138,21 @@ def test_best_checkpoint_follows_the_score(tmp_path):
     assert load_checkpoint(tmp_path, name=BEST_CHECKPOINT).extra["loop"]["best_step"] == 8
 
 
+@pytest.mark.parametrize("eval_every", [2, 0])
+def test_patience_stops_after_evaluations_without_a_new_best(tmp_path, eval_every):
+    task = ToyTask(scores=[3.0, 1.0, 2.0, 0.9, 1.5, 1.2, 0.1, 0.1])
+    result = fit(task, tmp_path, LoopConfig(max_steps=100, eval_every=eval_every, patience=2))
+    assert result.stop_reason == "patience"
+    assert result.state.evaluations == 6 and result.state.best_score == 0.9
+    assert result.state.step == (12 if eval_every else 36)  # evaluation 6 ends step 12 / epoch 6
+    assert load_checkpoint(tmp_path).extra["loop"]["step"] == result.state.step
+    again = fit(ToyTask(), tmp_path, LoopConfig(max_steps=100, eval_every=eval_every, patience=2),
+                checkpoint=load_checkpoint(tmp_path))
+    assert again.stop_reason == "patience" and again.state.step == result.state.step
+    with pytest.raises(ValueError, match="patience"):
+        LoopConfig(patience=0)
+
+
 class Crash(Exception):
     pass
 

@@ -13,6 +13,10 @@ Language modelling::
 Tagging::
 
     sentences = read_conllu("en_ewt-ud-train.conllu")      # Sentence.forms, .upos, .xpos
+    vocabs = TaggingVocabs.build(sentences, tagset="upos")
+    encoded = encode_sentences(sentences, vocabs)
+    for indices in batch_plan([len(s) for s in sentences], batch_size=32, generator=generator):
+        batch = make_batch([encoded[i] for i in indices], vocabs)   # TaggingBatch: word_ids (B, T), lengths, ...
     write_conllu(sentences, "predicted.conllu", upos=predicted_tags)
 """
 
@@ -40,6 +44,20 @@ from lstmkit.data.corpus import (
     word_tokens,
 )
 from lstmkit.data.errors import DataError
+from lstmkit.data.tagging import (
+    PAD_TAG,
+    TAGSETS,
+    EncodedSentence,
+    TaggingBatch,
+    TaggingVocabs,
+    batch_plan,
+    encode_sentences,
+    find_conllu_splits,
+    iterate_batches,
+    make_batch,
+    sentence_tags,
+    word_chars,
+)
 from lstmkit.data.textfile import read_utf8_text, split_lines
 from lstmkit.data.vocab import EOS, UNK, EncodedTokens, Vocab
 
@@ -78,4 +96,17 @@ __all__ = [
     "sentence_to_conllu",
     "write_conllu",
     "read_plain",
+    # tagging: vocabularies and padded batches of sentences
+    "TAGSETS",
+    "PAD_TAG",
+    "TaggingVocabs",
+    "EncodedSentence",
+    "TaggingBatch",
+    "sentence_tags",
+    "encode_sentences",
+    "make_batch",
+    "batch_plan",
+    "iterate_batches",
+    "find_conllu_splits",
+    "word_chars",
 ]

@@ -9,6 +9,7 @@ from .activation import (
 from .embedding_dropout import EmbeddingDropout, embedding_dropout
 from .locked_dropout import LockedDropout, locked_dropout
 from .weight_dropout import WeightDropout, drop_weight
+from .word_dropout import WordDropout, word_dropout, word_dropout_probabilities
 
 __all__ = [
     "locked_dropout",
@@ -21,4 +22,7 @@ __all__ = [
     "ActivationRegularization",
     "temporal_activation_regularization",
     "TemporalActivationRegularization",
+    "word_dropout_probabilities",
+    "word_dropout",
+    "WordDropout",
 ]

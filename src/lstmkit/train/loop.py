@@ -10,6 +10,7 @@ regression) owns all of that and offers a small interface, :class:`Task`. :func:
             every eval_every steps  -> evaluate, track the best, checkpoint (evaluation is not timed)
             SIGINT / SIGTERM        -> checkpoint, return (interrupted)
             a budget is spent       -> evaluate, checkpoint, return
+            patience is spent       -> (after an evaluation) checkpoint, return: early stopping
         end of epoch                -> evaluate + checkpoint when eval_every == 0
 
 Checkpoints (see :mod:`lstmkit.train.checkpoint`) are written atomically:
@@ -79,6 +80,7 @@ class LoopConfig:
     max_steps: int | None = None  # stop after this many training steps in total
     max_seconds: float | None = None  # stop after this much training time (evaluation and checkpoints excluded)
     eval_every: int = 0  # evaluate and checkpoint every this many steps; 0: at the end of every epoch
+    patience: int | None = None  # early stopping: stop after this many evaluations in a row without a new best
     log_every: int = 100  # append a "train" record to metrics.jsonl every this many steps
     progress: bool | None = None  # progress bar: True/False, or None to show it only on a terminal
 
@@ -93,6 +95,8 @@ class LoopConfig:
             raise ValueError(f"eval_every must be >= 0 (0: every epoch), got {self.eval_every}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
 
 
 class StepInfo(NamedTuple):
@@ -187,6 +191,7 @@ class LoopState:
     evaluations: int = 0  # evaluations done
     best_score: float | None = None  # best value of the task's score_name
     best_step: int | None = None  # step of the best evaluation
+    evaluations_since_best: int = 0  # evaluations in a row that did not improve on the best score
     last_eval_step: int | None = None  # step of the last evaluation
     last_metrics: dict[str, float] | None = None  # result of the last evaluation
 
@@ -207,7 +212,8 @@ class RunResult(NamedTuple):
 
     Attributes:
         state: the loop's final counters (step, epoch, training time, best score, last evaluation).
-        stop_reason: ``"max_steps"``, ``"max_seconds"``, ``"max_epochs"``, ``"signal"`` or ``"finished"``.
+        stop_reason: ``"max_steps"``, ``"max_seconds"``, ``"max_epochs"``, ``"patience"`` (early stopping),
+            ``"signal"`` or ``"finished"``.
         signal: the signal number that interrupted the run, else ``None``.
         run_dir: the run directory.
     """
@@ -351,7 +357,9 @@ def _budget_fraction(config: LoopConfig, state: LoopState) -> float | None:
 
 
 def _spent(config: LoopConfig, state: LoopState) -> str | None:
-    """The name of a budget that is spent, else ``None``."""
+    """The name of a budget that is spent (or ``"patience"`` when early stopping applies), else ``None``."""
+    if config.patience is not None and state.evaluations_since_best >= config.patience:
+        return "patience"
     if config.max_steps is not None and state.step >= config.max_steps:
         return "max_steps"
     if config.max_seconds is not None and state.train_seconds >= config.max_seconds:
@@ -390,6 +398,7 @@ def _run(
         state.last_eval_step = state.step
         state.last_metrics = result
         improved = _is_better(score, state.best_score, task.higher_is_better)
+        state.evaluations_since_best = 0 if improved else state.evaluations_since_best + 1
         if improved:
             state.best_score, state.best_step = score, state.step
             export = getattr(task, "export_state", None)
@@ -451,6 +460,9 @@ def _run(
                     progress.close()
                     evaluate()
                     save()
+                    reason = _spent(config, state)
+                    if reason is not None:
+                        return reason
                     progress = TrainingProgress(total=total, desc=f"epoch {state.epoch + 1}",
                                                 disable=_disable(config), show_perplexity=show_perplexity)
         finally:

@@ -1,0 +1,470 @@
+"""Training a part-of-speech tagger on a CoNLL-U treebank with the shared loop, and loading the result.
+
+::
+
+    treebank/*-train.conllu --TaggingVocabs.build--> vocabularies ; Tagger.from_vocabs
+    TaggingTask: batches(epoch, position)  length-sorted pools, shuffled by a generator seeded with (seed, epoch)
+                 train_step                Adam on the mean cross-entropy of the real words, gradient clipping,
+                                           learning rate lr * lr_decay ** epoch, a moving average of the weights
+                 evaluate                  accuracy and loss of the averaged weights on *-dev.conllu (the score)
+    lstmkit.train.fit                      budgets, early stopping, checkpoints, exact resume, metrics, progress
+
+A run directory holds ``checkpoint/`` (to resume: the trained weights, Adam's state and the averaged weights),
+``best/`` (the averaged weights of the best dev accuracy, with config and vocabularies: what :func:`load_tagger`
+reads) and ``metrics.jsonl``.
+
+Command line: ``lstmkit train-tagger --data DIR [--tagset upos|xpos] --out RUN_DIR [--max-seconds S] [--resume]
+[--section.key=value ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from lstmkit.data import (
+    EncodedSentence,
+    Sentence,
+    TaggingVocabs,
+    batch_plan,
+    encode_sentences,
+    find_conllu_splits,
+    make_batch,
+    read_conllu,
+)
+from lstmkit.models import Tagger, TaggerConfig
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from .loop import BEST_CHECKPOINT, LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
+from .seeding import seed_everything
+
+__all__ = [
+    "TaggerOptimConfig",
+    "TrainTaggerConfig",
+    "TaggingTask",
+    "train_tagger",
+    "LoadedTagger",
+    "load_tagger",
+    "tag_sentences",
+]
+
+TASK_KIND = "tagger"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggerOptimConfig:
+    """Adam and gradient clipping."""
+
+    lr: float = 2e-3  # Adam's learning rate
+    beta1: float = 0.9  # Adam's first-moment decay
+    beta2: float = 0.9  # Adam's second-moment decay (0.9 rather than 0.999, as in Dozat and Manning 2017)
+    weight_decay: float = 0.0  # L2 penalty added to the gradient
+    clip: float = 5.0  # rescale the gradient to at most this norm; 0 disables
+    lr_decay: float = 0.95  # the learning rate of epoch e (0-based) is lr * lr_decay ** e; 1 keeps it constant
+    average: float = 0.999  # evaluate and keep an exponential moving average of the weights with this decay; 0: off
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.clip < 0 or self.weight_decay < 0:
+            raise ValueError("clip and weight_decay must be non-negative")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not 0 <= self.average < 1:
+            raise ValueError(f"average must be in [0, 1), got {self.average}")
+
+
+def _default_loop() -> LoopConfig:
+    return LoopConfig(max_epochs=40, max_seconds=None, eval_every=0, log_every=50, patience=5)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainTaggerConfig:
+    """Everything a tagger run is configured by; stored in its checkpoints."""
+
+    data: str = ""  # treebank folder with *train*.conllu and *dev*.conllu (and *test*.conllu for eval-tagger)
+    tagset: Literal["upos", "xpos"] = "upos"  # the CoNLL-U column to learn
+    seed: int = 1  # seed of the initial weights, dropout and batch order
+    batch_size: int = 32  # sentences per training batch
+    eval_batch_size: int = 256  # sentences per batch when evaluating and tagging
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    model: TaggerConfig = dataclasses.field(default_factory=TaggerConfig)
+    optim: TaggerOptimConfig = dataclasses.field(default_factory=TaggerOptimConfig)
+    loop: LoopConfig = dataclasses.field(default_factory=_default_loop)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("batch sizes must be positive")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+
+def _batches_of(
+    sentences: Sequence[EncodedSentence], plan: Sequence[Sequence[int]], vocabs: TaggingVocabs, max_chars: int
+) -> list:
+    return [make_batch([sentences[index] for index in indices], vocabs, max_chars) for indices in plan]
+
+
+class TaggingTask:
+    """The tagger as a :class:`~lstmkit.train.Task` of the shared loop.
+
+    Args:
+        config: the run's configuration.
+        train: training sentences; dev: development sentences (the early-stopping score is their accuracy).
+        vocabs: vocabularies; built from ``train`` when ``None`` (a resumed run passes the stored ones).
+    """
+
+    score_name = "accuracy"
+    higher_is_better = True
+    show_perplexity = False
+
+    def __init__(
+        self,
+        config: TrainTaggerConfig,
+        train: Sequence[Sentence],
+        dev: Sequence[Sentence],
+        vocabs: TaggingVocabs | None = None,
+    ) -> None:
+        self.config = config
+        self.vocabs = vocabs if vocabs is not None else TaggingVocabs.build(train, config.tagset)
+        seed_everything(config.seed)
+        self.model = Tagger.from_vocabs(config.model, self.vocabs)
+        optim = config.optim
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=optim.lr, betas=(optim.beta1, optim.beta2), weight_decay=optim.weight_decay
+        )
+        # the weights that are evaluated and kept: an exponential moving average of the trained ones, or themselves
+        self.averaged = copy.deepcopy(self.model).eval() if optim.average else self.model
+        self.averaged_steps = 0
+        self.train_sentences = encode_sentences(train, self.vocabs)
+        self.train_lengths = [len(sentence.word_ids) for sentence in self.train_sentences]
+        dev_sentences = encode_sentences(dev, self.vocabs)
+        dev_plan = batch_plan([len(sentence.word_ids) for sentence in dev_sentences], config.eval_batch_size)
+        self.dev_batches = _batches_of(dev_sentences, dev_plan, self.vocabs, config.model.max_word_chars)
+
+    # ------------------------------------------------------------------------------------------- the Task API
+
+    def epoch_plan(self, epoch: int) -> list[list[int]]:
+        """The batches of ``epoch``: a function of the seed and the epoch only, so a resume finds the same plan."""
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        return batch_plan(self.train_lengths, self.config.batch_size, generator)
+
+    def batches_per_epoch(self) -> int:
+        return len(self.epoch_plan(0))
+
+    def batches(self, epoch: int, position: Any) -> Iterator[tuple[Any, int]]:
+        plan = self.epoch_plan(epoch)
+        for index in range(int(position or 0), len(plan)):
+            batch = make_batch(
+                [self.train_sentences[i] for i in plan[index]], self.vocabs, self.config.model.max_word_chars
+            )
+            yield batch, index + 1
+
+    def learning_rate(self, epoch: int) -> float:
+        """The learning rate of ``epoch``: a function of the epoch only, so a resumed run uses the same."""
+        return self.config.optim.lr * self.config.optim.lr_decay**epoch
+
+    def train_step(self, batch: Any, info: StepInfo) -> Mapping[str, float]:
+        lr = self.learning_rate(info.epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        output = self.model(batch)
+        loss = self.model.loss(output, batch.tags)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.optim.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.clip)
+        self.optimizer.step()
+        if self.averaged is not self.model:
+            self._update_average()
+        return {"loss": loss.item(), "tokens": batch.num_tokens, "lr": lr}
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """averaged <- averaged + (1 - d) (trained - averaged), with d = min(average, (1 + n) / (10 + n)) after n
+        updates, so that the first evaluations are not dominated by the initial weights."""
+        n = self.averaged_steps
+        decay = min(self.config.optim.average, (1 + n) / (10 + n))
+        for averaged, trained in zip(self.averaged.parameters(), self.model.parameters()):
+            averaged.lerp_(trained, 1.0 - decay)
+        self.averaged_steps = n + 1
+
+    @torch.inference_mode()
+    def evaluate(self) -> Mapping[str, float]:
+        model = self.averaged.eval()
+        loss_sum, correct, tokens = 0.0, 0, 0
+        for batch in self.dev_batches:
+            output = model(batch)
+            n = batch.num_tokens
+            loss_sum += model.loss(output, batch.tags).item() * n
+            correct += int((model.predict(output) == batch.tags)[output.mask].sum())
+            tokens += n
+        return {"accuracy": correct / tokens, "loss": loss_sum / tokens}
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": TASK_KIND, "config": config_to_dict(self.config), "vocabs": self.vocabs.to_dict()}
+
+    def state_dict(self) -> TaskState:
+        training: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
+        if self.averaged is not self.model:
+            training.update(averaged=self.averaged.state_dict(), averaged_steps=self.averaged_steps)
+        return TaskState(self.model.state_dict(), training, self.info())
+
+    def export_state(self) -> TaskState:
+        """The evaluated weights (the moving average when there is one): what ``best/`` keeps."""
+        return TaskState(self.averaged.state_dict(), None, self.info())
+
+    def load_state_dict(self, state: TaskState) -> None:
+        try:
+            self.model.load_state_dict(state.model)
+            if state.training is not None:
+                self.optimizer.load_state_dict(state.training["optimizer"])
+                if self.averaged is not self.model:
+                    self.averaged.load_state_dict(state.training["averaged"])
+                    self.averaged_steps = int(state.training["averaged_steps"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"the checkpoint does not fit this tagger: {first}") from None
+
+
+# -------------------------------------------------------------------------------------------------- training
+
+
+def _read_splits(config: TrainTaggerConfig) -> tuple[list[Sentence], list[Sentence]]:
+    if not config.data:
+        raise ConfigError("no treebank given: pass --data DIR (a folder with *-train.conllu and *-dev.conllu)")
+    files = find_conllu_splits(config.data, required=("train", "dev"))
+    return read_conllu(files["train"]), read_conllu(files["dev"])
+
+
+def _set_threads(config: TrainTaggerConfig) -> None:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+
+def train_tagger(
+    config: TrainTaggerConfig | None,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    loop_overrides: Sequence[str] = (),
+    echo=None,
+) -> RunResult:
+    """Train a tagger into ``run_dir``, or continue the run there.
+
+    Args:
+        config: the run's configuration (ignored with ``resume``: the stored one is used).
+        run_dir: the run directory; a new run needs one without a checkpoint.
+        resume: continue from ``RUN_DIR/checkpoint`` exactly where it stopped.
+        loop_overrides: with ``resume``, ``--loop.key=value`` changes to the stored loop settings (e.g. a larger
+            ``max_seconds``); nothing else of a run can change.
+        echo: called with a line per evaluation (e.g. ``print``).
+
+    Returns:
+        The loop's :class:`~lstmkit.train.RunResult`.
+
+    Raises:
+        DataError: a missing or malformed treebank. CheckpointError: ``resume`` without a usable checkpoint.
+        RunDirectoryError: a new run in a used directory. ConfigError: a bad override.
+    """
+    run_dir = Path(run_dir)
+    checkpoint = None
+    if resume:
+        checkpoint = load_checkpoint(run_dir, name=LAST_CHECKPOINT)
+        info = checkpoint.extra.get("task")
+        if not isinstance(info, dict) or info.get("kind") != TASK_KIND:
+            raise CheckpointError(f"{run_dir} is not a tagger run (its checkpoint holds no tagger)")
+        config = config_from_dict(TrainTaggerConfig, info["config"])
+        for override in loop_overrides:
+            if not override.startswith("--loop."):
+                raise ConfigError(f"{override!r}: on --resume only --loop.* settings (budgets) can change")
+        config = merge_from_args(config, loop_overrides)
+        vocabs = TaggingVocabs.from_dict(info["vocabs"])
+    else:
+        if config is None:
+            raise ValueError("a new run needs a config")
+        vocabs = None
+    _set_threads(config)
+    train, dev = _read_splits(config)
+    task = TaggingTask(config, train, dev, vocabs)
+    return fit(task, run_dir, config.loop, checkpoint=checkpoint, echo=echo)
+
+
+# -------------------------------------------------------------------------------------------- using a model
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedTagger:
+    """A trained tagger ready to tag: the model (in eval mode), its vocabularies and the run's configuration."""
+
+    model: Tagger
+    vocabs: TaggingVocabs
+    config: TrainTaggerConfig
+    path: Path
+
+    @property
+    def tagset(self) -> str:
+        return self.vocabs.tagset
+
+    def tag(self, sentences: Sequence[Sequence[str]] | Sequence[Sentence], batch_size: int | None = None):
+        """Shorthand for :func:`tag_sentences`."""
+        return tag_sentences(self, sentences, batch_size)
+
+
+def load_tagger(run_dir: str | os.PathLike, checkpoint: str | None = None) -> LoadedTagger:
+    """Load the tagger of a run directory written by :func:`train_tagger` / ``lstmkit train-tagger``.
+
+    Args:
+        run_dir: the run directory.
+        checkpoint: ``"best"`` (the best dev accuracy) or ``"checkpoint"`` (the latest); by default the best
+            one, or the latest when the run stopped before its first evaluation.
+
+    Raises:
+        CheckpointError: a one-line message when ``run_dir`` is not a tagger run directory or its files are
+            damaged.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory")
+    names = [checkpoint] if checkpoint else [BEST_CHECKPOINT, LAST_CHECKPOINT]
+    found = next((name for name in names if (run_dir / name).is_dir() or (run_dir / f".{name}.old").is_dir()), None)
+    if found is None:
+        folders = " or ".join(f"{name}/" for name in names)
+        raise CheckpointError(f"{run_dir} is not a tagger run directory (it has no {folders} checkpoint)")
+    stored = load_checkpoint(run_dir, name=found)
+    info = stored.extra.get("task")
+    if not isinstance(info, dict) or info.get("kind") != TASK_KIND:
+        raise CheckpointError(f"{run_dir} is not a tagger run directory (its checkpoint holds no tagger)")
+    try:
+        config = config_from_dict(TrainTaggerConfig, info["config"])
+        vocabs = TaggingVocabs.from_dict(info["vocabs"])
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {stored.path}: damaged tagger description: {error}") from None
+    model = Tagger(config.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags))
+    try:
+        model.load_state_dict(stored.model_state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {stored.path}: weights do not fit the stored config: {first}") from None
+    return LoadedTagger(model.eval(), vocabs, config, run_dir)
+
+
+def tag_sentences(
+    model_or_run_dir: LoadedTagger | str | os.PathLike,
+    sentences: Sequence[Sequence[str]] | Sequence[Sentence],
+    batch_size: int | None = None,
+) -> list[list[str]]:
+    """Predict one tag per word.
+
+    Args:
+        model_or_run_dir: a :class:`LoadedTagger` or a run directory to load one from.
+        sentences: token lists (``[["The", "cat", "sat"], ...]``) or :class:`~lstmkit.data.Sentence` objects.
+        batch_size: sentences per batch (default: the run's ``eval_batch_size``); batches are length-sorted.
+
+    Returns:
+        One tag list per sentence, in input order.
+
+    Raises:
+        ValueError: a sentence without words.
+    """
+    tagger = model_or_run_dir if isinstance(model_or_run_dir, LoadedTagger) else load_tagger(model_or_run_dir)
+    forms = [list(sentence.forms) if isinstance(sentence, Sentence) else list(sentence) for sentence in sentences]
+    encoded = encode_sentences(forms, tagger.vocabs, with_tags=False)
+    plan = batch_plan([len(sentence.word_ids) for sentence in encoded], batch_size or tagger.config.eval_batch_size)
+    itos = tagger.vocabs.tags.itos
+    results: list[list[str]] = [[] for _ in encoded]
+    tagger.model.eval()
+    with torch.inference_mode():
+        for indices in plan:
+            batch = make_batch([encoded[i] for i in indices], tagger.vocabs, tagger.config.model.max_word_chars)
+            predicted = tagger.model.predict(tagger.model(batch)).tolist()
+            for row, index in enumerate(indices):
+                results[index] = [itos[tag] for tag in predicted[row][: len(encoded[index].word_ids)]]
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def threads_argument(text: str) -> int:
+    """argparse type of a ``--threads`` option: an int >= 0 (0: torch's default)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+class _Override(argparse.Action):
+    """Collect ``--section.key VALUE`` / ``--section.key=VALUE`` as ``--section.key=VALUE`` strings."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        namespace.overrides.append(f"--{self.dest.removeprefix('set_')}={values}")
+
+
+def _config_settings(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted key, current value)`` of every setting of a config tree."""
+    settings = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            settings.extend(_config_settings(value, f"{prefix}{field.name}."))
+        else:
+            settings.append((f"{prefix}{field.name}", value))
+    return settings
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Train a BiLSTM part-of-speech tagger on a CoNLL-U treebank (word embeddings + character BiLSTM, "
+        "Adam, early stopping on the dev split). Every setting can be given as --section.key=value."
+    )
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, metrics)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR exactly")
+    parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                        help="training-time budget (same as --loop.max_seconds)")
+    parser.set_defaults(overrides=[])
+    settings = parser.add_argument_group("settings (--key VALUE or --key=VALUE; on --resume only --loop.*)")
+    special = {
+        "data": ("DIR", "treebank folder with *train*.conllu and *dev*.conllu (required for a new run)"),
+        "tagset": ("{upos,xpos}", "the CoNLL-U tag column to learn (default: upos)"),
+    }
+    for key, default in _config_settings(TrainTaggerConfig()):
+        metavar, help_text = special.get(key, ("VALUE", f"default: {default}"))
+        settings.add_argument(f"--{key}", action=_Override, metavar=metavar, dest=f"set_{key}", default=None,
+                              help=help_text)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.max_seconds is not None:
+        overrides.append(f"--loop.max_seconds={args.max_seconds}")
+    started = time.perf_counter()
+
+    def echo(line: str) -> None:
+        print(line, flush=True)  # promptly, also into a log file
+
+    if args.resume:
+        result = train_tagger(None, args.out, resume=True, loop_overrides=overrides, echo=echo)
+    else:
+        config = merge_from_args(TrainTaggerConfig(), overrides)
+        result = train_tagger(config, args.out, echo=echo)
+    state = result.state
+    best = "none" if state.best_score is None else f"{state.best_score:.4f} at step {state.best_step}"
+    print(f"stopped ({result.stop_reason}) after {state.step} steps, {state.epoch} epochs, "
+          f"{state.train_seconds:.0f}s of training ({time.perf_counter() - started:.0f}s in all); "
+          f"best dev accuracy {best}; model in {Path(args.out) / BEST_CHECKPOINT}")
+    return 130 if result.interrupted else 0
+
