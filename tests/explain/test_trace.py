@@ -283,3 +283,33 @@ def test_tracing_costs_at_most_three_reference_passes():
         # each ratio from a back-to-back pair, so a slow spell on a shared machine hits both sides
         ratios = [_seconds(lambda: trace(traced, x)) / _seconds(lambda: reference(x)) for _ in range(15)]
     assert statistics.median(ratios) <= 3.0, f"trace / reference forward time ratios {sorted(ratios)}"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(layer_norm=True), dict(peephole=True), dict(cell_clip=0.3), dict(zoneout=(0.3, 0.1)), dict(recurrent_dropout=0.4),
+     dict(layer_norm=True, peephole=True, zoneout=0.2, cell_clip=0.5, num_layers=2, bidirectional=True, proj_size=2)],
+    ids=["layer_norm", "peephole", "cell_clip", "zoneout", "recurrent_dropout", "all"],
+)
+def test_trace_follows_the_variants(options):
+    """The trace runs the module's own options through the reference equations (eval mode: zoneout's expectation,
+    no recurrent dropout), and its h is checked against the module's output as for any LSTM."""
+    torch.manual_seed(0)
+    module = lstmkit.LSTM(3, 4, **options)
+    x = torch.randn(6, 2, 3)
+    traces = lstmkit.explain.trace(module, x)
+    module.eval()
+    output, _ = module(x)
+    last = traces[-1]
+    h = last[0].h if len(last) == 1 else torch.cat([last[0].h, last[1].h], dim=-1)
+    torch.testing.assert_close(h, output, rtol=1e-5, atol=1e-6)
+    if "cell_clip" in options:
+        assert all(t.c.abs().max() <= options["cell_clip"] + 1e-6 for layer in traces for t in layer)
+
+
+def test_trace_of_a_variant_cell():
+    torch.manual_seed(0)
+    cell = lstmkit.LSTMCell(3, 4, layer_norm=True, peephole=True).eval()
+    x = torch.randn(2, 3)
+    (trace_,) = lstmkit.explain.trace(cell, x)[0]
+    torch.testing.assert_close(trace_.h[0], cell(x)[0], rtol=1e-5, atol=1e-6)

@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..nn import LSTM, LSTMCell
 from ..ops.functional import LayerWeights
-from ..ops.reference import CellGates, lstm_cell_gates_ref
+from ..ops.reference import NO_VARIANT, CellGates, Variant, lstm_cell_gates_ref
 
 __all__ = ["GateTrace", "TraceMismatchError", "trace"]
 
@@ -86,6 +86,14 @@ def _lstm_weights(module: nn.Module) -> list[LayerWeights]:
     return out
 
 
+def _lstm_variants(module: nn.Module, count: int) -> list[Variant]:
+    """The options of an lstmkit.LSTM (layer norm, peepholes, cell clip, zoneout's eval-time expectation), one per
+    layer and direction; plain for torch's modules. Traces run in eval mode, so no masks are drawn."""
+    if isinstance(module, LSTM):
+        return module.variants()
+    return [NO_VARIANT] * count
+
+
 def _default_tolerance(dtype: torch.dtype) -> tuple[float, float]:
     """(atol, rtol) for comparing the reference path with the module's kernel, which sums in another order."""
     if dtype == torch.float64:
@@ -112,7 +120,8 @@ def _check_close(what: str, ours: Tensor, theirs: Tensor, atol: float, rtol: flo
 
 
 def _run_direction(
-    steps: Sequence[Tensor], sizes: Sequence[int], hx: tuple[Tensor, Tensor], weights: LayerWeights, reverse: bool
+    steps: Sequence[Tensor], sizes: Sequence[int], hx: tuple[Tensor, Tensor], weights: LayerWeights, reverse: bool,
+    variant: Variant = NO_VARIANT,
 ) -> tuple[list[CellGates], tuple[Tensor, Tensor]]:
     """One layer in one direction, step by step, keeping every step's gates.
 
@@ -125,7 +134,7 @@ def _run_direction(
     order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
     for t in order:
         n = sizes[t]
-        step = lstm_cell_gates_ref(steps[t], (h[:n], c[:n]), *weights)
+        step = lstm_cell_gates_ref(steps[t], (h[:n], c[:n]), *weights, variant=variant)
         out[t] = step
         if n == h.shape[0]:
             h, c = step.h, step.c
@@ -187,6 +196,7 @@ def _trace_lstm(module: nn.Module, input, hx, atol, rtol) -> list[list[GateTrace
             h0, c0 = h0.index_select(1, sorted_indices), c0.index_select(1, sorted_indices)
 
     weights = _lstm_weights(module)
+    variants = _lstm_variants(module, len(weights))
     traces: list[list[GateTrace]] = []
     final_h: list[Tensor] = []
     final_c: list[Tensor] = []
@@ -195,7 +205,9 @@ def _trace_lstm(module: nn.Module, input, hx, atol, rtol) -> list[list[GateTrace
         outputs: list[list[Tensor]] = []
         for direction in range(directions):
             k = layer * directions + direction
-            gates, (h, c) = _run_direction(steps, sizes, (h0[k], c0[k]), weights[k], reverse=direction == 1)
+            gates, (h, c) = _run_direction(
+                steps, sizes, (h0[k], c0[k]), weights[k], reverse=direction == 1, variant=variants[k]
+            )
             row.append(_stack(gates, batch))
             outputs.append([step.h for step in gates])
             final_h.append(h)
@@ -229,7 +241,8 @@ def _trace_cell(module: nn.Module, input: Tensor, hx, atol, rtol) -> list[list[G
         hx = (zeros, zeros)
     elif not batched:
         hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
-    step = lstm_cell_gates_ref(x, hx, module.weight_ih, module.weight_hh, module.bias_ih, module.bias_hh)
+    variant = module.variant() if isinstance(module, LSTMCell) else NO_VARIANT
+    step = lstm_cell_gates_ref(x, hx, module.weight_ih, module.weight_hh, module.bias_ih, module.bias_hh, variant=variant)
     squeeze = (lambda v: v) if batched else (lambda v: v.squeeze(0))
     _check_close("h", squeeze(step.h), h1, atol, rtol, module)
     _check_close("c", squeeze(step.c), c1, atol, rtol, module)
