@@ -58,8 +58,8 @@ def test_train_tagger_writes_a_run_and_reports(treebank, tmp_path, capsys) -> No
     assert code == 0
     assert out.count("evaluation ") == 2 and "stopped (max_epochs)" in out
     assert (tmp_path / "run" / "best").is_dir() and (tmp_path / "run" / "metrics.jsonl").is_file()
-    code, out, _ = call(capsys, "train-tagger", "--out", str(tmp_path / "run"), "--resume", "--loop.max_epochs=3")
-    assert code == 0 and out.count("evaluation ") == 1 and "3 epochs" in out
+    code, out, _ = call(capsys, "train-tagger", "--resume", str(tmp_path / "run"), "--max-epochs", "3")
+    assert code == 0 and out.count("evaluation ") == 1 and "epoch 3," in out
     code, out, _ = call(capsys, "tag", str(tmp_path / "run"), "--input", str(treebank / "tiny-ud-test.conllu"))
     assert code == 0
     word_lines = [line.split("\t") for line in out.splitlines() if line and not line.startswith("#")]
@@ -138,6 +138,9 @@ def write(path: Path, text: str) -> str:
         ("train into a used run", "already holds a run"),
         ("bad override", "bad value for 'model.hidden_size'"),
         ("resume nothing", "no checkpoint"),
+        ("resume with a new setting", "keeps its configuration"),
+        ("resume two directories", "different directories"),
+        ("no run directory", "--out RUN_DIR is required"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(case, message, run_dir, treebank, tmp_path, monkeypatch, capsys):
@@ -158,6 +161,9 @@ def test_bad_input_is_one_line_and_exit_code_2(case, message, run_dir, treebank,
         "bad override": ["train-tagger", "--data", str(treebank), "--out", str(tmp_path / "r3"),
                          "--model.hidden_size=big"],
         "resume nothing": ["train-tagger", "--out", str(tmp_path / "r4"), "--resume"],
+        "resume with a new setting": ["train-tagger", "--resume", run, "--data", str(treebank)],
+        "resume two directories": ["train-tagger", "--resume", run, "--out", str(tmp_path / "r5")],
+        "no run directory": ["train-tagger", "--data", str(treebank)],
     }[case]
     stdin = b"the cat\nsees \xff dog\n" if case == "stdin not UTF-8" else b"\n \n"
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))

@@ -21,9 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "next-word": ("lstmkit.commands.next_word", "the most likely next words after a prompt"),
     "plot": ("lstmkit.commands.plot", "draw a run's training curves to a PNG"),
     "explain": ("lstmkit.commands.explain", "walk through a tiny LSTM step by step, or plot a trained model's gates"),
-    "train-tagger": ("lstmkit.train.tagger", "train a BiLSTM part-of-speech tagger on a CoNLL-U treebank"),
-    "eval-tagger": ("lstmkit.train.tagger_eval", "score a trained tagger: accuracy, per-tag F1, confusion matrix"),
-    "tag": ("lstmkit.train.tagger_tag", "tag plain text or CoNLL-U with a trained tagger"),
+    "train-tagger": ("lstmkit.commands.train_tagger", "train or resume a BiLSTM part-of-speech tagger on CoNLL-U"),
+    "eval-tagger": ("lstmkit.commands.eval_tagger", "accuracy, per-tag F1 and a confusion matrix of a trained tagger"),
+    "tag": ("lstmkit.commands.tag", "tag plain text or CoNLL-U with a trained tagger"),
 }
 
 

@@ -10,26 +10,20 @@ import torch
 
 from lstmkit.data import DataError, read_conllu
 from lstmkit.models import TaggerConfig
+from lstmkit.tagger_api import evaluate_tagger, load_tagger, tag_sentences, tag_text
 from lstmkit.train import (
     CheckpointError,
     ConfigError,
     LoopConfig,
     RunDirectoryError,
     StepInfo,
-    TaggerOptimConfig,
-    TaggingTask,
-    TrainTaggerConfig,
-    evaluate_tagger,
     load_checkpoint,
-    load_tagger,
-    plot_confusion,
+    merge_from_args,
     read_metrics,
     save_checkpoint,
-    score_tags,
-    tag_sentences,
-    tag_text,
-    train_tagger,
 )
+from lstmkit.train.tagger import TaggerOptimConfig, TaggingTask, TrainTaggerConfig, train_tagger
+from lstmkit.train.tagging_metrics import plot_confusion, score_tags
 from tiny_treebank import write_treebank
 
 TINY_MODEL = TaggerConfig(word_embedding_size=12, char_embedding_size=8, char_hidden_size=10, hidden_size=16)
@@ -103,7 +97,7 @@ def test_resume_refuses_what_it_cannot_do(treebank, trained, tmp_path) -> None:
     with pytest.raises(RunDirectoryError, match="already holds a run"):
         train_tagger(tiny_config(treebank), trained)
     save_checkpoint(tmp_path / "toy", {"w": torch.zeros(1)}, extra={"task": {"kind": "toy"}, "loop": {}})
-    with pytest.raises(CheckpointError, match="not a tagger run"):
+    with pytest.raises(CheckpointError, match="not a tagger run directory"):
         train_tagger(None, tmp_path / "toy", resume=True)
 
 
@@ -206,8 +200,6 @@ def test_load_tagger_errors(tmp_path) -> None:
 
 
 def test_config_overrides_reach_every_section() -> None:
-    from lstmkit.train import merge_from_args
-
     config = merge_from_args(TrainTaggerConfig(), ["--tagset=xpos", "--model.hidden_size=7", "--loop.patience=none"])
     assert (config.tagset, config.model.hidden_size, config.loop.patience) == ("xpos", 7, None)
     with pytest.raises(ConfigError, match="tagset"):

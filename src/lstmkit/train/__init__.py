@@ -1,5 +1,4 @@
-"""lstmkit.train: model-agnostic training infrastructure (configs, checkpoints, seeding, NT-ASGD, metrics, the loop),
-and the tagging task built on it (train_tagger, load_tagger, tag_sentences, evaluate_tagger)."""
+"""lstmkit.train: model-agnostic training infrastructure (configs, checkpoints, seeding, NT-ASGD, metrics, the loop)."""
 
 from .checkpoint import (
     Checkpoint,
@@ -30,17 +29,6 @@ from .metrics import MetricsLogger, read_metrics
 from .optim import NTASGD
 from .progress import TrainingProgress, perplexity, progress_bar
 from .seeding import get_rng_state, seed_everything, set_rng_state
-from .tagger import (
-    LoadedTagger,
-    TaggerOptimConfig,
-    TaggingTask,
-    TrainTaggerConfig,
-    load_tagger,
-    tag_sentences,
-    train_tagger,
-)
-from .tagger_eval import TaggingScores, TagScore, evaluate_tagger, plot_confusion, score_tags
-from .tagger_tag import TaggedText, tag_text
 
 __all__ = [
     "ConfigError",
@@ -76,19 +64,4 @@ __all__ = [
     "fit",
     "LAST_CHECKPOINT",
     "BEST_CHECKPOINT",
-    # part-of-speech tagging
-    "TrainTaggerConfig",
-    "TaggerOptimConfig",
-    "TaggingTask",
-    "train_tagger",
-    "LoadedTagger",
-    "load_tagger",
-    "tag_sentences",
-    "tag_text",
-    "TaggedText",
-    "evaluate_tagger",
-    "score_tags",
-    "TaggingScores",
-    "TagScore",
-    "plot_confusion",
 ]

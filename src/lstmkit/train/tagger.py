@@ -10,20 +10,17 @@
     lstmkit.train.fit                      budgets, early stopping, checkpoints, exact resume, metrics, progress
 
 A run directory holds ``checkpoint/`` (to resume: the trained weights, Adam's state and the averaged weights),
-``best/`` (the averaged weights of the best dev accuracy, with config and vocabularies: what :func:`load_tagger`
-reads) and ``metrics.jsonl``.
+``best/`` (the averaged weights of the best dev accuracy, with config and vocabularies: what
+:func:`lstmkit.tagger_api.load_tagger` reads) and ``metrics.jsonl``.
 
-Command line: ``lstmkit train-tagger --data DIR [--tagset upos|xpos] --out RUN_DIR [--max-seconds S] [--resume]
-[--section.key=value ...]``.
+Command line: ``lstmkit train-tagger`` (:mod:`lstmkit.commands.train_tagger`).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import os
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -44,18 +41,10 @@ from lstmkit.models import Tagger, TaggerConfig
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
-from .loop import BEST_CHECKPOINT, LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
+from .loop import LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
 from .seeding import seed_everything
 
-__all__ = [
-    "TaggerOptimConfig",
-    "TrainTaggerConfig",
-    "TaggingTask",
-    "train_tagger",
-    "LoadedTagger",
-    "load_tagger",
-    "tag_sentences",
-]
+__all__ = ["TaggerOptimConfig", "TrainTaggerConfig", "TaggingTask", "train_tagger", "read_tagger_info"]
 
 TASK_KIND = "tagger"
 
@@ -284,15 +273,11 @@ def train_tagger(
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(run_dir, name=LAST_CHECKPOINT)
-        info = checkpoint.extra.get("task")
-        if not isinstance(info, dict) or info.get("kind") != TASK_KIND:
-            raise CheckpointError(f"{run_dir} is not a tagger run (its checkpoint holds no tagger)")
-        config = config_from_dict(TrainTaggerConfig, info["config"])
+        config, vocabs = read_tagger_info(checkpoint.extra.get("task"), run_dir)
         for override in loop_overrides:
             if not override.startswith("--loop."):
                 raise ConfigError(f"{override!r}: on --resume only --loop.* settings (budgets) can change")
         config = merge_from_args(config, loop_overrides)
-        vocabs = TaggingVocabs.from_dict(info["vocabs"])
     else:
         if config is None:
             raise ValueError("a new run needs a config")
@@ -303,168 +288,16 @@ def train_tagger(
     return fit(task, run_dir, config.loop, checkpoint=checkpoint, echo=echo)
 
 
-# -------------------------------------------------------------------------------------------- using a model
 
-
-@dataclasses.dataclass(frozen=True)
-class LoadedTagger:
-    """A trained tagger ready to tag: the model (in eval mode), its vocabularies and the run's configuration."""
-
-    model: Tagger
-    vocabs: TaggingVocabs
-    config: TrainTaggerConfig
-    path: Path
-
-    @property
-    def tagset(self) -> str:
-        return self.vocabs.tagset
-
-    def tag(self, sentences: Sequence[Sequence[str]] | Sequence[Sentence], batch_size: int | None = None):
-        """Shorthand for :func:`tag_sentences`."""
-        return tag_sentences(self, sentences, batch_size)
-
-
-def load_tagger(run_dir: str | os.PathLike, checkpoint: str | None = None) -> LoadedTagger:
-    """Load the tagger of a run directory written by :func:`train_tagger` / ``lstmkit train-tagger``.
-
-    Args:
-        run_dir: the run directory.
-        checkpoint: ``"best"`` (the best dev accuracy) or ``"checkpoint"`` (the latest); by default the best
-            one, or the latest when the run stopped before its first evaluation.
+def read_tagger_info(info: Any, where: Path | str) -> tuple[TrainTaggerConfig, TaggingVocabs]:
+    """The configuration and vocabularies a checkpoint's task info describes.
 
     Raises:
-        CheckpointError: a one-line message when ``run_dir`` is not a tagger run directory or its files are
-            damaged.
+        CheckpointError: the info is not a tagger's, or is damaged.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: no such run directory")
-    names = [checkpoint] if checkpoint else [BEST_CHECKPOINT, LAST_CHECKPOINT]
-    found = next((name for name in names if (run_dir / name).is_dir() or (run_dir / f".{name}.old").is_dir()), None)
-    if found is None:
-        folders = " or ".join(f"{name}/" for name in names)
-        raise CheckpointError(f"{run_dir} is not a tagger run directory (it has no {folders} checkpoint)")
-    stored = load_checkpoint(run_dir, name=found)
-    info = stored.extra.get("task")
     if not isinstance(info, dict) or info.get("kind") != TASK_KIND:
-        raise CheckpointError(f"{run_dir} is not a tagger run directory (its checkpoint holds no tagger)")
+        raise CheckpointError(f"{where} is not a tagger run directory (its checkpoint holds no tagger)")
     try:
-        config = config_from_dict(TrainTaggerConfig, info["config"])
-        vocabs = TaggingVocabs.from_dict(info["vocabs"])
+        return config_from_dict(TrainTaggerConfig, info["config"]), TaggingVocabs.from_dict(info["vocabs"])
     except (KeyError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {stored.path}: damaged tagger description: {error}") from None
-    model = Tagger(config.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags))
-    try:
-        model.load_state_dict(stored.model_state)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {stored.path}: weights do not fit the stored config: {first}") from None
-    return LoadedTagger(model.eval(), vocabs, config, run_dir)
-
-
-def tag_sentences(
-    model_or_run_dir: LoadedTagger | str | os.PathLike,
-    sentences: Sequence[Sequence[str]] | Sequence[Sentence],
-    batch_size: int | None = None,
-) -> list[list[str]]:
-    """Predict one tag per word.
-
-    Args:
-        model_or_run_dir: a :class:`LoadedTagger` or a run directory to load one from.
-        sentences: token lists (``[["The", "cat", "sat"], ...]``) or :class:`~lstmkit.data.Sentence` objects.
-        batch_size: sentences per batch (default: the run's ``eval_batch_size``); batches are length-sorted.
-
-    Returns:
-        One tag list per sentence, in input order.
-
-    Raises:
-        ValueError: a sentence without words.
-    """
-    tagger = model_or_run_dir if isinstance(model_or_run_dir, LoadedTagger) else load_tagger(model_or_run_dir)
-    forms = [list(sentence.forms) if isinstance(sentence, Sentence) else list(sentence) for sentence in sentences]
-    encoded = encode_sentences(forms, tagger.vocabs, with_tags=False)
-    plan = batch_plan([len(sentence.word_ids) for sentence in encoded], batch_size or tagger.config.eval_batch_size)
-    itos = tagger.vocabs.tags.itos
-    results: list[list[str]] = [[] for _ in encoded]
-    tagger.model.eval()
-    with torch.inference_mode():
-        for indices in plan:
-            batch = make_batch([encoded[i] for i in indices], tagger.vocabs, tagger.config.model.max_word_chars)
-            predicted = tagger.model.predict(tagger.model(batch)).tolist()
-            for row, index in enumerate(indices):
-                results[index] = [itos[tag] for tag in predicted[row][: len(encoded[index].word_ids)]]
-    return results
-
-
-# ---------------------------------------------------------------------------------------------- command line
-
-
-def threads_argument(text: str) -> int:
-    """argparse type of a ``--threads`` option: an int >= 0 (0: torch's default)."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-class _Override(argparse.Action):
-    """Collect ``--section.key VALUE`` / ``--section.key=VALUE`` as ``--section.key=VALUE`` strings."""
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        namespace.overrides.append(f"--{self.dest.removeprefix('set_')}={values}")
-
-
-def _config_settings(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """``(dotted key, current value)`` of every setting of a config tree."""
-    settings = []
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if dataclasses.is_dataclass(value):
-            settings.extend(_config_settings(value, f"{prefix}{field.name}."))
-        else:
-            settings.append((f"{prefix}{field.name}", value))
-    return settings
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Train a BiLSTM part-of-speech tagger on a CoNLL-U treebank (word embeddings + character BiLSTM, "
-        "Adam, early stopping on the dev split). Every setting can be given as --section.key=value."
-    )
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, metrics)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR exactly")
-    parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
-                        help="training-time budget (same as --loop.max_seconds)")
-    parser.set_defaults(overrides=[])
-    settings = parser.add_argument_group("settings (--key VALUE or --key=VALUE; on --resume only --loop.*)")
-    special = {
-        "data": ("DIR", "treebank folder with *train*.conllu and *dev*.conllu (required for a new run)"),
-        "tagset": ("{upos,xpos}", "the CoNLL-U tag column to learn (default: upos)"),
-    }
-    for key, default in _config_settings(TrainTaggerConfig()):
-        metavar, help_text = special.get(key, ("VALUE", f"default: {default}"))
-        settings.add_argument(f"--{key}", action=_Override, metavar=metavar, dest=f"set_{key}", default=None,
-                              help=help_text)
-
-
-def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
-    if args.max_seconds is not None:
-        overrides.append(f"--loop.max_seconds={args.max_seconds}")
-    started = time.perf_counter()
-
-    def echo(line: str) -> None:
-        print(line, flush=True)  # promptly, also into a log file
-
-    if args.resume:
-        result = train_tagger(None, args.out, resume=True, loop_overrides=overrides, echo=echo)
-    else:
-        config = merge_from_args(TrainTaggerConfig(), overrides)
-        result = train_tagger(config, args.out, echo=echo)
-    state = result.state
-    best = "none" if state.best_score is None else f"{state.best_score:.4f} at step {state.best_step}"
-    print(f"stopped ({result.stop_reason}) after {state.step} steps, {state.epoch} epochs, "
-          f"{state.train_seconds:.0f}s of training ({time.perf_counter() - started:.0f}s in all); "
-          f"best dev accuracy {best}; model in {Path(args.out) / BEST_CHECKPOINT}")
-    return 130 if result.interrupted else 0
-
+        raise CheckpointError(f"{where}: damaged tagger description: {error}") from None

@@ -1,28 +1,19 @@
-"""Scoring a tagger: accuracy, per-tag precision / recall / F1, a confusion matrix and its picture.
+"""Scoring predicted tags: accuracy, per-tag precision / recall / F1, a confusion matrix and its picture.
 
-Command line: ``lstmkit eval-tagger RUN_DIR [--split test] [--data DIR_OR_FILE] [--json] [--confusion PNG]``.
+Pure bookkeeping over tag strings; :func:`lstmkit.tagger_api.evaluate_tagger` runs a model and calls
+:func:`score_tags`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
-import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from lstmkit.data import DataError, Sentence, find_conllu_splits, read_conllu, sentence_tags
-
-from .tagger import LoadedTagger, load_tagger, tag_sentences, threads_argument
-
-__all__ = ["TagScore", "TaggingScores", "score_tags", "evaluate_tagger", "plot_confusion"]
+__all__ = ["TagScore", "TaggingScores", "score_tags", "plot_confusion"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,58 +158,6 @@ def score_tags(
     )
 
 
-def _gold_sentences(tagger: LoadedTagger, split: str, data: Any) -> tuple[str, list[Sentence]]:
-    """``(name, sentences)`` of what to score: a list of sentences, a CoNLL-U file, or a treebank folder's split."""
-    if isinstance(data, (list, tuple)):
-        return split, list(data)
-    source = Path(data) if data is not None else Path(tagger.config.data)
-    if data is None and not tagger.config.data:
-        raise DataError("the run records no treebank; pass data (a folder or a CoNLL-U file)")
-    if source.is_file():
-        return split, read_conllu(source)
-    files = find_conllu_splits(source, required=(split,)) if split in ("train", "dev", "test") else None
-    if files is None:
-        raise DataError(f"unknown split {split!r}: choose train, dev or test (or pass a CoNLL-U file)")
-    return split, read_conllu(files[split])
-
-
-def evaluate_tagger(
-    model_or_run_dir: LoadedTagger | str | os.PathLike,
-    split: str = "test",
-    data: str | os.PathLike | Sequence[Sentence] | None = None,
-    batch_size: int | None = None,
-) -> TaggingScores:
-    """Tag gold sentences and score the tags of the run's tagset (UPOS or XPOS).
-
-    Args:
-        model_or_run_dir: a :class:`~lstmkit.train.tagger.LoadedTagger` or a run directory.
-        split: ``"train"``, ``"dev"`` or ``"test"``: which file of the treebank folder to score (also the name
-            given to the result).
-        data: a treebank folder (default: the one the run was trained on), a CoNLL-U file, or sentences.
-        batch_size: sentences per batch (default: the run's ``eval_batch_size``).
-
-    Raises:
-        DataError: missing or malformed data. CheckpointError: not a tagger run directory.
-
-    Example::
-
-        >>> scores = evaluate_tagger("runs/ewt-upos", split="test")   # doctest: +SKIP
-        >>> scores.accuracy, scores.tokens                             # doctest: +SKIP
-        (0.95..., 25094)
-    """
-    tagger = model_or_run_dir if isinstance(model_or_run_dir, LoadedTagger) else load_tagger(model_or_run_dir)
-    name, sentences = _gold_sentences(tagger, split, data)
-    gold = [sentence_tags(sentence, tagger.tagset) for sentence in sentences]
-    for index, tags in enumerate(gold):
-        if "_" in tags:
-            where = sentences[index].comment_value("sent_id") or f"number {index + 1}"
-            raise DataError(f"sentence {where} of {name} has a word without a gold {tagger.tagset.upper()} tag")
-    predicted = tag_sentences(tagger, sentences, batch_size)
-    words = tagger.vocabs.words
-    known = [[form in words for form in sentence.forms] for sentence in sentences]
-    return score_tags(gold, predicted, name, tagger.vocabs.tags.itos[1:], known)
-
-
 def plot_confusion(scores: TaggingScores, path: str | os.PathLike, title: str | None = None) -> Path:
     """Draw the confusion matrix as a PNG: rows are gold tags, columns predicted tags, colour the share of the
     row (so rare tags show as clearly as frequent ones), counts written in the cells when there are few tags.
@@ -254,46 +193,3 @@ def plot_confusion(scores: TaggingScores, path: str | os.PathLike, title: str | 
     path = Path(path)
     figure.savefig(path, dpi=120)
     return path
-
-
-# ---------------------------------------------------------------------------------------------- command line
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Score a trained tagger: accuracy, per-tag precision/recall/F1 and a confusion-matrix PNG."
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by lstmkit train-tagger")
-    parser.add_argument("--split", default="test", choices=("train", "dev", "test"), help="default: test")
-    parser.add_argument("--data", metavar="DIR_OR_FILE", default=None,
-                        help="treebank folder or CoNLL-U file (default: the treebank the run was trained on)")
-    parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
-    parser.add_argument("--confusion", metavar="PNG", default=None,
-                        help="where to draw the confusion matrix (default: RUN_DIR/confusion-SPLIT.png)")
-    parser.add_argument("--no-confusion", action="store_true", help="do not draw the confusion matrix")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="sentences per batch")
-    parser.add_argument("--threads", type=threads_argument, default=0, metavar="N",
-                        help="torch CPU threads (default: 0, torch's default; OMP_NUM_THREADS sets that)")
-
-
-def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tagger = load_tagger(args.run_dir)
-    scores = evaluate_tagger(tagger, args.split, args.data, args.batch_size)
-    seconds = time.perf_counter() - started
-    picture = None
-    if not args.no_confusion:
-        picture = plot_confusion(scores, args.confusion or Path(args.run_dir) / f"confusion-{args.split}.png")
-    if args.json:
-        data = scores.to_dict()
-        data["confusion_png"] = None if picture is None else str(picture)
-        data["tagset"] = tagger.tagset
-        json.dump(data, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        print(f"{tagger.tagset.upper()} tagger {args.run_dir}")
-        print(scores.report())
-        if picture is not None:
-            print(f"confusion matrix: {picture}")
-        print(f"({seconds:.1f}s)")
-    return 0

@@ -1,0 +1,75 @@
+"""``lstmkit tag RUN_DIR --input FILE``: tag plain text or CoNLL-U with a trained tagger
+(:func:`lstmkit.tagger_api.tag_text`).
+
+Plain text (one sentence per line, tokens separated by spaces) gives ``word/TAG`` lines; CoNLL-U gives the file back
+with the tag column filled in. ``--input -`` reads standard input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..data import DataError, read_utf8_text
+
+
+def threads_argument(text: str) -> int:
+    """argparse type of a ``--threads`` option: an int >= 0 (0: torch's default)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-tagger run directory")
+    parser.add_argument("--input", required=True, metavar="FILE", help="the text to tag; - for standard input")
+    parser.add_argument("--format", choices=("auto", "plain", "conllu"), default="auto",
+                        help="input format (default: auto: CoNLL-U when the first line is a comment or token line)")
+    parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: - standard output)")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
+    parser.add_argument("--batch-size", type=int, metavar="N", help="sentences per batch (default: the run's)")
+    parser.add_argument("--threads", type=threads_argument, default=0, metavar="N",
+                        help="torch CPU threads (default: 0, torch's own choice; OMP_NUM_THREADS sets that)")
+    parser.add_argument("--stats", action="store_true", help="print words and words per second to standard error")
+
+
+def read_stdin() -> str:
+    """Standard input as UTF-8 text, or a :class:`~lstmkit.data.DataError` naming the line of the first bad byte."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # replaced by a text stream
+        return sys.stdin.read()
+    data = raw.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(f"<stdin>: line {line}: byte 0x{data[error.start]:02x} is not valid UTF-8") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..tagger_api import load_tagger, tag_text
+
+    started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    source, text = ("<stdin>", read_stdin()) if args.input == "-" else (args.input, read_utf8_text(args.input))
+    tagger = load_tagger(args.run_dir, args.checkpoint)
+    loaded = time.perf_counter()
+    result = tag_text(tagger, text, args.format, source, args.batch_size)
+    tagged = time.perf_counter()
+    if args.output == "-":
+        sys.stdout.write(result.text)
+        sys.stdout.flush()
+    else:
+        with open(args.output, "w", encoding="utf-8", newline="\n") as file:
+            file.write(result.text)
+    if args.stats:
+        seconds = tagged - loaded
+        print(f"tagged {result.sentences} sentences, {result.tokens} words ({result.format}) in {seconds:.2f}s "
+              f"({result.tokens / max(seconds, 1e-9):,.0f} words/s); {time.perf_counter() - started:.2f}s with "
+              "loading and output", file=sys.stderr)
+    return 0

@@ -1,0 +1,99 @@
+"""``lstmkit train-tagger``: train (or resume) a BiLSTM part-of-speech tagger; see :mod:`lstmkit.train.tagger`.
+
+Examples::
+
+    lstmkit train-tagger --data ../shared/data/ud_english_ewt --out runs/ewt-upos --max-seconds 1200
+    lstmkit train-tagger --data ../shared/data/ud_english_ewt --tagset xpos --out runs/ewt-xpos --model.dropout=0.5
+    lstmkit train-tagger --out runs/ewt-upos --resume --max-seconds 1800       # continue where it stopped
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
+
+
+def _settings(config: Any, prefix: str = "") -> list[str]:
+    """``key=default`` for every setting of a config tree."""
+    out = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            out.extend(_settings(value, f"{prefix}{field.name}."))
+        else:
+            out.append(f"{prefix}{field.name}={value}")
+    return out
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from ..train.tagger import TrainTaggerConfig
+
+    parser.epilog = ("Any setting can be given as --section.key=value; the settings and their defaults: "
+                     + ", ".join(_settings(TrainTaggerConfig())))
+    parser.add_argument("--data", metavar="DIR", help="treebank folder with *train*.conllu and *dev*.conllu")
+    parser.add_argument("--tagset", choices=("upos", "xpos"), help="the CoNLL-U tag column to learn (default: upos)")
+    parser.add_argument("--out", metavar="RUN_DIR", help="run directory: checkpoints, metrics.jsonl")
+    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR (or --out) exactly where it stopped")
+    parser.add_argument("--max-seconds", type=float, metavar="S",
+                        help="stop after S seconds of training time (evaluation excluded), then evaluate")
+    parser.add_argument("--max-epochs", type=int, metavar="N", help="stop after N epochs")
+    parser.add_argument("--seed", type=int, help="random seed (default: 1)")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import UsageError
+    from ..train.config import merge_from_args
+    from ..train.loop import BEST_CHECKPOINT
+    from ..train.tagger import TrainTaggerConfig, train_tagger
+
+    budget = []
+    if args.max_seconds is not None:
+        budget.append(f"--loop.max_seconds={args.max_seconds}")
+    if args.max_epochs is not None:
+        budget.append(f"--loop.max_epochs={args.max_epochs}")
+    if args.no_progress:
+        budget.append("--loop.progress=false")
+    settings = [f"--{key}={value}" for key, value in
+                (("data", args.data), ("tagset", args.tagset), ("seed", args.seed), ("threads", args.threads))
+                if value is not None]
+
+    if args.resume is not None:
+        resume_dir = None if args.resume is True else Path(args.resume)
+        out_dir = None if args.out is None else Path(args.out)
+        if resume_dir is not None and out_dir is not None and resume_dir != out_dir:
+            raise UsageError("--out and --resume name different directories; a resumed run stays where it is")
+        run_dir = resume_dir or out_dir
+        if run_dir is None:
+            raise UsageError("--resume needs the run directory: --resume RUN_DIR or --out RUN_DIR --resume")
+        if settings:
+            raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
+                             "--loop.*) can change")
+        result = train_tagger(None, run_dir, resume=True, loop_overrides=[*budget, *args.overrides], echo=_echo)
+    else:
+        if args.out is None:
+            raise UsageError("--out RUN_DIR is required (where the checkpoints and metrics go)")
+        run_dir = Path(args.out)
+        config = merge_from_args(TrainTaggerConfig(), [*settings, *budget, *args.overrides])
+        result = train_tagger(config, run_dir, echo=_echo)
+
+    state = result.state
+    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
+    best = "none" if state.best_score is None else f"{state.best_score:.4f} at step {state.best_step}"
+    print(f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step {state.step}, "
+          f"epoch {state.epoch}, {rate:.0f} words/s; best dev accuracy {best}")
+    if result.interrupted:
+        print(f"interrupted: resume with  lstmkit train-tagger --resume {run_dir}")
+        return 128 + int(result.signal)
+    print(f"tagger: {run_dir / BEST_CHECKPOINT}")
+    return 0
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)  # promptly, also into a log file
