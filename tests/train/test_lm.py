@@ -28,7 +28,7 @@ def test_presets_follow_the_recipes():
     assert (small.data.bptt, small.data.batch_size) == (35, 20)
     s = small.model
     assert (s.input_dropout, s.hidden_dropout, s.output_dropout, s.embedding_dropout, s.weight_dropout) == (
-        0.25, 0.2, 0.25, 0.05, 0.25)
+        0.15, 0.1, 0.15, 0.0, 0.15)
     assert (s.ar_alpha, s.tar_beta, small.optim.optimizer, small.optim.average_from) == (2.0, 1.0, "ntasgd", 0.5)
     assert (awd.model.embedding_size, awd.model.hidden_size, awd.model.num_layers) == (400, 1150, 3)
     assert (awd.data.bptt, awd.data.batch_size) == (70, 40)
