@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from lstmkit.data import Corpus, Vocab, batchify, bptt_windows, load_corpus  # noqa: E402
 from lstmkit.train import StepInfo  # noqa: E402
 from lstmkit.train.lm import LanguageModelTask, make_config  # noqa: E402
+from lstmkit.runtime import keep_freed_memory  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -210,14 +211,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", default="float32,bfloat16",
                         help="our training precisions to measure (comma-separated: float32, bfloat16, auto)")
     parser.add_argument("--quick", action="store_true", help="3 blocks of 2 steps")
+    parser.add_argument("--malloc", choices=("default", "keep"), default="default",
+                        help="default: glibc as every process starts; keep: lstmkit.runtime.keep_freed_memory() first "
+                        "(what `lstmkit train-lm` does), for both sides alike")
     args = parser.parse_args(argv)
+    if args.malloc == "keep" and not keep_freed_memory():
+        print("--malloc keep: not glibc, nothing changed", file=sys.stderr)
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if args.quick:
         args.blocks, args.steps, args.warmup = 3, 2, 1
     torch.set_num_threads(args.threads)
     corpus, source = find_corpus(args.data)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
-          f"corpus: {source}; {args.blocks} alternating blocks of {args.steps} steps")
+          f"corpus: {source}; malloc {args.malloc}; {args.blocks} alternating blocks of {args.steps} steps")
     for size in args.sizes.split(","):
         r = measure(size.strip(), corpus, args)
         peer = r["medians"]["peer"]

@@ -31,6 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lstmkit  # noqa: E402
+from lstmkit.runtime import keep_freed_memory  # noqa: E402
 from variant_loops import LSTMKIT_OPTIONS, UserLoopLSTM  # noqa: E402
 
 PEERS = ("torch", "auto", "native", "fused", "reference", "cell-loop")  # the core table
@@ -255,12 +256,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", action="store_true", help="the variants table: each option of lstmkit.LSTM "
                         "against a Python loop over a cell with that option, and plain torch.nn.LSTM (training)")
     parser.add_argument("--options", default=",".join(LSTMKIT_OPTIONS), help="variants to time (with --variants)")
+    parser.add_argument("--malloc", choices=("default", "keep"), default="default",
+                        help="default: glibc as every process starts; keep: lstmkit.runtime.keep_freed_memory() first "
+                        "(what the lstmkit commands do), for both peers alike")
     parser.add_argument("--memory-child", nargs=2, metavar=("PEER", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     global clock
     clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.malloc == "keep" and not keep_freed_memory():
+        print("--malloc keep: not glibc, nothing changed", file=sys.stderr)
     if args.memory_child:
         _memory_child(args.memory_child[0], Case(**json.loads(args.memory_child[1])))
         return 0
@@ -271,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (5 if args.quick else 7)
     budget = args.budget or (4.0 if args.quick else 20.0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}; {args.clock} clock; medians of up to {repeats} interleaved samples; "
+          f"python {platform.python_version()}; {args.clock} clock; malloc {args.malloc}; medians of up to {repeats} interleaved samples; "
           "ratio = time / torch.nn.LSTM's")
     plain, special = grids(args.quick)
     if args.cases:

@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+from .runtime import malloc_setting_from_env
+
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train-lm": ("lstmkit.commands.train_lm", "train or resume an AWD-LSTM language model"),
@@ -75,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     module_name, help_text = COMMANDS[name]
+    try:  # training and evaluation reuse freed memory instead of page-faulting it back in (lstmkit.runtime)
+        malloc_setting_from_env()
+    except ValueError as error:
+        print(f"lstmkit {name}: error: {error}", file=sys.stderr)
+        return 2
     try:
         module = importlib.import_module(module_name)
         parser = _CommandParser(prog=f"lstmkit {name}", description=help_text, allow_abbrev=False)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lstmkit.regularize import WeightDropout, drop_weight
+from lstmkit.regularize import WeightDropout, drop_weight, keep_mask
 
 
 def test_raw_weight_untouched_and_survivors_scaled():
@@ -59,3 +59,28 @@ def test_module_holds_no_parameters_and_follows_training_flag():
 def test_bad_probability():
     with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1, but got -1"):
         drop_weight(torch.ones(2, 2), -1)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.65])
+def test_keep_mask_is_bernoulli_with_the_right_probability(p):
+    generator = torch.Generator().manual_seed(int(p * 100))
+    mask = keep_mask(torch.empty(400, 500), p, generator)
+    assert mask.dtype == torch.bool and mask.shape == (400, 500)
+    n = mask.numel()
+    # the dropped count is Binomial(n, p): stay within 5 standard deviations
+    assert abs((~mask).sum().item() - n * p) < 5 * (n * p * (1 - p)) ** 0.5
+    # neighbouring entries are independent: pairs (even, odd) drop together with probability p^2
+    both = (~mask[:, 0::2] & ~mask[:, 1::2]).float().mean().item()
+    assert abs(both - p * p) < 5 * (p * p * (1 - p * p) / (n / 2)) ** 0.5
+
+
+def test_keep_mask_follows_the_generator():
+    a = keep_mask(torch.empty(30, 30), 0.5, torch.Generator().manual_seed(5))
+    b = keep_mask(torch.empty(30, 30), 0.5, torch.Generator().manual_seed(5))
+    c = keep_mask(torch.empty(30, 30), 0.5, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_float64_weights_keep_their_dtype():
+    weight = torch.ones(8, 8, dtype=torch.float64)
+    assert drop_weight(weight, 0.5).dtype == torch.float64

@@ -14,12 +14,12 @@ import numbers
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
 from ..ops.reference import NO_VARIANT, Variant
+from ..regularize.weight_dropout import drop_weight
 
 __all__ = ["LSTM", "LSTMCell"]
 
@@ -297,7 +297,7 @@ class LSTM(nn.Module):
         for names in self._layer_names:
             w_ih, w_hh, b_ih, b_hh, w_hr = (getattr(self, n) if n is not None else None for n in names)
             if drop > 0:
-                w_hh = F.dropout(w_hh, drop, training=True)  # (4H, P), survivors scaled 1/(1-p)
+                w_hh = drop_weight(w_hh, drop)  # (4H, P), survivors scaled 1/(1-p)
             out.append(LayerWeights(w_ih, w_hh, b_ih, b_hh, w_hr))
         return out
 

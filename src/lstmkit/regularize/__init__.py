@@ -8,7 +8,7 @@ from .activation import (
 )
 from .embedding_dropout import EmbeddingDropout, embedding_dropout
 from .locked_dropout import LockedDropout, locked_dropout
-from .weight_dropout import WeightDropout, drop_weight
+from .weight_dropout import WeightDropout, drop_weight, keep_mask
 from .word_dropout import WordDropout, word_dropout, word_dropout_probabilities
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "embedding_dropout",
     "EmbeddingDropout",
     "drop_weight",
+    "keep_mask",
     "WeightDropout",
     "activation_regularization",
     "ActivationRegularization",

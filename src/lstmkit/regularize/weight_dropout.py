@@ -25,6 +25,8 @@ def drop_weight(
     .. math::
         M_{ij} \sim \mathrm{Bernoulli}(1 - p), \qquad \tilde W = \frac{M}{1 - p} \odot W
 
+    The mask comes from :func:`keep_mask`.
+
     Args:
         weight: the raw weight, any shape; it is not modified.
         p: probability of dropping an entry. Default: 0.5
@@ -43,10 +45,18 @@ def drop_weight(
     check_probability(p)
     if not training or p == 0.0:
         return weight
-    mask = torch.empty_like(weight, memory_format=torch.contiguous_format).bernoulli_(
-        1.0 - p, generator=generator
-    )
-    return weight * mask.mul_(keep_mask_scale(p))
+    return weight * keep_mask(weight, p, generator).to(weight.dtype).mul_(keep_mask_scale(p))
+
+
+def keep_mask(weight: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+    """Boolean mask of ``weight``'s shape, each entry ``True`` with probability ``1 - p``: ``u >= p`` for
+    uniform ``u`` in [0, 1) (float32, so ``p`` is honoured to 2**-24).
+
+    The same distribution as ``bernoulli_(1 - p)``, drawn about 4x faster on CPU: torch's CPU ``bernoulli_``
+    takes 12 ms for a (2048, 512) weight here, ``torch.rand`` 3 ms (benchmarks/RESULTS.md, "Variants").
+    """
+    u = torch.rand(weight.shape, generator=generator, device=weight.device, dtype=torch.float32)
+    return u >= p
 
 
 class WeightDropout(nn.Module):
