@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .fused import lstm_layer_fused
+from .masks import bernoulli_mask, survivor_scale
 from .reference import NO_VARIANT, Variant, lstm_cell_ref, lstm_layer_ref
 
 __all__ = ["IMPLS", "LayerWeights", "lstm", "lstm_cell", "lstm_layer", "resolve_impl"]
@@ -283,9 +284,8 @@ def describe_variant(variant: Variant, recurrent_dropout: float = 0.0) -> str:
 
 
 def _keep_mask(like: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
-    """1 where a unit keeps its previous value (probability p), else 0, in ``like``'s dtype and device. Drawn as
-    ``u < p`` for uniform float32 ``u``: the Bernoulli distribution, about 4x faster on CPU than ``bernoulli``."""
-    return (torch.rand(shape, device=like.device, dtype=torch.float32) < p).to(like.dtype)
+    """1 with probability p (p rounded to 2**-16: :mod:`lstmkit.ops.masks`), else 0, in ``like``'s dtype."""
+    return bernoulli_mask(shape, p, device=like.device).to(like.dtype)
 
 
 def _draw_masks(variant: Variant, recurrent_dropout: float, training: bool, x: Tensor, state: tuple[Tensor, Tensor]) -> Variant:
@@ -297,7 +297,8 @@ def _draw_masks(variant: Variant, recurrent_dropout: float, training: bool, x: T
     h0, c0 = state
     mask = None
     if recurrent_dropout > 0:
-        mask = (1 - _keep_mask(h0, h0.shape, recurrent_dropout)) / (1 - recurrent_dropout)  # (B, P)
+        keep = 1.0 - recurrent_dropout
+        mask = _keep_mask(h0, h0.shape, keep).mul_(survivor_scale(keep))  # (B, P), survivors scaled 1/(1-p)
     zone_h, zone_c = variant.zoneout_h, variant.zoneout_c
     if not isinstance(zone_h, Tensor) and zone_h > 0:
         zone_h = _keep_mask(x, (*rows, h0.shape[-1]), zone_h)  # (T, B, P) or (N, P)
