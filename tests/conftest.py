@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from helpers import data_root
+from tiny_treebank import write_treebank
 
 
 @pytest.fixture
@@ -16,6 +17,22 @@ def real_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"real datasets not found at {root} (set LSTMKIT_DATA to their folder)")
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread_for_shared_fixtures():
+    """One CPU thread also while module- and session-scoped fixtures run (the tagger tests train their tiny
+    models once per module, before any test's own fixture applies)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def treebank(tmp_path_factory) -> Path:
+    """A tiny self-written CoNLL-U treebank (tests/tiny_treebank.py), written once per module."""
+    return write_treebank(tmp_path_factory.mktemp("treebank"))
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def data_root() -> Path:
     """The real datasets: $LSTMKIT_DATA, else ../shared/data beside the repository."""
-    return Path(os.environ.get("LSTMKIT_DATA", REPO.parent / "shared" / "data"))
+    configured = os.environ.get("LSTMKIT_DATA")  # unset or empty: the default
+    return Path(configured) if configured else REPO.parent / "shared" / "data"
 
 
 

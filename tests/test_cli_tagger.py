@@ -11,28 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
+from helpers import REPO
 from lstmkit.cli import COMMANDS, main
-from tiny_treebank import write_treebank
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model.word_embedding_size=12", "--model.char_embedding_size=8", "--model.char_hidden_size=10",
         "--model.hidden_size=16", "--batch_size=8", "--optim.lr=0.02", "--loop.progress=false"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine a second thread mostly waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def treebank(tmp_path_factory) -> Path:
-    return write_treebank(tmp_path_factory.mktemp("treebank"))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ bytes are free there. A training step allocates and frees the same large tensors
 dropout masks) every step, so with the defaults each step may page-fault and zero-fill several megabytes again.
 How much depends on the exact sequence of allocations: adding one 4 MB tensor per step (a dropped copy of
 ``weight_hh``) made a T=35, B=16, H=512 training step 12 % slower, and the language model's small preset trains
-14 % faster with the settings below (single thread; benchmarks/RESULTS.md, "Memory allocator").
+10 % faster with the settings below (single thread; benchmarks/RESULTS.md, "Memory allocator" and "Language
+model").
 
 :func:`keep_freed_memory` raises both thresholds with ``mallopt`` so freed blocks stay in the process and are
 reused without page faults. The cost: memory freed by the process is returned to the kernel only when more than

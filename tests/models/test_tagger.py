@@ -29,15 +29,6 @@ def sentences(count: int, seed: int = 0) -> list[Sentence]:
     return out
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine a second thread mostly waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data() -> tuple[list[Sentence], TaggingVocabs]:
     train = sentences(40)

@@ -29,20 +29,6 @@ from tiny_treebank import write_treebank
 TINY_MODEL = TaggerConfig(word_embedding_size=12, char_embedding_size=8, char_hidden_size=10, hidden_size=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine a second thread mostly waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def treebank(tmp_path_factory) -> Path:
-    return write_treebank(tmp_path_factory.mktemp("treebank"))
-
-
 def tiny_config(treebank: Path, **loop) -> TrainTaggerConfig:
     loop_config = LoopConfig(**{"max_epochs": 3, "log_every": 2, "progress": False, **loop})
     return TrainTaggerConfig(data=str(treebank), batch_size=8, model=TINY_MODEL, optim=TaggerOptimConfig(lr=0.02),

@@ -5,7 +5,7 @@ Why not ``torch.bernoulli``: on this project's CPU machine ``bernoulli_`` draws 
 a training step of torch.nn.LSTM at T=35, B=16, H=512 takes 39 ms with 2 threads. Weight dropout draws such a
 mask on every call, so the draw is most of what it costs (benchmarks/RESULTS.md, "Variants").
 
-How: ``random_(-2**63)`` fills int64 words with 64 uniform bits; viewed as int16 they are four independent
+How: ``random_(-2**63, None)`` fills int64 words with 64 uniform bits; viewed as int16 they are four independent
 uniform integers in [-32768, 32767] each, and ``v < -32768 + k`` is true with probability exactly k / 65536.
 So the probability is ``p`` rounded to a multiple of 2**-16 (off by at most 7.6e-6); :func:`realised_probability`
 says which, and callers that rescale (dropout's 1/(1-p)) divide by the realised value, which keeps the
