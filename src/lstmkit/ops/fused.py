@@ -295,7 +295,7 @@ class LSTMLayerFunction(torch.autograd.Function):
             ctx.save_for_backward(
                 x, w_ih, w_hh, w_hr, gates, h_buf, c_buf, tanh_c, h_raw, peephole, ln_ih_w, ln_ih_b, ln_hh_w,
                 ln_c_w, rec_mask, zone_h, zone_c, x_proj, mean_ih, rstd_ih, rh_buf, mean_hh, rstd_hh, c_new_buf,
-                mean_c, rstd_c,
+                mean_c, rstd_c, ln_hh_b, ln_c_b,
             )
             ctx.static, ctx.sched, ctx.layout = static, sched, (out_at, init_at, batch)
             ctx.has_bias = (b_ih is not None, b_hh is not None)
@@ -306,7 +306,7 @@ class LSTMLayerFunction(torch.autograd.Function):
         (
             x, w_ih, w_hh, w_hr, gates, h_buf, c_buf, tanh_c, h_raw, peephole, ln_ih_w, ln_ih_b, ln_hh_w,
             ln_c_w, rec_mask, zone_h, zone_c, x_proj, mean_ih, rstd_ih, rh_buf, mean_hh, rstd_hh, c_new_buf,
-            mean_c, rstd_c,
+            mean_c, rstd_c, ln_hh_b, ln_c_b,
         ) = ctx.saved_tensors
         static, sched = ctx.static, ctx.sched
         out_at, init_at, batch = ctx.layout
@@ -417,12 +417,12 @@ class LSTMLayerFunction(torch.autograd.Function):
                 (dz[:, hidden : 2 * hidden] * c_prev).sum(0),
                 (dz[:, 3 * hidden :] * c_new).sum(0),
             ])  # (3, H)
-        if ln_hh_w is not None:
-            normed = (rh_buf - mean_hh) * rstd_hh  # (N, 4H)
-            grads["ln_hh_w"], grads["ln_hh_b"] = (dz * normed).sum(0), dz.sum(0)
+        if ln_hh_w is not None:  # gains and biases of the per-step norms: one pass over all rows
+            _, grads["ln_hh_w"], grads["ln_hh_b"] = torch.ops.aten.native_layer_norm_backward(
+                dz, rh_buf, [4 * hidden], mean_hh, rstd_hh, ln_hh_w, ln_hh_b, [False, needs[11], needs[12]])
         if ln_c_w is not None:
-            normed = (c_new - mean_c) * rstd_c  # (N, H)
-            grads["ln_c_w"], grads["ln_c_b"] = (d_normed_c * normed).sum(0), d_normed_c.sum(0)
+            _, grads["ln_c_w"], grads["ln_c_b"] = torch.ops.aten.native_layer_norm_backward(
+                d_normed_c, c_new, [hidden], mean_c, rstd_c, ln_c_w, ln_c_b, [False, needs[13], needs[14]])
         has_b_ih, has_b_hh = ctx.has_bias
         return (
             grads.get("x"),
