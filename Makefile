@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lstmkit-installed
 
-.PHONY: setup test bench bench-quick bench-lm demo tour clean
+.PHONY: setup test bench bench-quick bench-lm bench-ceiling demo tour clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ bench-quick: setup
 
 bench-lm: setup
 	$(PY) benchmarks/bench_lm.py
+
+# the fastest any implementation could train here: every GEMM of a step at the machine's best rate (10 minutes)
+bench-ceiling: setup
+	$(PY) benchmarks/bench_ceiling.py
 
 # The language model: two minutes of training on the built-in corpus, then generation and next-word candidates.
 demo: setup

@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from helpers import REPO
 from lm_corpus import write_word_corpus
 
@@ -48,3 +51,51 @@ def test_bench_lm_measures_both_sides(tmp_path):
                    "--precisions", "float32", "--malloc", "keep"])
     assert "malloc keep" in stdout
     assert "peer" in stdout and "x the peer" in stdout
+
+
+def _profiled_gemm_flops(module, x) -> int:
+    """FLOPs of every torch.mm / addmm / addmm_ of one forward + backward, from the shapes the profiler records."""
+    from torch.profiler import profile
+
+    with profile(record_shapes=True) as prof:
+        out, _ = module(x)
+        out.sum().backward()
+    flops = 0
+    for event in prof.events():
+        if event.name in ("aten::mm", "aten::addmm", "aten::addmm_"):
+            (M, K), (_, N) = event.input_shapes[:2] if event.name == "aten::mm" else event.input_shapes[1:3]
+            flops += 2 * M * K * N
+    return flops
+
+
+@pytest.mark.parametrize("proj, input_grad", [(0, False), (0, True), (3, True)])
+def test_ceiling_counts_every_gemm_of_a_training_step(proj, input_grad, monkeypatch):
+    """bench_ceiling's list of products is the fused path's: with public matmuls every product is an mm/addmm the
+    profiler sees, and their FLOPs add up to the list's."""
+    import lstmkit
+    from lstmkit.ops import fused
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from bench_ceiling import training_gemms
+
+    monkeypatch.setattr(fused, "_backend", "public")
+    T, B, I, H = 5, 3, 4, 6
+    module = lstmkit.LSTM(I, H, proj_size=proj, impl="fused")
+    x = torch.randn(T, B, I, requires_grad=input_grad)
+    expected = sum(g.flops for g in training_gemms(T, B, I, H, proj, input_grad=input_grad))
+    assert _profiled_gemm_flops(module, x) == expected
+
+
+def test_bench_ceiling_reports_floor_and_peers(tmp_path):
+    report = tmp_path / "ceiling.json"
+    stdout = _run([str(BENCH / "bench_ceiling.py"), "--quick", "--options", "peephole", "--repeats", "1", "--budget",
+                   "0.1", "--threads", "1", "--json", str(report)])
+    assert "possible" in stdout and "peephole loop" in stdout
+    cells = json.loads(report.read_text())["cells"]
+    assert [c["name"] for c in cells] == ["T=35 B=16 H=512 L=1", "T=35 B=64 H=512 L=1 proj=256"]
+    for cell in cells:
+        assert cell["floor_ms"] > 0
+        # the floor is below every peer's time: no implementation does the GEMMs and nothing else faster than that
+        assert all(ms > cell["floor_ms"] for ms in cell["ms"].values())
+    assert set(cells[0]["ms"]) == {"torch", "fused", "cell-loop", "lstmkit:peephole", "user-loop:peephole"}
+    assert set(cells[1]["ms"]) == {"torch", "auto"}
