@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..train.lm import PRESETS, preset_config, train_language_model
+from ._budget import add_budget_arguments, budget_overrides
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -32,11 +33,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", metavar="DIR", help="where checkpoints and metrics go "
                         "(default: runs/lm-PRESET-TIME)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its configuration")
-    parser.add_argument("--max-seconds", type=float, metavar="S",
-                        help="stop after S seconds of training time (evaluation excluded), then evaluate")
-    parser.add_argument("--max-epochs", type=int, metavar="N", help="stop after N epochs")
+    add_budget_arguments(parser)
     parser.add_argument("--seed", type=int, help="random seed")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,14 +45,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"--data.path={args.data}")
     if args.level is not None:
         overrides.append(f"--data.level={args.level}")
-    if args.max_seconds is not None:
-        overrides.append(f"--train.max_seconds={args.max_seconds}")
-    if args.max_epochs is not None:
-        overrides.append(f"--train.max_epochs={args.max_epochs}")
+    overrides += budget_overrides(args, "train")
     if args.seed is not None:
         overrides.append(f"--seed={args.seed}")
-    if args.no_progress:
-        overrides.append("--train.progress=false")
     overrides.extend(args.overrides)
 
     if args.resume is not None:

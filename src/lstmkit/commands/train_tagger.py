@@ -14,6 +14,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from ._budget import add_budget_arguments, budget_overrides
+
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
 
@@ -39,12 +41,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="RUN_DIR", help="run directory: checkpoints, metrics.jsonl")
     parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
                         help="continue the run in RUN_DIR (or --out) exactly where it stopped")
-    parser.add_argument("--max-seconds", type=float, metavar="S",
-                        help="stop after S seconds of training time (evaluation excluded), then evaluate")
-    parser.add_argument("--max-epochs", type=int, metavar="N", help="stop after N epochs")
+    add_budget_arguments(parser)
     parser.add_argument("--seed", type=int, help="random seed (default: 1)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's own choice)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,13 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.loop import BEST_CHECKPOINT
     from ..train.tagger import TrainTaggerConfig, train_tagger
 
-    budget = []
-    if args.max_seconds is not None:
-        budget.append(f"--loop.max_seconds={args.max_seconds}")
-    if args.max_epochs is not None:
-        budget.append(f"--loop.max_epochs={args.max_epochs}")
-    if args.no_progress:
-        budget.append("--loop.progress=false")
+    budget = budget_overrides(args, "loop")
     settings = [f"--{key}={value}" for key, value in
                 (("data", args.data), ("tagset", args.tagset), ("seed", args.seed), ("threads", args.threads))
                 if value is not None]
