@@ -17,7 +17,8 @@ on this machine's GEMMs can meet that target in that cell.
 
     python benchmarks/bench_ceiling.py                       # H >= 512 cells of the core grid, L = 1, and proj_size
     python benchmarks/bench_ceiling.py --cases "T=35 B=16"   # a subset
-    python benchmarks/bench_ceiling.py --gemms-only          # just the GEMM table of one cell
+    python benchmarks/bench_ceiling.py --gemms-only          # just the GEMM tables, no peers timed
+    python benchmarks/bench_ceiling.py --json c.json --plot c.png   # also a picture; --replot c.json redraws it
 
 Letters: T time steps, B batch, I input size (= H here), H hidden, P projected size (H without projection).
 """
@@ -185,6 +186,50 @@ def print_gemms(cell: dict) -> None:
           f"{cell['gflop'] / cell['floor_ms'] * 1e3:>8.0f}")
 
 
+def plot_cells(cells: list[dict], path: Path) -> Path:
+    """One PNG: every peer's time and lstmkit's in units of the cell's GEMM floor, with the time lstmkit would need
+    for each issue target (peer time / target). A needed time below 1 (the floor) is out of reach."""
+    from matplotlib.figure import Figure
+
+    plain = [c for c in cells if "auto" not in c["ms"]]
+    options = sorted({k.split(":", 1)[1] for c in plain for k in c["ms"] if k.startswith("lstmkit:")})
+    panels = 2 if options else 1
+    fig = Figure(figsize=(12, 4.2 * panels), layout="constrained")
+    axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
+    labels = [c["name"].replace(" L=1", "").replace(" ", "\n") for c in plain]
+    x = range(len(plain))
+
+    ax = axes[0]
+    width = 0.26
+    for k, (peer, name) in enumerate((("torch", "torch.nn.LSTM"), ("fused", "lstmkit fused"), ("cell-loop", "nn.LSTMCell loop"))):
+        ax.bar([i + (k - 1) * width for i in x], [c["ms"][peer] / c["floor_ms"] for c in plain], width, label=name)
+    needed = [c["ms"]["cell-loop"] / 2.5 / c["floor_ms"] for c in plain]
+    ax.scatter(x, needed, marker="_", s=900, linewidths=3, color="black", zorder=3,
+               label="lstmkit time needed for 2.5x over the loop")
+    ax.set_title("Issue 2: training step time / GEMM floor (no implementation gets below 1)")
+    ax.legend(fontsize=8, ncols=2)
+
+    if options:
+        ax = axes[1]
+        width = 0.8 / len(options)
+        for k, option in enumerate(options):
+            offset = (k - (len(options) - 1) / 2) * width
+            ax.bar([i + offset for i in x], [c["ms"][f"lstmkit:{option}"] / c["floor_ms"] for c in plain],
+                   width, label=f"lstmkit {option}")
+            ax.scatter([i + offset for i in x], [c["ms"][f"user-loop:{option}"] / 3.0 / c["floor_ms"] for c in plain],
+                       marker="_", s=120, linewidths=2, color="black", zorder=3)
+        ax.scatter([], [], marker="_", s=120, linewidths=2, color="black", label="time needed for 3x over its loop")
+        ax.set_title("Issue 3: each option's training step time / GEMM floor, and what 3x over its Python loop needs")
+        ax.legend(fontsize=8, ncols=3)
+    for a in axes:
+        a.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+        a.set_xticks(list(x), labels)
+        a.set_ylabel("time / GEMM floor")
+        a.set_ylim(0, None)
+    fig.savefig(path, dpi=90)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="two cells, one variant, few samples")
@@ -199,7 +244,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep: lstmkit.runtime.keep_freed_memory() first, for every peer alike")
     parser.add_argument("--gemms-only", action="store_true", help="print the GEMM table of each cell, time no peers")
     parser.add_argument("--json", type=Path, help="write every measurement to this file")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="draw the cells' times against their floors here")
+    parser.add_argument("--replot", type=Path, metavar="JSON", help="measure nothing: draw --plot from the JSON "
+                        "of an earlier run")
     args = parser.parse_args(argv)
+    if args.replot:
+        if not args.plot:
+            parser.error("--replot needs --plot PNG")
+        cells_done = [c for c in json.loads(args.replot.read_text())["cells"] if "ms" in c]
+        if not cells_done:
+            parser.error(f"--replot: {args.replot} holds no timed cells (a --gemms-only run?)")
+        print(f"wrote {plot_cells(cells_done, args.plot)}")
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.malloc == "keep" and not keep_freed_memory():
@@ -245,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
                                          "cells": results}, indent=1))
+    if args.plot and not args.gemms_only:
+        print(f"wrote {plot_cells(results, args.plot)}")
     return 0
 
 

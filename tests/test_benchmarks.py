@@ -88,9 +88,14 @@ def test_ceiling_counts_every_gemm_of_a_training_step(proj, input_grad, monkeypa
 
 def test_bench_ceiling_reports_floor_and_peers(tmp_path):
     report = tmp_path / "ceiling.json"
+    picture = tmp_path / "ceiling.png"
     stdout = _run([str(BENCH / "bench_ceiling.py"), "--quick", "--options", "peephole", "--repeats", "1", "--budget",
-                   "0.1", "--threads", "1", "--json", str(report)])
+                   "0.1", "--threads", "1", "--json", str(report), "--plot", str(picture)])
     assert "possible" in stdout and "peephole loop" in stdout
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    redrawn = tmp_path / "again.png"
+    _run([str(BENCH / "bench_ceiling.py"), "--replot", str(report), "--plot", str(redrawn)])
+    assert redrawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cells = json.loads(report.read_text())["cells"]
     assert [c["name"] for c in cells] == ["T=35 B=16 H=512 L=1", "T=35 B=64 H=512 L=1 proj=256"]
     for cell in cells:
