@@ -104,3 +104,14 @@ def test_bench_ceiling_reports_floor_and_peers(tmp_path):
         assert all(ms > cell["floor_ms"] for ms in cell["ms"].values())
     assert set(cells[0]["ms"]) == {"torch", "fused", "cell-loop", "lstmkit:peephole", "user-loop:peephole"}
     assert set(cells[1]["ms"]) == {"torch", "auto"}
+
+
+def test_bench_auto_reports_both_sides_and_the_choice(tmp_path):
+    report = tmp_path / "auto.json"
+    stdout = _run([str(BENCH / "bench_auto.py"), "--kinds", "packed,proj", "--modes", "inference", "--hidden", "16",
+                   "--batch", "1,3", "--steps", "4", "--repeats", "1", "--threads", "1", "--json", str(report)])
+    assert "auto took" in stdout
+    rows = json.loads(report.read_text())["rows"]
+    assert [(r["kind"], r["B"]) for r in rows] == [("packed", 1), ("packed", 3), ("proj", 1), ("proj", 3)]
+    assert all(r["torch_ms"] > 0 and r["fused"] > 0 and r["auto"] > 0 for r in rows)
+    assert {r["auto_took"] for r in rows} == {"native"}  # tiny steps without grad: torch's loop

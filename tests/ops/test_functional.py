@@ -42,3 +42,50 @@ def test_auto_resolution_on_cpu():
     assert resolve_impl("auto", device=cpu, dtype=torch.float64, packed=False, projected=False) == "fused"
     assert resolve_impl("auto", device=torch.device("cuda"), dtype=torch.float32, packed=True, projected=True) == "native"
     assert resolve_impl("reference", device=cpu, dtype=torch.float32, packed=False, projected=False) == "reference"
+
+
+def test_auto_keeps_torch_loop_where_a_step_is_too_small_for_the_fused_path():
+    """Measured rule (RESULTS.md, "auto's choice where torch leaves oneDNN"): torch's C++ fallback loop wins for a
+    single packed sequence, and without grad for small hidden sizes; the fused path everywhere else."""
+    cpu = torch.device("cpu")
+
+    def auto(hidden, batch, needs_grad, packed=True, projected=False, dtype=torch.float32):
+        return resolve_impl("auto", device=cpu, dtype=dtype, packed=packed, projected=projected, hidden=hidden,
+                            batch=batch, needs_grad=needs_grad)
+
+    assert auto(512, 1, needs_grad=True) == "native"  # one packed sequence, even in training
+    assert auto(128, 16, needs_grad=True) == "fused"  # training: the fused backward pays off
+    assert auto(128, 1, needs_grad=True, packed=False, projected=True) == "fused"
+    assert auto(256, 64, needs_grad=False) == "native"  # inference, small packed steps
+    assert auto(384, 4, needs_grad=False) == "fused"
+    assert auto(384, 16, needs_grad=False, packed=False, projected=True) == "native"
+    assert auto(512, 16, needs_grad=False, packed=False, projected=True) == "fused"
+    assert auto(256, 16, needs_grad=False, packed=False, dtype=torch.float64) == "native"
+    assert auto(1024, 1, needs_grad=False, packed=False, projected=True) == "fused"
+    assert auto(512, 1, needs_grad=False, packed=False, projected=True) == "native"
+    # without the sizes (the old signature) auto takes the fused path, as before
+    assert resolve_impl("auto", device=cpu, dtype=torch.float32, packed=True, projected=False, needs_grad=False) == "fused"
+    # a plain padded float32 call stays on oneDNN whatever the sizes
+    assert auto(8, 1, needs_grad=False, packed=False) == "native"
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_module_auto_picks_by_grad_mode(grad, monkeypatch):
+    """A small packed batch: in training lstmkit.LSTM(impl='auto') runs the fused layer, under no_grad torch's."""
+    import lstmkit
+    from lstmkit.ops import functional
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    calls = []
+    fused = functional.lstm_layer_fused
+    monkeypatch.setattr(functional, "lstm_layer_fused", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    torch.manual_seed(0)
+    module = lstmkit.LSTM(3, 16)
+    reference = torch.nn.LSTM(3, 16)
+    reference.load_state_dict(module.state_dict())
+    packed = pack_padded_sequence(torch.randn(6, 4, 3), torch.tensor([6, 5, 3, 2]))
+    with torch.set_grad_enabled(grad):
+        out = module(packed)[0].data
+        expected = reference(packed)[0].data
+    assert bool(calls) == grad
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)

@@ -37,15 +37,26 @@ class LayerWeights(NamedTuple):
 
 
 def resolve_impl(
-    impl: str, *, device: torch.device, dtype: torch.dtype, packed: bool, projected: bool, variant: str = ""
+    impl: str,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    packed: bool,
+    projected: bool,
+    variant: str = "",
+    hidden: int | None = None,
+    batch: int | None = None,
+    needs_grad: bool = True,
 ) -> str:
     """Turn ``impl="auto"`` into a concrete implementation; check the others.
 
     ``variant`` names the active options torch's kernel cannot compute (empty when none): then auto takes the
     fused path and ``"native"`` is an error. On CUDA torch's cuDNN kernel handles every plain configuration, so auto
     takes it. On CPU torch's fused oneDNN kernel serves padded float32/bfloat16 input without projection and is the
-    fastest thing there; for PackedSequence, ``proj_size > 0`` and float64 torch falls back to a per-step ATen
-    loop, and the fused path is faster (benchmarks/RESULTS.md has the figures).
+    fastest thing there. For PackedSequence, ``proj_size > 0`` and float64 torch falls back to a per-step loop in
+    C++, and the fused path is faster except where each step holds too little work to hide our per-step Python
+    (see :func:`_fallback_beats_fused`; ``hidden``, ``batch`` and ``needs_grad`` describe the call, and without
+    ``hidden`` and ``batch`` auto takes the fused path). benchmarks/RESULTS.md has the figures.
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
@@ -58,8 +69,37 @@ def resolve_impl(
     if device.type != "cpu":
         return "native"
     if packed or projected or dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        if hidden is not None and batch is not None and _fallback_beats_fused(
+            hidden=hidden, batch=batch, packed=packed, projected=projected, dtype=dtype, needs_grad=needs_grad
+        ):
+            return "native"
         return "fused"
     return "native"
+
+
+def _fallback_beats_fused(*, hidden: int, batch: int, packed: bool, projected: bool, dtype: torch.dtype,
+                          needs_grad: bool) -> bool:
+    """Where torch's per-step fallback (packed input, projection, float64) is faster than the fused path on CPU.
+
+    Its loop runs in C++ and costs less per step than ours; ours wins once a step holds enough work. Measured with
+    2 threads at T = 35 (benchmarks/RESULTS.md, "auto's choice where torch leaves oneDNN"):
+    - training (a backward will follow): the fused path wins everywhere measured except packed input with one
+      sequence, where torch's loop is 1.4-3.2x faster;
+    - without grad: one sequence, or H < 384 (packed) / H < 512 (projection, float64), go to torch's loop, which
+      is up to 4x faster there; a projected H >= 1024 step is big enough for the fused path even for one sequence.
+    """
+    if packed and batch == 1:
+        return True
+    if needs_grad:
+        return False
+    if batch == 1:
+        return not (projected and hidden >= 1024)
+    return hidden < (512 if projected or dtype == torch.float64 else 384)
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    """Whether autograd will record this call: grad mode on and some input requiring grad."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 # ---------------------------------------------------------------------------------------------------- validation
@@ -187,7 +227,8 @@ def lstm_layer(
         hx = (x.new_zeros(batch, proj), x.new_zeros(batch, hidden))
     which = resolve_impl(
         impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=w_hr is not None,
-        variant=describe_variant(variant),
+        variant=describe_variant(variant), hidden=hidden, batch=hx[0].shape[0],
+        needs_grad=_needs_grad(x, *hx, *weights),
     )
     if which == "native":
         return _layer_native(x, hx, weights, reverse, batch_sizes)
@@ -232,7 +273,9 @@ def lstm(
     variants = list(variants) if variants is not None else [NO_VARIANT] * len(weights)
     active = describe_variant(variants[0], recurrent_dropout)
     which = resolve_impl(
-        impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=projected, variant=active
+        impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=projected, variant=active,
+        hidden=weights[0].w_hh.shape[0] // 4, batch=hx[0].shape[1],
+        needs_grad=_needs_grad(x, *hx, *(w for layer in weights for w in layer)),
     )
     if which == "native":  # the whole stack in one call, exactly torch.nn.LSTM's
         flat = [w for layer in weights for w in layer if w is not None]
