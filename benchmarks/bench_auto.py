@@ -3,7 +3,8 @@
 
 torch.nn.LSTM runs PackedSequence input, ``proj_size > 0`` and float64 through a per-step loop in C++
 (../shared/PERF_NOTES.md). lstmkit's fused path beats it when a step holds enough work; when it does not (small
-hidden sizes without grad, a single packed sequence) torch's loop, with less overhead per step, is faster.
+hidden sizes without grad) torch's loop, with less overhead per step, is faster. (A PackedSequence whose sequences
+all have one length, e.g. a single sequence, torch runs on oneDNN like padded input; auto keeps it there.)
 :func:`lstmkit.ops.functional._fallback_beats_fused` encodes the measured boundary; this script measures it again.
 
 For every kind, hidden size H (= input size), batch B and mode it times torch.nn.LSTM, ``impl="fused"`` and
@@ -33,12 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lstm import measure  # noqa: E402  (also puts src/ on sys.path)
 import lstmkit  # noqa: E402
 from lstmkit.ops import resolve_impl  # noqa: E402
+from lstmkit.ops.functional import _ragged  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
 
 KINDS = ("packed", "proj", "float64")
 
 
-def build(kind: str, T: int, B: int, H: int, seed: int = 0):
+def build(kind: str, T: int, B: int, H: int, seed: int = 0, equal_lengths: bool = False):
     """torch.nn.LSTM and two lstmkit.LSTMs (fused, auto) with the same weights, and the input maker."""
     torch.manual_seed(seed)
     dtype = torch.float64 if kind == "float64" else torch.float32
@@ -50,7 +52,7 @@ def build(kind: str, T: int, B: int, H: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(T, B, H, generator=g, dtype=dtype)
     if kind == "packed":
-        lengths = torch.randint(T // 2, T + 1, (B,), generator=g)
+        lengths = torch.full((B,), T) if equal_lengths else torch.randint(T // 2, T + 1, (B,), generator=g)
         return peers, lambda: pack_padded_sequence(x, lengths, enforce_sorted=False)
     return peers, lambda: x
 
@@ -71,9 +73,11 @@ def step(module: torch.nn.Module, make: Callable[[], object], mode: str) -> Call
     return run
 
 
-def auto_choice(kind: str, B: int, H: int, mode: str) -> str:
+def auto_choice(kind: str, B: int, H: int, mode: str, sample: object) -> str:
+    """What ``impl="auto"`` takes for this cell (``sample``: one input as the cell makes it)."""
+    batch_sizes = getattr(sample, "batch_sizes", None)
     return resolve_impl("auto", device=torch.device("cpu"), dtype=torch.float64 if kind == "float64" else torch.float32,
-                        packed=kind == "packed", projected=kind == "proj", hidden=H, batch=B,
+                        packed=_ragged(batch_sizes), projected=kind == "proj", hidden=H, batch=B,
                         needs_grad=mode == "training")
 
 
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", default="128,256,384,512,1024", help="hidden sizes")
     parser.add_argument("--batch", default="1,4,16,64,256", help="batch sizes")
     parser.add_argument("--steps", type=int, default=35, help="time steps T")
+    parser.add_argument("--equal-lengths", action="store_true", help="packed sequences all of length T (torch "
+                        "then runs oneDNN) instead of lengths uniform in [T/2, T]")
     parser.add_argument("--repeats", type=int, default=7, help="samples per peer")
     parser.add_argument("--budget", type=float, default=5.0, help="seconds per cell before sampling stops early")
     parser.add_argument("--quick", action="store_true", help="H 128 and 512, B 1 and 16, 3 samples")
@@ -111,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             for H in hidden:
                 for B in batch:
-                    peers, make = build(kind, args.steps, B, H)
+                    peers, make = build(kind, args.steps, B, H, equal_lengths=args.equal_lengths)
                     times = measure({name: step(m, make, mode) for name, m in peers.items()}, repeats, 1, args.budget)
                     row = dict(kind=kind, mode=mode, H=H, B=B, torch_ms=times["torch"] * 1e3,
                                fused=times["fused"] / times["torch"], auto=times["auto"] / times["torch"],
-                               auto_took=auto_choice(kind, B, H, mode))
+                               auto_took=auto_choice(kind, B, H, mode, make()))
                     rows.append(row)
                     print(f"{kind:<8} {mode:<9} {H:>5} {B:>4} {row['torch_ms']:>9.2f} {row['fused']:>6.2f}x "
                           f"{row['auto']:>6.2f}x  {row['auto_took']}", flush=True)

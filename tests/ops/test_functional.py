@@ -45,16 +45,16 @@ def test_auto_resolution_on_cpu():
 
 
 def test_auto_keeps_torch_loop_where_a_step_is_too_small_for_the_fused_path():
-    """Measured rule (RESULTS.md, "auto's choice where torch leaves oneDNN"): torch's C++ fallback loop wins for a
-    single packed sequence, and without grad for small hidden sizes; the fused path everywhere else."""
+    """Measured rule (RESULTS.md, "auto's choice where torch leaves oneDNN"): torch's C++ fallback loop wins
+    without grad for small hidden sizes or one sequence; the fused path everywhere else."""
     cpu = torch.device("cpu")
 
     def auto(hidden, batch, needs_grad, packed=True, projected=False, dtype=torch.float32):
         return resolve_impl("auto", device=cpu, dtype=dtype, packed=packed, projected=projected, hidden=hidden,
                             batch=batch, needs_grad=needs_grad)
 
-    assert auto(512, 1, needs_grad=True) == "native"  # one packed sequence, even in training
     assert auto(128, 16, needs_grad=True) == "fused"  # training: the fused backward pays off
+    assert auto(128, 1, needs_grad=True) == "fused"
     assert auto(128, 1, needs_grad=True, packed=False, projected=True) == "fused"
     assert auto(256, 64, needs_grad=False) == "native"  # inference, small packed steps
     assert auto(384, 4, needs_grad=False) == "fused"
@@ -89,3 +89,25 @@ def test_module_auto_picks_by_grad_mode(grad, monkeypatch):
         expected = reference(packed)[0].data
     assert bool(calls) == grad
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("lengths, native", [([5, 5, 5], True), ([1], True), ([5, 4, 2], False)])
+def test_packed_sequences_of_one_length_stay_on_torchs_kernel(lengths, native, monkeypatch):
+    """torch runs a PackedSequence whose sequences all have the same length on oneDNN, like padded input; auto
+    keeps it there even in training, and takes the fused path for ragged batches."""
+    import lstmkit
+    from lstmkit.ops import functional
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    calls = []
+    fused = functional.lstm_layer_fused
+    monkeypatch.setattr(functional, "lstm_layer_fused", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    torch.manual_seed(0)
+    module = lstmkit.LSTM(3, 8)
+    reference = torch.nn.LSTM(3, 8)
+    reference.load_state_dict(module.state_dict())
+    packed = pack_padded_sequence(torch.randn(max(lengths), len(lengths), 3), torch.tensor(lengths))
+    out = module(packed)[0].data
+    out.sum().backward()
+    assert bool(calls) != native
+    torch.testing.assert_close(out, reference(packed)[0].data, rtol=1e-5, atol=1e-6)

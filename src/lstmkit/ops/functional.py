@@ -57,6 +57,10 @@ def resolve_impl(
     C++, and the fused path is faster except where each step holds too little work to hide our per-step Python
     (see :func:`_fallback_beats_fused`; ``hidden``, ``batch`` and ``needs_grad`` describe the call, and without
     ``hidden`` and ``batch`` auto takes the fused path). benchmarks/RESULTS.md has the figures.
+
+    ``packed`` means sequences of different lengths: torch runs a PackedSequence whose sequences all have the same
+    length (``batch_sizes`` constant, e.g. a single sequence) on oneDNN like padded input, so callers pass
+    ``packed=False`` for it (see :func:`_ragged`).
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
@@ -83,18 +87,24 @@ def _fallback_beats_fused(*, hidden: int, batch: int, packed: bool, projected: b
 
     Its loop runs in C++ and costs less per step than ours; ours wins once a step holds enough work. Measured with
     2 threads at T = 35 (benchmarks/RESULTS.md, "auto's choice where torch leaves oneDNN"):
-    - training (a backward will follow): the fused path wins everywhere measured except packed input with one
-      sequence, where torch's loop is 1.4-3.2x faster;
+    - training (a backward will follow): the fused path wins everywhere measured;
     - without grad: one sequence, or H < 384 (packed) / H < 512 (projection, float64), go to torch's loop, which
       is up to 4x faster there; a projected H >= 1024 step is big enough for the fused path even for one sequence.
     """
-    if packed and batch == 1:
-        return True
     if needs_grad:
         return False
     if batch == 1:
         return not (projected and hidden >= 1024)
     return hidden < (512 if projected or dtype == torch.float64 else 384)
+
+
+def _ragged(batch_sizes: Tensor | Sequence[int] | None) -> bool:
+    """Whether packed input has sequences of different lengths (torch leaves oneDNN only for those)."""
+    if batch_sizes is None or len(batch_sizes) == 0:
+        return False
+    if isinstance(batch_sizes, Tensor):
+        return bool((batch_sizes != batch_sizes[0]).any())
+    return any(s != batch_sizes[0] for s in batch_sizes)
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
@@ -226,7 +236,7 @@ def lstm_layer(
         batch = x.shape[1] if batch_sizes is None else int(batch_sizes[0])
         hx = (x.new_zeros(batch, proj), x.new_zeros(batch, hidden))
     which = resolve_impl(
-        impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=w_hr is not None,
+        impl, device=x.device, dtype=x.dtype, packed=_ragged(batch_sizes), projected=w_hr is not None,
         variant=describe_variant(variant), hidden=hidden, batch=hx[0].shape[0],
         needs_grad=_needs_grad(x, *hx, *weights),
     )
@@ -273,7 +283,7 @@ def lstm(
     variants = list(variants) if variants is not None else [NO_VARIANT] * len(weights)
     active = describe_variant(variants[0], recurrent_dropout)
     which = resolve_impl(
-        impl, device=x.device, dtype=x.dtype, packed=batch_sizes is not None, projected=projected, variant=active,
+        impl, device=x.device, dtype=x.dtype, packed=_ragged(batch_sizes), projected=projected, variant=active,
         hidden=weights[0].w_hh.shape[0] // 4, batch=hx[0].shape[1],
         needs_grad=_needs_grad(x, *hx, *(w for layer in weights for w in layer)),
     )
