@@ -74,20 +74,19 @@ def resolve_impl(
         return "native"
     if packed or projected or dtype not in (torch.float32, torch.bfloat16, torch.float16):
         if hidden is not None and batch is not None and _fallback_beats_fused(
-            hidden=hidden, batch=batch, packed=packed, projected=projected, dtype=dtype, needs_grad=needs_grad
+            hidden=hidden, batch=batch, projected=projected, dtype=dtype, needs_grad=needs_grad
         ):
             return "native"
         return "fused"
     return "native"
 
 
-def _fallback_beats_fused(*, hidden: int, batch: int, packed: bool, projected: bool, dtype: torch.dtype,
-                          needs_grad: bool) -> bool:
+def _fallback_beats_fused(*, hidden: int, batch: int, projected: bool, dtype: torch.dtype, needs_grad: bool) -> bool:
     """Where torch's per-step fallback (packed input, projection, float64) is faster than the fused path on CPU.
 
     Its loop runs in C++ and costs less per step than ours; ours wins once a step holds enough work. Measured with
     2 threads at T = 35 (benchmarks/RESULTS.md, "auto's choice where torch leaves oneDNN"):
-    - training (a backward will follow): the fused path wins everywhere measured;
+    - training (a backward will follow): the fused path wins or ties everywhere measured;
     - without grad: one sequence, or H < 384 (packed) / H < 512 (projection, float64), go to torch's loop, which
       is up to 4x faster there; a projected H >= 1024 step is big enough for the fused path even for one sequence.
     """
