@@ -14,6 +14,7 @@ For every kind, hidden size H (= input size), batch B and mode it times torch.nn
     python benchmarks/bench_auto.py                                   # the grid of RESULTS.md (about 10 minutes)
     python benchmarks/bench_auto.py --kinds packed --modes inference  # a part
     python benchmarks/bench_auto.py --quick                           # a few cells
+    python benchmarks/bench_auto.py --cells                           # lstmkit.LSTMCell's variants, one step a call
 
 Letters: T time steps, B batch, H hidden size (= input size).
 """
@@ -81,6 +82,52 @@ def auto_choice(kind: str, B: int, H: int, mode: str, sample: object) -> str:
                         needs_grad=mode == "training")
 
 
+CELL_OPTIONS = {"layer_norm": dict(layer_norm=True), "peephole": dict(peephole=True), "zoneout": dict(zoneout=0.1),
+                "cell_clip": dict(cell_clip=3.0)}
+
+
+def cell_loop(cell: torch.nn.Module, xs: torch.Tensor, mode: str) -> Callable[[], None]:
+    """T steps of a cell in a Python loop, as a decoder or a custom recurrence calls it; training adds a backward
+    of the sum of all h."""
+    B, H = xs.shape[1], cell.hidden_size
+    params = list(cell.parameters())
+
+    def run():
+        for p in params:
+            p.grad = None
+        with torch.inference_mode(mode == "inference"):
+            h, c = xs.new_zeros(B, H), xs.new_zeros(B, H)
+            outs = []
+            for x in xs:
+                h, c = cell(x, (h, c))
+                outs.append(h)
+            if mode == "training":
+                torch.stack(outs).sum().backward()
+    return run
+
+
+def run_cells(args, hidden: list[int], batch: list[int], modes: list[str], repeats: int) -> list[dict]:
+    """lstmkit.LSTMCell with each option, impl fused / reference / auto, against torch.nn.LSTMCell (plain)."""
+    print(f"{'option':<11} {'mode':<9} {'H':>5} {'B':>4} {'torch cell ms':>13} {'fused':>7} {'reference':>9} {'auto':>7}")
+    rows = []
+    for option, kwargs in CELL_OPTIONS.items():
+        for mode in modes:
+            for H in hidden:
+                for B in batch:
+                    torch.manual_seed(0)
+                    xs = torch.randn(args.steps, B, H)
+                    fns = {"torch": cell_loop(torch.nn.LSTMCell(H, H), xs, mode)}
+                    for impl in ("fused", "reference", "auto"):
+                        fns[impl] = cell_loop(lstmkit.LSTMCell(H, H, impl=impl, **kwargs), xs, mode)
+                    times = measure(fns, repeats, 1, args.budget)
+                    row = dict(option=option, mode=mode, H=H, B=B, torch_ms=times["torch"] * 1e3,
+                               **{impl: times[impl] / times["torch"] for impl in ("fused", "reference", "auto")})
+                    rows.append(row)
+                    print(f"{option:<11} {mode:<9} {H:>5} {B:>4} {row['torch_ms']:>13.2f} {row['fused']:>6.2f}x "
+                          f"{row['reference']:>8.2f}x {row['auto']:>6.2f}x", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS))
@@ -96,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--malloc", choices=("default", "keep"), default="keep",
                         help="keep (default here): lstmkit.runtime.keep_freed_memory() first, for every peer alike")
+    parser.add_argument("--cells", action="store_true", help="instead: lstmkit.LSTMCell with each variant option, "
+                        "looped over T steps in Python, impl fused / reference / auto against a torch.nn.LSTMCell "
+                        "loop (default grid H 128,512 and B 16,64)")
     parser.add_argument("--json", type=Path, help="write every measurement to this file")
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
@@ -104,13 +154,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--kinds from {KINDS}, --modes from inference, training")
     hidden = [128, 512] if args.quick else [int(h) for h in args.hidden.split(",")]
     batch = [1, 16] if args.quick else [int(b) for b in args.batch.split(",")]
+    if args.cells and not args.quick:
+        hidden = [int(h) for h in args.hidden.split(",")] if args.hidden != parser.get_default("hidden") else [128, 512]
+        batch = [int(b) for b in args.batch.split(",")] if args.batch != parser.get_default("batch") else [16, 64]
     repeats = 3 if args.quick else args.repeats
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.malloc == "keep" and not keep_freed_memory():
         print("--malloc keep: not glibc, nothing changed", file=sys.stderr)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}; malloc {args.malloc}; "
-          f"T={args.steps}; medians of up to {repeats} interleaved samples; ratios = time / torch.nn.LSTM's")
+          f"T={args.steps}; medians of up to {repeats} interleaved samples; ratios = time / "
+          + ("a torch.nn.LSTMCell loop's" if args.cells else "torch.nn.LSTM's"))
+    if args.cells:
+        rows = run_cells(args, hidden, batch, modes, repeats)
+        if args.json:
+            args.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                                             "cells": rows}, indent=1))
+        return 0
     print(f"{'kind':<8} {'mode':<9} {'H':>5} {'B':>4} {'torch ms':>9} {'fused':>7} {'auto':>7}  auto took")
     rows = []
     for kind in kinds:

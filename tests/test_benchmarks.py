@@ -115,3 +115,13 @@ def test_bench_auto_reports_both_sides_and_the_choice(tmp_path):
     assert [(r["kind"], r["B"]) for r in rows] == [("packed", 1), ("packed", 3), ("proj", 1), ("proj", 3)]
     assert all(r["torch_ms"] > 0 and r["fused"] > 0 and r["auto"] > 0 for r in rows)
     assert {r["auto_took"] for r in rows} == {"native"}  # tiny steps without grad: torch's loop
+
+
+def test_bench_auto_cells_times_each_impl(tmp_path):
+    report = tmp_path / "cells.json"
+    stdout = _run([str(BENCH / "bench_auto.py"), "--cells", "--hidden", "8", "--batch", "2", "--steps", "3",
+                   "--modes", "training", "--repeats", "1", "--threads", "1", "--json", str(report)])
+    assert "torch.nn.LSTMCell loop's" in stdout
+    rows = json.loads(report.read_text())["cells"]
+    assert {r["option"] for r in rows} == {"layer_norm", "peephole", "zoneout", "cell_clip"}
+    assert all(r[impl] > 0 for r in rows for impl in ("fused", "reference", "auto"))

@@ -313,3 +313,32 @@ def test_cell_variants_equal_one_step_of_the_layer(option):
         h1, c1 = cell(x, (h0, c0))
         torch.testing.assert_close(h1, h[0], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(c1, c[0], rtol=1e-5, atol=1e-6)
+
+
+def test_cell_auto_with_a_variant_runs_the_reference_cell(monkeypatch):
+    """For one step the equations with autograd beat the fused layer (bench_auto.py --cells), so auto takes them."""
+    from lstmkit.ops import functional
+
+    calls = []
+    monkeypatch.setattr(functional, "lstm_layer_fused", lambda *a, **k: calls.append("fused"))
+    reference = functional.lstm_cell_ref
+    monkeypatch.setattr(functional, "lstm_cell_ref", lambda *a, **k: calls.append("reference") or reference(*a, **k))
+    cell = lstmkit.LSTMCell(3, 5, layer_norm=True)
+    cell(torch.randn(2, 3))[0].sum().backward()
+    assert calls == ["reference"]
+    cell.impl = "fused"
+    calls.clear()
+    with pytest.raises(TypeError):  # the stub returns None: proves the fused layer was called
+        cell(torch.randn(2, 3))
+    assert calls == ["fused"]
+
+
+def test_cell_zoneout_keeps_each_unit_with_its_probability():
+    torch.manual_seed(0)
+    cell = lstmkit.LSTMCell(4, 64, zoneout=(0.3, 0.6)).train()
+    x, h0, c0 = torch.randn(512, 4), torch.randn(512, 64) + 5, torch.randn(512, 64) + 5  # new h, c never equal old
+    h1, c1 = cell(x, (h0, c0))
+    assert abs((h1 == h0).double().mean().item() - 0.3) < 0.01
+    assert abs((c1 == c0).double().mean().item() - 0.6) < 0.01
+    h2, _ = cell(x, (h0, c0))
+    assert not torch.equal(h1 == h0, h2 == h0)  # a fresh mask per call

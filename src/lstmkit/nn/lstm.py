@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
+from ..ops.functional import IMPLS, LayerWeights, _keep_mask, lstm, lstm_cell
 from ..ops.reference import NO_VARIANT, Variant
 from ..regularize.weight_dropout import drop_weight
 
@@ -439,8 +439,8 @@ class LSTMCell(nn.Module):
 
     Args:
         input_size: features I of x. hidden_size: features H of h and c. bias: use b_ih and b_hh (default True).
-        device, dtype: for the parameters. impl: as for :class:`LSTM` (``"auto"`` is torch's kernel, or the fused
-            path when a variant option is on).
+        device, dtype: for the parameters. impl: as for :class:`LSTM` (``"auto"`` is torch's kernel, or the
+            reference cell when a variant option is on: for one step it is faster than the fused layer).
         forget_bias, zoneout, layer_norm, peephole, cell_clip: the variants of :class:`LSTM`, for one step (zoneout
             draws a fresh mask per call in training). Recurrent dropout needs one mask for a whole sequence, so it
             lives on :class:`LSTM` only.
@@ -570,8 +570,8 @@ class LSTMCell(nn.Module):
         if self.training:  # zoneout: a fresh keep-previous mask per unit for this step
             z_h, z_c = self.zoneout
             variant = variant._replace(
-                zoneout_h=torch.bernoulli(torch.full_like(hx[0], z_h)) if z_h > 0 else 0.0,
-                zoneout_c=torch.bernoulli(torch.full_like(hx[1], z_c)) if z_c > 0 else 0.0,
+                zoneout_h=_keep_mask(hx[0], hx[0].shape, z_h) if z_h > 0 else 0.0,
+                zoneout_c=_keep_mask(hx[1], hx[1].shape, z_c) if z_c > 0 else 0.0,
             )
         h, c = lstm_cell(x, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, impl=self.impl, variant=variant)
         if not is_batched:

@@ -370,9 +370,14 @@ def lstm_cell(
     impl: str = "auto",
     variant: Variant = NO_VARIANT,
 ) -> tuple[Tensor, Tensor]:
-    """One step: ``x`` (B, I), ``hx = (h (B, H), c (B, H))`` -> new ``(h, c)``. ``auto`` is torch's kernel, or the
-    fused path when ``variant`` asks for something the kernel cannot do (zoneout masks here are one step's)."""
+    """One step: ``x`` (B, I), ``hx = (h (B, H), c (B, H))`` -> new ``(h, c)``. ``auto`` is torch's kernel, or, when
+    ``variant`` asks for something the kernel cannot do, the reference cell: for a single step the equations with
+    autograd are faster than the fused layer, whose buffers, weight reorder and backward set-up pay off only over
+    many steps (1.3-1.6x the reference's time in benchmarks/bench_auto.py --cells). Zoneout masks here are one
+    step's."""
     which = resolve_impl(impl, device=x.device, dtype=x.dtype, packed=False, projected=False, variant=describe_variant(variant))
+    if impl == "auto" and which == "fused":
+        which = "reference"
     if which == "native":
         return torch._VF.lstm_cell(x, hx, w_ih, w_hh, b_ih, b_hh)
     if which == "fused":
