@@ -342,3 +342,17 @@ def test_cell_zoneout_keeps_each_unit_with_its_probability():
     assert abs((c1 == c0).double().mean().item() - 0.6) < 0.01
     h2, _ = cell(x, (h0, c0))
     assert not torch.equal(h1 == h0, h2 == h0)  # a fresh mask per call
+
+
+@pytest.mark.parametrize("steps, expected", [(1, "reference"), (3, "fused")])
+def test_layer_auto_with_a_variant_runs_one_step_like_the_cell(steps, expected, monkeypatch):
+    """A module called one time step at a time (a decoder) takes the reference layer, as LSTMCell does."""
+    from lstmkit.ops import functional
+
+    calls = []
+    for name in ("lstm_layer_fused", "lstm_layer_ref"):
+        original = getattr(functional, name)
+        monkeypatch.setattr(functional, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    lstm = lstmkit.LSTM(3, 5, num_layers=2, peephole=True)
+    lstm(torch.randn(steps, 2, 3))[0].sum().backward()
+    assert calls == [f"lstm_layer_{'ref' if expected == 'reference' else 'fused'}"] * 2

@@ -295,6 +295,12 @@ def lstm(
             out, h_n, c_n = torch._VF.lstm(x, batch_sizes, hx, flat, has_bias, num_layers, dropout, training, bidirectional)
         return out, (h_n, c_n)
 
+    steps = len(batch_sizes) if batch_sizes is not None else x.shape[1 if batch_first else 0]
+    if impl == "auto" and which == "fused" and active and steps == 1:
+        # one time step with a variant (a decoder calling the module step by step) is LSTMCell's case: the
+        # equations with autograd beat the fused layer's set-up (bench_auto.py --cells; RESULTS.md, "lstmkit.LSTMCell
+        # with a variant")
+        which = "reference"
     layer_fn = lstm_layer_fused if which == "fused" else lstm_layer_ref
     sizes = None if batch_sizes is None else tuple(int(s) for s in batch_sizes)
     layer_input = x.transpose(0, 1) if (batch_first and batch_sizes is None) else x  # time-major
