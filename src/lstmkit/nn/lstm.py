@@ -120,7 +120,8 @@ class LSTM(nn.Module):
 
         Every option combines with the others and with num_layers, bidirectional, proj_size, batch_first, packed
         input and dropout; all but weight_dropout and forget_bias run on the fused path (``impl="auto"`` picks it,
-        ``impl="native"`` refuses them).
+        or the reference layer for a call with a single time step, where it is faster; ``impl="native"`` refuses
+        them).
 
     Inputs: input, (h_0, c_0)
         - input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a ``PackedSequence``.
