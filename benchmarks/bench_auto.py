@@ -32,7 +32,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_lstm import measure  # noqa: E402  (also puts src/ on sys.path)
+from bench_lstm import measure, step_fn  # noqa: E402  (also puts src/ on sys.path)
 import lstmkit  # noqa: E402
 from lstmkit.ops import resolve_impl  # noqa: E402
 from lstmkit.ops.functional import _ragged  # noqa: E402
@@ -56,22 +56,6 @@ def build(kind: str, T: int, B: int, H: int, seed: int = 0, equal_lengths: bool 
         lengths = torch.full((B,), T) if equal_lengths else torch.randint(T // 2, T + 1, (B,), generator=g)
         return peers, lambda: pack_padded_sequence(x, lengths, enforce_sorted=False)
     return peers, lambda: x
-
-
-def step(module: torch.nn.Module, make: Callable[[], object], mode: str) -> Callable[[], None]:
-    if mode == "inference":
-        def run():
-            with torch.inference_mode():
-                module(make())
-        return run
-    params = list(module.parameters())
-
-    def run():
-        for p in params:
-            p.grad = None
-        out, _ = module(make())
-        (out.data if hasattr(out, "batch_sizes") else out).sum().backward()
-    return run
 
 
 def auto_choice(kind: str, B: int, H: int, mode: str, sample: object) -> str:
@@ -178,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             for H in hidden:
                 for B in batch:
                     peers, make = build(kind, args.steps, B, H, equal_lengths=args.equal_lengths)
-                    times = measure({name: step(m, make, mode) for name, m in peers.items()}, repeats, 1, args.budget)
+                    times = measure({name: step_fn(m, make, mode) for name, m in peers.items()}, repeats, 1, args.budget)
                     row = dict(kind=kind, mode=mode, H=H, B=B, torch_ms=times["torch"] * 1e3,
                                fused=times["fused"] / times["torch"], auto=times["auto"] / times["torch"],
                                auto_took=auto_choice(kind, B, H, mode, make()))

@@ -69,9 +69,9 @@ def test_auto_keeps_torch_loop_where_a_step_is_too_small_for_the_fused_path():
     assert auto(8, 1, needs_grad=False, packed=False) == "native"
 
 
-@pytest.mark.parametrize("grad", [True, False])
-def test_module_auto_picks_by_grad_mode(grad, monkeypatch):
-    """A small packed batch: in training lstmkit.LSTM(impl='auto') runs the fused layer, under no_grad torch's."""
+def _run_packed(monkeypatch, lengths: list[int], hidden: int):
+    """lstmkit.LSTM(3, hidden) with impl='auto' and torch.nn.LSTM with the same weights on one packed batch, in the
+    current grad mode. Returns (whether the fused layer ran, lstmkit's output data, torch's output data)."""
     import lstmkit
     from lstmkit.ops import functional
     from torch.nn.utils.rnn import pack_padded_sequence
@@ -80,14 +80,20 @@ def test_module_auto_picks_by_grad_mode(grad, monkeypatch):
     fused = functional.lstm_layer_fused
     monkeypatch.setattr(functional, "lstm_layer_fused", lambda *a, **k: calls.append(1) or fused(*a, **k))
     torch.manual_seed(0)
-    module = lstmkit.LSTM(3, 16)
-    reference = torch.nn.LSTM(3, 16)
+    module = lstmkit.LSTM(3, hidden)
+    reference = torch.nn.LSTM(3, hidden)
     reference.load_state_dict(module.state_dict())
-    packed = pack_padded_sequence(torch.randn(6, 4, 3), torch.tensor([6, 5, 3, 2]))
+    packed = pack_padded_sequence(torch.randn(max(lengths), len(lengths), 3), torch.tensor(lengths))
+    out = module(packed)[0].data
+    return bool(calls), out, reference(packed)[0].data
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_module_auto_picks_by_grad_mode(grad, monkeypatch):
+    """A small packed batch: in training lstmkit.LSTM(impl='auto') runs the fused layer, under no_grad torch's."""
     with torch.set_grad_enabled(grad):
-        out = module(packed)[0].data
-        expected = reference(packed)[0].data
-    assert bool(calls) == grad
+        ran_fused, out, expected = _run_packed(monkeypatch, [6, 5, 3, 2], hidden=16)
+    assert ran_fused == grad
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -95,19 +101,7 @@ def test_module_auto_picks_by_grad_mode(grad, monkeypatch):
 def test_packed_sequences_of_one_length_stay_on_torchs_kernel(lengths, native, monkeypatch):
     """torch runs a PackedSequence whose sequences all have the same length on oneDNN, like padded input; auto
     keeps it there even in training, and takes the fused path for ragged batches."""
-    import lstmkit
-    from lstmkit.ops import functional
-    from torch.nn.utils.rnn import pack_padded_sequence
-
-    calls = []
-    fused = functional.lstm_layer_fused
-    monkeypatch.setattr(functional, "lstm_layer_fused", lambda *a, **k: calls.append(1) or fused(*a, **k))
-    torch.manual_seed(0)
-    module = lstmkit.LSTM(3, 8)
-    reference = torch.nn.LSTM(3, 8)
-    reference.load_state_dict(module.state_dict())
-    packed = pack_padded_sequence(torch.randn(max(lengths), len(lengths), 3), torch.tensor(lengths))
-    out = module(packed)[0].data
+    ran_fused, out, expected = _run_packed(monkeypatch, lengths, hidden=8)
     out.sum().backward()
-    assert bool(calls) != native
-    torch.testing.assert_close(out, reference(packed)[0].data, rtol=1e-5, atol=1e-6)
+    assert ran_fused != native
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)

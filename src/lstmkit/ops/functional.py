@@ -47,11 +47,14 @@ def resolve_impl(
     hidden: int | None = None,
     batch: int | None = None,
     needs_grad: bool = True,
+    steps: int | None = None,
 ) -> str:
     """Turn ``impl="auto"`` into a concrete implementation; check the others.
 
     ``variant`` names the active options torch's kernel cannot compute (empty when none): then auto takes the
-    fused path and ``"native"`` is an error. On CUDA torch's cuDNN kernel handles every plain configuration, so auto
+    fused path, or the reference one for a single time step (``steps == 1``: an ``LSTMCell`` call, or a decoder
+    stepping the module), where the equations with autograd beat the fused layer's set-up (benchmarks/bench_auto.py
+    --cells; RESULTS.md, "lstmkit.LSTMCell with a variant"), and ``"native"`` is an error. On CUDA torch's cuDNN kernel handles every plain configuration, so auto
     takes it. On CPU torch's fused oneDNN kernel serves padded float32/bfloat16 input without projection and is the
     fastest thing there. For PackedSequence, ``proj_size > 0`` and float64 torch falls back to a per-step loop in
     C++, and the fused path is faster except where each step holds too little work to hide our per-step Python
@@ -67,7 +70,9 @@ def resolve_impl(
     if variant:
         if impl == "native":
             raise ValueError(f"impl='native' (torch's kernel) cannot compute {variant}; use impl='fused' or 'reference'")
-        return "fused" if impl == "auto" else impl
+        if impl != "auto":
+            return impl
+        return "reference" if steps == 1 else "fused"
     if impl != "auto":
         return impl
     if device.type != "cpu":
@@ -285,6 +290,7 @@ def lstm(
         impl, device=x.device, dtype=x.dtype, packed=_ragged(batch_sizes), projected=projected, variant=active,
         hidden=weights[0].w_hh.shape[0] // 4, batch=hx[0].shape[1],
         needs_grad=_needs_grad(x, *hx, *(w for layer in weights for w in layer)),
+        steps=len(batch_sizes) if batch_sizes is not None else x.shape[1 if batch_first else 0],
     )
     if which == "native":  # the whole stack in one call, exactly torch.nn.LSTM's
         flat = [w for layer in weights for w in layer if w is not None]
@@ -295,12 +301,6 @@ def lstm(
             out, h_n, c_n = torch._VF.lstm(x, batch_sizes, hx, flat, has_bias, num_layers, dropout, training, bidirectional)
         return out, (h_n, c_n)
 
-    steps = len(batch_sizes) if batch_sizes is not None else x.shape[1 if batch_first else 0]
-    if impl == "auto" and which == "fused" and active and steps == 1:
-        # one time step with a variant (a decoder calling the module step by step) is LSTMCell's case: the
-        # equations with autograd beat the fused layer's set-up (bench_auto.py --cells; RESULTS.md, "lstmkit.LSTMCell
-        # with a variant")
-        which = "reference"
     layer_fn = lstm_layer_fused if which == "fused" else lstm_layer_ref
     sizes = None if batch_sizes is None else tuple(int(s) for s in batch_sizes)
     layer_input = x.transpose(0, 1) if (batch_first and batch_sizes is None) else x  # time-major
@@ -379,11 +379,11 @@ def lstm_cell(
     """One step: ``x`` (B, I), ``hx = (h (B, H), c (B, H))`` -> new ``(h, c)``. ``auto`` is torch's kernel, or, when
     ``variant`` asks for something the kernel cannot do, the reference cell: for a single step the equations with
     autograd are faster than the fused layer, whose buffers, weight reorder and backward set-up pay off only over
-    many steps (1.3-1.6x the reference's time in benchmarks/bench_auto.py --cells). Zoneout masks here are one
-    step's."""
-    which = resolve_impl(impl, device=x.device, dtype=x.dtype, packed=False, projected=False, variant=describe_variant(variant))
-    if impl == "auto" and which == "fused":
-        which = "reference"
+    many steps (the fused layer took 0.92-2.64x the reference's time, benchmarks/bench_auto.py --cells). Zoneout
+    masks here are one step's."""
+    which = resolve_impl(
+        impl, device=x.device, dtype=x.dtype, packed=False, projected=False, variant=describe_variant(variant), steps=1
+    )
     if which == "native":
         return torch._VF.lstm_cell(x, hx, w_ih, w_hh, b_ih, b_hh)
     if which == "fused":
