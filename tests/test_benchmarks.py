@@ -28,7 +28,7 @@ def test_bench_lstm_times_every_peer_against_torch(tmp_path):
     assert "malloc keep" in stdout
     rows = json.loads(report.read_text())["rows"]
     peers = {(r["peer"], r["mode"]) for r in rows if r["name"] == "T=35 B=16 H=128 L=1"}
-    for peer in ("torch", "auto", "native", "fused", "reference", "cell-loop"):
+    for peer in ("torch", "auto", "native", "fused", "fused-python", "reference", "cell-loop"):
         assert {(peer, "training"), (peer, "inference")} <= peers
     assert all(r["ms"] > 0 for r in rows)
     torch_row = next(r for r in rows if r["peer"] == "torch" and r["mode"] == "training")

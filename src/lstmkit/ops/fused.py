@@ -1,4 +1,7 @@
-"""The fused LSTM layer: one input GEMM, a tight loop over time, and a hand-written backward through time.
+"""The fused LSTM layer in readable PyTorch: one input GEMM, a tight loop over time, and a hand-written backward
+through time. These are the Python kernels of the operator ``lstmkit::lstm_layer`` (:mod:`lstmkit.ops.layer_op`)
+and the specification of its C++ kernels (csrc/lstm_layer.cpp), which follow the same steps and read and write the
+same workspace (:data:`WORKSPACE`).
 
 Letters as in :mod:`lstmkit.ops.reference` (T, B, I, H, P, N).
 
