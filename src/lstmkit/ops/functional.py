@@ -89,11 +89,11 @@ def resolve_impl(
 def _fallback_beats_fused(*, hidden: int, batch: int, projected: bool, dtype: torch.dtype, needs_grad: bool) -> bool:
     """Where torch's per-step fallback (packed input, projection, float64) is faster than the fused path on CPU.
 
-    Its loop runs in C++ and costs less per step than ours; ours wins once a step holds enough work. Measured with
-    2 threads at T = 35 (benchmarks/RESULTS.md, "auto's choice where torch leaves oneDNN"):
+    Its loop runs in C++ and costs less per step than ours; ours wins once a step holds enough work:
     - training (a backward will follow): the fused path wins or ties everywhere measured;
-    - without grad: one sequence, or H < 384 (packed) / H < 512 (projection, float64), go to torch's loop, which
-      is up to 4x faster there; a projected H >= 1024 step is big enough for the fused path even for one sequence.
+    - without grad: one sequence, or H < 384 (packed) / H < 512 (projection, float64), go to torch's loop; a
+      projected H >= 1024 step is big enough for the fused path even for one sequence.
+    The measurements behind these bounds: benchmarks/RESULTS.md, "auto's choice where torch leaves oneDNN".
     """
     if needs_grad:
         return False
@@ -373,8 +373,7 @@ def lstm_cell(
     """One step: ``x`` (B, I), ``hx = (h (B, H), c (B, H))`` -> new ``(h, c)``. ``auto`` is torch's kernel, or, when
     ``variant`` asks for something the kernel cannot do, the reference cell: for a single step the equations with
     autograd are faster than the fused layer, whose buffers, weight reorder and backward set-up pay off only over
-    many steps (the fused layer took 0.92-2.64x the reference's time, benchmarks/bench_auto.py --cells). Zoneout
-    masks here are one step's."""
+    many steps (benchmarks/RESULTS.md, "lstmkit.LSTMCell with a variant"). Zoneout masks here are one step's."""
     which = resolve_impl(
         impl, device=x.device, dtype=x.dtype, packed=False, projected=False, variant=describe_variant(variant), steps=1
     )
