@@ -6,14 +6,13 @@ The plotting functions import matplotlib only when called.
 
 from lstmkit.explain.plots import GateSaturation, plot_gate_heatmaps, plot_saturation, saturation
 from lstmkit.explain.tracing import GateTrace, TraceMismatchError, trace
-from lstmkit.explain.walkthrough import ExplainError, load_model_for_explain, walkthrough
+from lstmkit.explain.walkthrough import ExplainError, walkthrough
 
 __all__ = [
     "ExplainError",
     "GateSaturation",
     "GateTrace",
     "TraceMismatchError",
-    "load_model_for_explain",
     "plot_gate_heatmaps",
     "plot_saturation",
     "saturation",

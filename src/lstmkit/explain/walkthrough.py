@@ -39,7 +39,6 @@ __all__ = [
     "Setup",
     "build_setup",
     "explain_text",
-    "load_model_for_explain",
     "render",
     "saturation_path",
     "walkthrough",
@@ -524,35 +523,6 @@ class ExplainModel(NamedTuple):
     lstm: nn.Module  # the recurrent part whose gates are traced: an LSTM module as trace() takes it
     tokenize: Callable[[str], list[str]]  # text -> tokens, as the model was trained
     embed: Callable[[list[str]], Tensor]  # tokens -> (T, I): the LSTM's input for those tokens
-
-
-# the checkpoint layout lstmkit.train writes (RUN_DIR/checkpoint/...); named here because explain does not import
-# train (layers one way down)
-RUN_DIR_FILES = ("checkpoint/model.safetensors", "checkpoint/state.json")
-
-
-def load_model_for_explain(run_dir: str | os.PathLike) -> ExplainModel:
-    """Load a trained language model or tagger from a run directory, as an :class:`ExplainModel`.
-
-    Checks that ``run_dir`` is a trained lstmkit run directory (it holds the files in :data:`RUN_DIR_FILES`) and
-    raises ``FileNotFoundError`` with a one-line message when it is not.
-
-    This package sits below ``train`` and cannot read trained models itself, so a complete run directory raises
-    ``NotImplementedError`` here. The ``lstmkit explain`` command reads language models through
-    :mod:`lstmkit.commands.explain`, which hands :func:`run` a loader.
-    """
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path} is not a trained lstmkit run directory: no such directory")
-    missing = [name for name in RUN_DIR_FILES if not (path / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{path} is not a trained lstmkit run directory: {missing[0]} is missing (train a model into it first)"
-        )
-    raise NotImplementedError(
-        f"{path} holds a checkpoint, but explain cannot load trained language models or taggers yet "
-        "(lstmkit.models is not wired in)"
-    )
 
 
 def saturation_path(out: str | os.PathLike) -> Path:

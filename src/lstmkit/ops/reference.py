@@ -64,12 +64,6 @@ class Variant(NamedTuple):
     zoneout_c: Tensor | float = 0.0  # the same for c
     cell_clip: float | None = None
 
-    def active(self) -> bool:
-        """Whether anything differs from the plain LSTM."""
-        return any(
-            v is not None for v in (self.peephole, self.ln_ih, self.ln_hh, self.ln_c, self.recurrent_mask, self.cell_clip)
-        ) or _zoneout_on(self.zoneout_h) or _zoneout_on(self.zoneout_c)
-
 
 NO_VARIANT = Variant()
 
