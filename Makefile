@@ -47,4 +47,4 @@ tour: setup
 	$(PY) -m lstmkit.tour
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache src/lstmkit/_C*.so
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache src/lstmkit/ops/_C*.so

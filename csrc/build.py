@@ -1,4 +1,4 @@
-"""Build lstmkit's C++ CPU kernels (lstmkit._C) in place with torch.utils.cpp_extension; `make setup` runs this.
+"""Build lstmkit's C++ CPU kernels (lstmkit.ops._C) in place with torch.utils.cpp_extension; `make setup` runs this.
 
 The extension is optional: without a C++ compiler, or when the build fails, this prints one line saying the
 Python fused path will be used and exits 0, so set-up still succeeds. Under CI (environment CI=true) a failed
@@ -51,7 +51,7 @@ def build() -> None:
     from torch.utils.cpp_extension import BuildExtension, CppExtension
 
     extension = CppExtension(
-        "lstmkit._C",
+        "lstmkit.ops._C",
         [str(p) for p in SOURCES],
         extra_compile_args=["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
                             f'-DLSTMKIT_SOURCE_HASH="{source_hash()}"'],

@@ -1,4 +1,4 @@
-"""The C++ kernels (csrc/, lstmkit._C): built from this checkout's sources, in use, and equal to the Python kernels
+"""The C++ kernels (csrc/, lstmkit.ops._C): built from this checkout's sources, in use, and equal to the Python kernels
 (the specification) for every option, in float64 (gradcheck), float32 and bfloat16."""
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def _build_module():
 
 def test_extension_is_built_from_these_sources_and_in_use():
     assert BUILT, f"CI with a compiler must build the extension: {cpp_extension_error()}"
-    from lstmkit import _C
+    from lstmkit.ops import _C
 
-    assert _C.source_hash == _build_module().source_hash(), "lstmkit._C is stale: run `make setup` to rebuild it"
+    assert _C.source_hash == _build_module().source_hash(), "lstmkit.ops._C is stale: run `make setup` to rebuild it"
     assert fused_backend() == "cpp"
     assert os.path.commonpath([_C.__file__, str(REPO)]) == str(REPO)
 
