@@ -385,16 +385,19 @@ std::vector<Tensor> forward_impl(
   else if (b_ih.has_value()) bias = *b_ih;
   else if (b_hh.has_value()) bias = *b_hh;
   Tensor gates, x_proj, stats_ih;
+  // w_ih.T as a contiguous copy: MKL took 57 ms for x (2240, 512) @ w_ih.T as a transposed view and 31 ms with
+  // the copy (1 thread); the copy itself costs a fraction of a millisecond
+  const Tensor w_ih_t = w_ih.t().contiguous();
   if (ln_ih_w.has_value()) {
-    x_proj = at::mm(x, w_ih.t());
+    x_proj = at::mm(x, w_ih_t);
     auto normed = at::native_layer_norm(x_proj, {G}, opt(ln_ih_w), opt(ln_ih_b), kLayerNormEps);
     gates = std::get<0>(normed);
     if (bias.defined()) gates.add_(bias);
     stats_ih = at::stack({std::get<1>(normed).view({-1}), std::get<2>(normed).view({-1})}).to(x.scalar_type());
   } else if (bias.defined()) {
-    gates = at::addmm(bias, x, w_ih.t());
+    gates = at::addmm(bias, x, w_ih_t);
   } else {
-    gates = at::mm(x, w_ih.t());
+    gates = at::mm(x, w_ih_t);
   }
 
   const int64_t keep_rows = need_ws ? N : batch;  // everything for the backward, or one step's scratch
