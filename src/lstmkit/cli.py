@@ -50,6 +50,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(kinds)
 
 
+def _distributed_error() -> type[BaseException]:
+    if "lstmkit.train.distributed" not in sys.modules:  # only a training command can raise it
+        return _NeverRaised
+    return sys.modules["lstmkit.train.distributed"].DistributedError
+
+
+class _NeverRaised(Exception):
+    pass
+
+
 class _CommandParser(argparse.ArgumentParser):
     """An argument parser whose errors are :class:`UsageError` (one line, exit code 2) instead of a usage dump."""
 
@@ -99,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lstmkit {name}: interrupted", file=sys.stderr)
         return 130
+    except _distributed_error() as error:  # another rank of a torchrun job died or hung: one line, exit 1
+        print(f"lstmkit {name}: error: {error}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # whoever read our output stopped reading (`lstmkit tag ... | head`): end quietly, as shell tools do;
         # standard output goes to /dev/null so that the final flush at exit cannot fail again

@@ -14,6 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..train.distributed import is_main_process
 from ..train.lm import PRESETS, preset_config, train_language_model
 from ._budget import add_budget_arguments, budget_overrides
 
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         resume = False
 
     result = train_language_model(config, run_dir, resume=resume, overrides=overrides, echo=print)
+    if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
+        return 128 + int(result.signal) if result.interrupted else 0
     state = result.state
     metrics = state.last_metrics or {}
     rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0

@@ -49,6 +49,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..cli import UsageError
     from ..train.config import merge_from_args
+    from ..train.distributed import is_main_process
     from ..train.loop import BEST_CHECKPOINT
     from ..train.tagger import TrainTaggerConfig, train_tagger
 
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         config = merge_from_args(TrainTaggerConfig(), [*settings, *budget, *args.overrides])
         result = train_tagger(config, run_dir, echo=_echo)
 
+    if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
+        return 128 + int(result.signal) if result.interrupted else 0
     state = result.state
     rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
     best = "none" if state.best_score is None else f"{state.best_score:.4f} at step {state.best_step}"

@@ -13,6 +13,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from .distributed import Distributed, DistributedError
 from .loop import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -62,6 +63,8 @@ __all__ = [
     "RunResult",
     "RunDirectoryError",
     "fit",
+    "Distributed",
+    "DistributedError",
     "LAST_CHECKPOINT",
     "BEST_CHECKPOINT",
 ]

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_exists, save_checkpoint
+from .distributed import Distributed, single_process
 from .metrics import MetricsLogger
 from .progress import TrainingProgress
 from .seeding import ExplicitGenerator, set_rng_state
@@ -177,6 +178,8 @@ class Task(Protocol):
     #           state_dict() without its training part)
     # optional: batches_per_epoch() -> int | None  (length of the progress bar)
     # optional: show_perplexity: bool  (progress bar shows exp(loss); default True)
+    # optional: accept_world_size(saved: int, now: int, info: dict) -> None  (a resume with another number of
+    #           processes than the checkpoint's: raise CheckpointError to refuse; without it, it is refused)
 
 
 @dataclasses.dataclass
@@ -293,6 +296,7 @@ def fit(
     checkpoint: Checkpoint | None = None,
     echo: Callable[[str], None] | None = None,
     on_checkpoint: Callable[[Path, LoopState], None] | None = None,
+    distributed: Distributed | None = None,
 ) -> RunResult:
     """Train ``task`` until a budget of ``config`` is spent or a signal arrives; checkpoint along the way.
 
@@ -304,6 +308,9 @@ def fit(
             to continue from; ``None`` starts a new run.
         echo: called with one line per evaluation and at the end (e.g. ``print``); ``None`` is silent.
         on_checkpoint: called after every ``RUN_DIR/checkpoint`` write with its path and the loop state.
+        distributed: this process' place among the ranks of a DDP run (:mod:`lstmkit.train.distributed`); every
+            rank calls ``fit`` and trains, rank 0 alone writes checkpoints, metrics, progress and ``echo`` lines.
+            ``None``: one process.
 
     Returns:
         :class:`RunResult`. On SIGINT or SIGTERM the checkpoint is written first and ``signal`` says which.
@@ -313,31 +320,56 @@ def fit(
         CheckpointError: the checkpoint does not fit the task (the task's ``load_state_dict`` decides).
     """
     run_dir = Path(run_dir)
-    say = echo or (lambda line: None)
+    ddp = distributed or single_process()
+    say = (echo if ddp.is_main else None) or (lambda line: None)
     state = LoopState()
     if checkpoint is None:
-        if checkpoint_exists(run_dir, LAST_CHECKPOINT):
-            raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        def prepare() -> None:
+            if checkpoint_exists(run_dir, LAST_CHECKPOINT):
+                raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
+            run_dir.mkdir(parents=True, exist_ok=True)
+        ddp.run_on_main(prepare)
     else:
         loop_data = checkpoint.extra.get("loop")
         if not isinstance(loop_data, dict) or "task" not in checkpoint.extra:
             raise CheckpointError(f"checkpoint {checkpoint.path}: state.json has no training-loop state")
         state = LoopState.from_dict(loop_data)
-        task.load_state_dict(TaskState(checkpoint.model_state, checkpoint.optimizer_state, checkpoint.extra["task"]))
+        training, rank_states, saved_world = ddp.split_rank_states(checkpoint.optimizer_state)
+        if saved_world != ddp.world_size:
+            _accept_world_size(task, saved_world, ddp.world_size, checkpoint.extra["task"])
+        task.load_state_dict(TaskState(checkpoint.model_state, training, checkpoint.extra["task"]))
         try:
             set_rng_state(checkpoint.rng_state, _generators(task))
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"checkpoint {checkpoint.path}: random generators do not match: {error}") from None
+        ddp.restore_rank_states(rank_states)
 
-    metrics = MetricsLogger(run_dir)
+    metrics = MetricsLogger(run_dir) if ddp.is_main else _NoMetrics()
     try:
-        with _SignalCatcher() as signals:
-            stop_reason = _run(task, run_dir, config, state, metrics, signals, say, on_checkpoint)
+        with _SignalCatcher() as signals, ddp.failures_as_errors():
+            stop_reason = _run(task, run_dir, config, state, metrics, signals, say, on_checkpoint, ddp)
     finally:
         metrics.close()
     caught = signals.received if stop_reason == "signal" else None
     return RunResult(state, stop_reason, caught, run_dir)
+
+
+class _NoMetrics:
+    """The metrics logger of ranks other than 0: rank 0 alone writes metrics.jsonl."""
+
+    def log(self, record: Any = None, **fields: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _accept_world_size(task: Task, saved: int, now: int, info: Any) -> None:
+    accept = getattr(task, "accept_world_size", None)
+    if accept is None:
+        raise CheckpointError(f"this run was trained with {saved} process{'es' if saved != 1 else ''}; resume it "
+                              f"with the same number (torchrun --nproc_per_node {saved}), not {now}")
+    accept(saved, now, info)
 
 
 def _generators(task: Task) -> dict[str, ExplicitGenerator]:
@@ -378,13 +410,17 @@ def _run(
     signals: _SignalCatcher,
     say: Callable[[str], None],
     on_checkpoint: Callable[[Path, LoopState], None] | None,
+    ddp: Distributed,
 ) -> str:
     show_perplexity = bool(getattr(task, "show_perplexity", True))
 
     def save() -> None:
-        task_state = task.state_dict()
+        task_state = task.state_dict()  # every rank: a task may gather its per-rank state here
+        training = ddp.attach_rank_states(task_state.training)
+        if not ddp.is_main:
+            return
         extra = {"task": task_state.info, "loop": state.to_dict()}
-        path = save_checkpoint(run_dir, task_state.model, task_state.training, extra,
+        path = save_checkpoint(run_dir, task_state.model, training, extra,
                                generators=_generators(task), name=LAST_CHECKPOINT)
         if on_checkpoint is not None:
             on_checkpoint(path, state)
@@ -402,7 +438,8 @@ def _run(
         if improved:
             state.best_score, state.best_step = score, state.step
             export = getattr(task, "export_state", None)
-            best = export() if export is not None else task.state_dict()
+            best = export() if export is not None else task.state_dict()  # every rank, as in save()
+        if improved and ddp.is_main:
             save_checkpoint(run_dir, best.model, None, {"task": best.info, "loop": state.to_dict()},
                             name=BEST_CHECKPOINT)
         metrics.log(split="valid", step=state.step, epoch=state.epoch, train_seconds=state.train_seconds,
@@ -424,7 +461,7 @@ def _run(
     while True:
         window = _TrainWindow()
         total = length() if length is not None else None
-        progress = TrainingProgress(total=total, desc=f"epoch {state.epoch + 1}", disable=_disable(config),
+        progress = TrainingProgress(total=total, desc=f"epoch {state.epoch + 1}", disable=_disable(config, ddp),
                                     show_perplexity=show_perplexity)
         try:
             iterator: Iterator[tuple[Any, Any]] = iter(task.batches(state.epoch, state.position))
@@ -437,6 +474,8 @@ def _run(
                 info = StepInfo(state.step, state.epoch, state.train_seconds, _budget_fraction(config, state))
                 step_metrics = task.train_step(batch, info)
                 seconds = time.perf_counter() - started
+                # several ranks: the same seconds, global loss and tokens, and stop signal on every rank
+                seconds, step_metrics, signalled = ddp.agree_step(seconds, step_metrics, signals.received)
                 state.train_seconds += seconds
                 state.step += 1
                 state.position = position
@@ -447,7 +486,8 @@ def _run(
                     metrics.log(split="train", step=state.step, epoch=state.epoch,
                                 train_seconds=state.train_seconds, **window.record())
                     window = _TrainWindow()
-                if signals.received is not None:
+                if signalled is not None:
+                    signals.received = signalled
                     save()
                     say(f"stopped by signal {signals.received} at step {state.step}; checkpoint written to "
                         f"{run_dir / LAST_CHECKPOINT}")
@@ -464,13 +504,14 @@ def _run(
                     if reason is not None:
                         return reason
                     progress = TrainingProgress(total=total, desc=f"epoch {state.epoch + 1}",
-                                                disable=_disable(config), show_perplexity=show_perplexity)
+                                                disable=_disable(config, ddp), show_perplexity=show_perplexity)
         finally:
             progress.close()
         if state.position is None:
             raise ValueError(f"the task yielded no training batches for epoch {state.epoch}")
         state.epoch += 1
         state.position = None
+        signals.received = ddp.agree_signal(signals.received)
         if config.eval_every == 0:
             evaluate()
         reason = _spent(config, state)
@@ -482,5 +523,7 @@ def _run(
             return "signal"
 
 
-def _disable(config: LoopConfig) -> bool | None:
+def _disable(config: LoopConfig, ddp: Distributed) -> bool | None:
+    if not ddp.is_main:
+        return True
     return None if config.progress is None else not config.progress
