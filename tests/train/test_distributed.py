@@ -114,6 +114,17 @@ def test_resume_with_the_same_ranks_is_exact(worker, name) -> None:
         assert whole.optimizer_state["optimizer"]["ntasgd"]["averaging"]  # NT-ASGD switched under DDP
 
 
+def test_the_tagger_refuses_a_resume_with_another_number_of_processes(worker, capsys) -> None:
+    work, _ = worker
+    before = load_checkpoint(work / "tagger_half").extra["loop"]
+    capsys.readouterr()
+    code = main(["train-tagger", "--resume", str(work / "tagger_half"), "--loop.max_steps=9"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "trained with 2 processes; resume it with the same number (torchrun --nproc_per_node 2), not 1" in err
+    assert load_checkpoint(work / "tagger_half").extra["loop"] == before
+
+
 def test_max_seconds_stops_every_rank_at_the_same_step(worker) -> None:
     _, result = worker
     assert result["timed_reason"] == "max_seconds"
@@ -187,3 +198,13 @@ def test_shares_of_columns_and_batches() -> None:
     plans = [d.shard_batches(list("abcde")) for d in ranks]  # torch's DistributedSampler, padded to 2 each
     assert plans == [["a", "d"], ["b", "e"], ["c", "a"]]
     assert rank_seed(7, 0) == 7 and len({rank_seed(7, r) for r in range(4)}) == 4
+
+
+def test_threads_default_to_the_cores_shared_among_ranks(monkeypatch) -> None:
+    monkeypatch.setattr("lstmkit.train.distributed.available_cores", lambda: 8)
+    two = Distributed(rank=0, world_size=4, local_world_size=2, backend="gloo")
+    assert two.set_threads(0) == 4 and torch.get_num_threads() == 4
+    assert two.set_threads(3) == 3
+    assert "2 x 3 threads on 8 cores;" in two.describe(3)
+    assert "more threads than cores" in two.describe(5)
+    assert Distributed().set_threads(0) == torch.get_num_threads()  # one process: torch's own choice

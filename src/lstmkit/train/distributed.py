@@ -118,9 +118,11 @@ class Distributed:
     def describe(self, threads: int) -> str:
         """The line rank 0 prints at start."""
         cores = available_cores()
+        crowded = self.local_world_size * threads > cores
         return (f"distributed: {self.world_size} processes ({self.backend}, {self.local_world_size} on this machine), "
                 f"{threads} torch thread{'s' if threads != 1 else ''} each; {self.local_world_size} x {threads} "
-                f"threads on {cores} cores; process-group timeout {self.timeout:g} s")
+                f"threads on {cores} cores{' (more threads than cores: slower; see --threads)' if crowded else ''}; "
+                f"process-group timeout {self.timeout:g} s")
 
     def set_threads(self, requested: int) -> int:
         """Set torch's intra-op threads and return the number: ``requested`` when > 0; otherwise, with several
