@@ -43,7 +43,7 @@ def default_corpus() -> str | None:
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as file:
-            info = dict(line.split(":", 1) for line in file if ":" in line)
+            info = {key.strip(): value for key, value in (line.split(":", 1) for line in file if ":" in line)}
         return (f"{info['model name'].strip()} (family {info['cpu family'].strip()}, model "
                 f"{info['model'].strip()}), {os.cpu_count()} cores")
     except (OSError, KeyError):
