@@ -83,6 +83,16 @@ def worker(args: argparse.Namespace) -> None:
         if step >= args.warmup:
             times.append(seconds)
     params = list(task.model.parameters())
+    allreduce = None
+    if ddp.enabled:  # the gradient's all-reduce alone: one flat float32 tensor of its size, over this transport
+        flat = torch.zeros(sum(p.numel() for p in params))
+        samples = []
+        for _ in range(7):
+            torch.distributed.barrier()
+            started = time.perf_counter()
+            torch.distributed.all_reduce(flat)
+            samples.append(time.perf_counter() - started)
+        allreduce = statistics.median(samples[2:])
     if ddp.is_main:
         print(json.dumps({
             "seconds": statistics.median(times),
@@ -92,6 +102,7 @@ def worker(args: argparse.Namespace) -> None:
             "parameters": sum(p.numel() for p in params),
             "gradient_bytes": sum(p.numel() * p.element_size() for p in params),
             "bucket_cap_mb": 25,
+            "allreduce_seconds": allreduce,
             "vocab": len(corpus.vocab),
             "precision": str(task.compute_dtype).replace("torch.", ""),
         }), flush=True)
@@ -153,12 +164,15 @@ def main() -> None:
     print(f"corpus: {args.data or 'the built-in corpus'}; preset {args.preset}, global batch {args.batch}, "
           f"{args.steps} timed steps after {args.warmup} warm-up, {args.rounds} rounds")
     rates: dict[str, list[float]] = {name: [] for name in names}
+    allreduce: list[float] = []
     info = {}
     for round_index in range(args.rounds):
         for name in names:
             result = run_layout(name, args)
             rates[name].append(result["tokens"] / result["seconds"])
             info = result
+            if result["allreduce_seconds"] is not None:
+                allreduce.append(result["allreduce_seconds"])
             print(f"  round {round_index + 1} {name}: {rates[name][-1]:,.0f} tokens/s "
                   f"({result['seconds'] * 1e3:.1f} ms per step)", flush=True)
     median = {name: statistics.median(values) for name, values in rates.items()}
@@ -177,6 +191,10 @@ def main() -> None:
           f"{info['bucket_cap_mb']} MB); a ring all-reduce sends and receives 2 (N-1)/N of it per rank: "
           f"{volume / 2**20:.1f} MiB each way per rank and step at N = 2, approaching {2 * volume / 2**20:.1f} MiB "
           f"for large N")
+    if allreduce:
+        seconds = statistics.median(allreduce)
+        print(f"that all-reduce alone, 2 processes on this machine (gloo over loopback TCP): {seconds * 1e3:.1f} ms "
+              f"({volume / seconds / 2**30:.2f} GiB/s of gradient)")
 
 
 if __name__ == "__main__":

@@ -125,3 +125,10 @@ def test_bench_auto_cells_times_each_impl(tmp_path):
     rows = json.loads(report.read_text())["cells"]
     assert {r["option"] for r in rows} == {"layer_norm", "peephole", "zoneout", "cell_clip"}
     assert all(r[impl] > 0 for r in rows for impl in ("fused", "reference", "auto"))
+
+
+def test_bench_ddp_runs_two_processes(tmp_path):
+    corpus = write_word_corpus(tmp_path / "corpus", train_lines=400)
+    stdout = _run([str(BENCH / "bench_ddp.py"), "--data", str(corpus), "--layouts", "2x1", "--rounds", "1",
+                   "--steps", "1", "--warmup", "0", "--batch", "4"])
+    assert "| 2x1 |" in stdout and "gradient all-reduced per step" in stdout and "that all-reduce alone" in stdout
