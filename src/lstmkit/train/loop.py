@@ -232,16 +232,25 @@ class RunResult(NamedTuple):
 
 
 class _SignalCatcher:
-    """Turn SIGINT / SIGTERM into a flag the loop checks between steps (a second SIGINT raises at once)."""
+    """Turn SIGINT / SIGTERM into a flag the loop checks between steps (a second SIGINT raises at once, or after
+    ``repeat_grace`` seconds: under torchrun every rank gets Ctrl-C from the terminal and again from torchrun)."""
 
-    def __init__(self) -> None:
+    def __init__(self, repeat_grace: float = 0.0) -> None:
         self.received: int | None = None
+        self.repeat_grace = repeat_grace
+        self._since = 0.0
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None and signum == signal.SIGINT:
+        if (self.received is not None and signum == signal.SIGINT
+                and time.monotonic() - self._since >= self.repeat_grace):
             raise KeyboardInterrupt
-        self.received = signum
+        self.note(signum)
+
+    def note(self, signum: int | None) -> None:
+        """Record ``signum`` as the signal that stops the run (the first one counts)."""
+        if signum is not None and self.received is None:
+            self.received, self._since = signum, time.monotonic()
 
     def __enter__(self) -> "_SignalCatcher":
         if threading.current_thread() is threading.main_thread():
@@ -346,7 +355,7 @@ def fit(
 
     metrics = MetricsLogger(run_dir) if ddp.is_main else _NoMetrics()
     try:
-        with _SignalCatcher() as signals, ddp.failures_as_errors():
+        with _SignalCatcher(repeat_grace=10.0 if ddp.enabled else 0.0) as signals, ddp.failures_as_errors():
             stop_reason = _run(task, run_dir, config, state, metrics, signals, say, on_checkpoint, ddp)
     finally:
         metrics.close()
@@ -487,7 +496,7 @@ def _run(
                                 train_seconds=state.train_seconds, **window.record())
                     window = _TrainWindow()
                 if signalled is not None:
-                    signals.received = signalled
+                    signals.note(signalled)
                     save()
                     say(f"stopped by signal {signals.received} at step {state.step}; checkpoint written to "
                         f"{run_dir / LAST_CHECKPOINT}")
@@ -511,15 +520,16 @@ def _run(
             raise ValueError(f"the task yielded no training batches for epoch {state.epoch}")
         state.epoch += 1
         state.position = None
-        signals.received = ddp.agree_signal(signals.received)
+        signalled = ddp.agree_signal(signals.received)  # the same decision on every rank
+        signals.note(signalled)
         if config.eval_every == 0:
             evaluate()
         reason = _spent(config, state)
         if reason is not None:
             return finish(reason)
-        if config.eval_every == 0 or signals.received is not None:
+        if config.eval_every == 0 or signalled is not None:
             save()
-        if signals.received is not None:
+        if signalled is not None:
             return "signal"
 
 
