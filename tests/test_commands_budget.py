@@ -10,7 +10,7 @@ from lstmkit.commands import train_lm, train_tagger
 from lstmkit.commands._budget import budget_overrides
 
 
-@pytest.mark.parametrize("command, section", [(train_lm, "train"), (train_tagger, "loop")])
+@pytest.mark.parametrize("command, section", [(train_lm, "train"), (train_tagger, "train")])
 def test_budget_flags_become_section_overrides(command, section):
     parser = argparse.ArgumentParser()
     command.configure_parser(parser)

@@ -4,6 +4,10 @@ Each subcommand lives in the module that does its work; that module provides ``c
 ``run(args) -> int``. Modules are imported only when their command runs, so ``lstmkit --help`` stays fast.
 Errors the user can fix (:class:`UsageError` and the packages' own ``ValueError`` subclasses that say so) print
 one line and exit with code 2.
+
+Every command takes ``--threads N`` (or ``--threads=N``): torch's CPU threads, 0 or absent for the automatic
+choice of :func:`lstmkit.runtime.set_thread_count`. Before any command module (and so torch) is imported, idle
+OpenMP threads are told to sleep rather than spin (:func:`lstmkit.runtime.prepare_openmp_environment`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import importlib
 import os
 import sys
 
-from .runtime import malloc_setting_from_env
+from .runtime import malloc_setting_from_env, parse_thread_count, prepare_openmp_environment, set_thread_count
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,6 +61,20 @@ class _CommandParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def _threads_type(text: str) -> int:
+    try:
+        return parse_thread_count(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--threads`` option every command has (added by :func:`main`)."""
+    parser.add_argument("--threads", type=_threads_type, default=0, metavar="N",
+                        help="torch CPU threads (default: 0, automatic: the CPUs not busy with other processes "
+                        "when the command starts; LSTMKIT_THREADS or OMP_NUM_THREADS set it too)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lstmkit", description="Readable, fast LSTMs for PyTorch.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -77,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     module_name, help_text = COMMANDS[name]
+    prepare_openmp_environment()  # before the command module imports torch
     try:  # training and evaluation reuse freed memory instead of page-faulting it back in (lstmkit.runtime)
         malloc_setting_from_env()
     except ValueError as error:
@@ -86,11 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
         parser = _CommandParser(prog=f"lstmkit {name}", description=help_text, allow_abbrev=False)
         module.configure_parser(parser)
+        add_threads_argument(parser)
         if getattr(module, "ACCEPTS_OVERRIDES", False):  # unknown --section.key=value are config overrides
             args, overrides = parser.parse_known_args(rest)
             args.overrides = overrides
         else:
             args = parser.parse_args(rest)
+        try:
+            args.threads = set_thread_count(args.threads)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         return int(module.run(args) or 0)
     except _user_errors() as error:
         message = " ".join(str(error).split()) or type(error).__name__

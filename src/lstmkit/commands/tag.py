@@ -14,14 +14,6 @@ import time
 from ..data import DataError, read_utf8_text
 
 
-def threads_argument(text: str) -> int:
-    """argparse type of a ``--threads`` option: an int >= 0 (0: torch's default)."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-tagger run directory")
     parser.add_argument("--input", required=True, metavar="FILE", help="the text to tag; - for standard input")
@@ -30,8 +22,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: - standard output)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
     parser.add_argument("--batch-size", type=int, metavar="N", help="sentences per batch (default: the run's)")
-    parser.add_argument("--threads", type=threads_argument, default=0, metavar="N",
-                        help="torch CPU threads (default: 0, torch's own choice; OMP_NUM_THREADS sets that)")
     parser.add_argument("--stats", action="store_true", help="print words and words per second to standard error")
 
 
@@ -49,13 +39,9 @@ def read_stdin() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..tagger_api import load_tagger, tag_text
 
     started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     source, text = ("<stdin>", read_stdin()) if args.input == "-" else (args.input, read_utf8_text(args.input))
     tagger = load_tagger(args.run_dir, args.checkpoint)
     loaded = time.perf_counter()

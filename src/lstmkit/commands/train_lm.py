@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ..train.lm import PRESETS, preset_config, train_language_model
-from ._budget import add_budget_arguments, budget_overrides
+from ._budget import add_budget_arguments, add_run_dir_arguments, budget_overrides, resume_dir
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -30,9 +30,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", choices=("word", "char"), help="word or character tokens (default: word)")
     parser.add_argument("--preset", default=None, help=f"starting configuration: {', '.join(PRESETS)} "
                         "(default: small)")
-    parser.add_argument("--run-dir", metavar="DIR", help="where checkpoints and metrics go "
-                        "(default: runs/lm-PRESET-TIME)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its configuration")
+    add_run_dir_arguments(parser)
     add_budget_arguments(parser)
     parser.add_argument("--seed", type=int, help="random seed")
 
@@ -48,14 +46,13 @@ def run(args: argparse.Namespace) -> int:
     overrides += budget_overrides(args, "train")
     if args.seed is not None:
         overrides.append(f"--seed={args.seed}")
+    overrides.append(f"--threads={args.threads}")
     overrides.extend(args.overrides)
 
     if args.resume is not None:
         if args.preset is not None:
             raise UsageError("--preset cannot change a resumed run; its stored configuration is used")
-        if args.run_dir is not None and Path(args.run_dir) != Path(args.resume):
-            raise UsageError("--run-dir and --resume name different directories; a resumed run stays where it is")
-        run_dir, config, resume = Path(args.resume), None, True
+        run_dir, config, resume = resume_dir(args), None, True
     else:
         preset = args.preset or "small"
         config = preset_config(preset)

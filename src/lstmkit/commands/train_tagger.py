@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ._budget import add_budget_arguments, budget_overrides
+from ._budget import add_budget_arguments, add_run_dir_arguments, budget_overrides, resume_dir
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -38,12 +38,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      + ", ".join(_settings(TrainTaggerConfig())))
     parser.add_argument("--data", metavar="DIR", help="treebank folder with *train*.conllu and *dev*.conllu")
     parser.add_argument("--tagset", choices=("upos", "xpos"), help="the CoNLL-U tag column to learn (default: upos)")
-    parser.add_argument("--out", metavar="RUN_DIR", help="run directory: checkpoints, metrics.jsonl")
-    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR (or --out) exactly where it stopped")
+    add_run_dir_arguments(parser, alias="--out")
     add_budget_arguments(parser)
     parser.add_argument("--seed", type=int, help="random seed (default: 1)")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's own choice)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,28 +49,24 @@ def run(args: argparse.Namespace) -> int:
     from ..train.loop import BEST_CHECKPOINT
     from ..train.tagger import TrainTaggerConfig, train_tagger
 
-    budget = budget_overrides(args, "loop")
+    budget = budget_overrides(args, "train")
     settings = [f"--{key}={value}" for key, value in
-                (("data", args.data), ("tagset", args.tagset), ("seed", args.seed), ("threads", args.threads))
-                if value is not None]
+                (("tagset", args.tagset), ("seed", args.seed)) if value is not None]
+    where = [f"--{key}={value}" for key, value in (("data", args.data), ("threads", args.threads))
+             if value is not None]
 
     if args.resume is not None:
-        resume_dir = None if args.resume is True else Path(args.resume)
-        out_dir = None if args.out is None else Path(args.out)
-        if resume_dir is not None and out_dir is not None and resume_dir != out_dir:
-            raise UsageError("--out and --resume name different directories; a resumed run stays where it is")
-        run_dir = resume_dir or out_dir
-        if run_dir is None:
-            raise UsageError("--resume needs the run directory: --resume RUN_DIR or --out RUN_DIR --resume")
+        run_dir = resume_dir(args)
         if settings:
             raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
-                             "--loop.*) can change")
-        result = train_tagger(None, run_dir, resume=True, loop_overrides=[*budget, *args.overrides], echo=_echo)
+                             "--train.*), --data and --threads can change")
+        result = train_tagger(None, run_dir, resume=True, loop_overrides=[*where, *budget, *args.overrides],
+                              echo=_echo)
     else:
-        if args.out is None:
-            raise UsageError("--out RUN_DIR is required (where the checkpoints and metrics go)")
-        run_dir = Path(args.out)
-        config = merge_from_args(TrainTaggerConfig(), [*settings, *budget, *args.overrides])
+        if args.run_dir is None:
+            raise UsageError("--run-dir RUN_DIR is required (where the checkpoints and metrics go)")
+        run_dir = Path(args.run_dir)
+        config = merge_from_args(TrainTaggerConfig(), [*where, *settings, *budget, *args.overrides])
         result = train_tagger(config, run_dir, echo=_echo)
 
     state = result.state

@@ -17,7 +17,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, ClassVar, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -119,6 +119,12 @@ class LMRunConfig:
     model: LanguageModelConfig = dataclasses.field(default_factory=LanguageModelConfig)
     optim: LMOptimConfig = dataclasses.field(default_factory=LMOptimConfig)
     train: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(max_epochs=750, log_every=200))
+
+    config_aliases: ClassVar[dict[str, str]] = {"loop": "train"}  # the tagger's former name of the section
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be an int >= 0 (0: automatic), got {self.threads!r}")
 
 
 def _awd() -> LMRunConfig:

@@ -23,7 +23,7 @@ import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -91,13 +91,20 @@ class TrainTaggerConfig:
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     model: TaggerConfig = dataclasses.field(default_factory=TaggerConfig)
     optim: TaggerOptimConfig = dataclasses.field(default_factory=TaggerOptimConfig)
-    loop: LoopConfig = dataclasses.field(default_factory=_default_loop)
+    train: LoopConfig = dataclasses.field(default_factory=_default_loop)  # the loop: budgets, evaluation, checkpoints
+
+    config_aliases: ClassVar[dict[str, str]] = {"loop": "train"}  # the section's name before issue 14
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("batch sizes must be positive")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be an int >= 0 (0: automatic), got {self.threads!r}")
+
+    @property
+    def loop(self) -> LoopConfig:
+        """The loop's settings under their former name (read-only; the field is :attr:`train`)."""
+        return self.train
 
 
 def _batches_of(
@@ -258,8 +265,9 @@ def train_tagger(
         config: the run's configuration (ignored with ``resume``: the stored one is used).
         run_dir: the run directory; a new run needs one without a checkpoint.
         resume: continue from ``RUN_DIR/checkpoint`` exactly where it stopped.
-        loop_overrides: with ``resume``, ``--loop.key=value`` changes to the stored loop settings (e.g. a larger
-            ``max_seconds``); nothing else of a run can change.
+        loop_overrides: with ``resume``, ``--train.key=value`` changes to the stored loop settings (e.g. a larger
+            ``max_seconds``; ``--loop.`` is accepted too), ``--data=DIR`` (the treebank has moved) and
+            ``--threads=N``; nothing else of a run can change.
         echo: called with a line per evaluation (e.g. ``print``).
 
     Returns:
@@ -275,8 +283,9 @@ def train_tagger(
         checkpoint = load_checkpoint(run_dir, name=LAST_CHECKPOINT)
         config, vocabs = read_tagger_info(checkpoint.extra.get("task"), run_dir)
         for override in loop_overrides:
-            if not override.startswith("--loop."):
-                raise ConfigError(f"{override!r}: on --resume only --loop.* settings (budgets) can change")
+            if not override.startswith(("--train.", "--loop.", "--data=", "--threads=")):
+                raise ConfigError(f"{override!r}: on --resume only --train.* settings (budgets), --data and "
+                                  "--threads can change")
         config = merge_from_args(config, loop_overrides)
     else:
         if config is None:
@@ -285,7 +294,7 @@ def train_tagger(
     _set_threads(config)
     train, dev = _read_splits(config)
     task = TaggingTask(config, train, dev, vocabs)
-    return fit(task, run_dir, config.loop, checkpoint=checkpoint, echo=echo)
+    return fit(task, run_dir, config.train, checkpoint=checkpoint, echo=echo)
 
 
 
