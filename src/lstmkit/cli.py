@@ -120,15 +120,31 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"lstmkit {name}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:  # the file system said no: permission denied, disk full, a file for a folder, ...
+        if isinstance(error, BrokenPipeError):
+            return _quiet_broken_pipe()
+        print(f"lstmkit {name}: error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lstmkit {name}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # whoever read our output stopped reading (`lstmkit tag ... | head`): end quietly, as shell tools do;
-        # standard output goes to /dev/null so that the final flush at exit cannot fail again
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+
+
+def _quiet_broken_pipe() -> int:
+    """Whoever read our output stopped reading (`lstmkit tag ... | head`): end quietly, as shell tools do;
+    standard output goes to /dev/null so that the final flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an OSError: the file(s) it names and the system's reason, e.g.
+    ``runs/x/best: Permission denied``."""
+    reason = error.strerror or str(error) or type(error).__name__
+    names = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    text = f"{' -> '.join(names)}: {reason}" if names else reason
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from .checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
 from .loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, StepInfo, TaskState, fit
 from .optim import NTASGD
+from .rundir import lock_run_dir
 from .seeding import seed_everything
 
 __all__ = [
@@ -449,6 +450,11 @@ def train_language_model(
         DataError, ConfigError, CheckpointError, RunDirectoryError: bad input, before the run directory changes.
     """
     run_dir = Path(run_dir)
+    with lock_run_dir(run_dir):  # before reading the checkpoint: no other writer may change it meanwhile
+        return _train_language_model_locked(config, run_dir, resume, overrides, echo, on_checkpoint)
+
+
+def _train_language_model_locked(config, run_dir: Path, resume: bool, overrides, echo, on_checkpoint) -> RunResult:
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(run_dir, name=LAST_CHECKPOINT)

@@ -44,8 +44,9 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_exists, save_checkpoint
-from .metrics import MetricsLogger
+from .metrics import METRICS_FILE, MetricsLogger, set_aside_metrics, truncate_metrics
 from .progress import TrainingProgress
+from .rundir import RunDirectoryError, lock_run_dir
 from .seeding import ExplicitGenerator, set_rng_state
 
 __all__ = [
@@ -68,10 +69,6 @@ BEST_CHECKPOINT = "best"
 """Name of the checkpoint holding the model of the best evaluation so far."""
 
 
-class RunDirectoryError(ValueError):
-    """The run directory cannot be used as asked (e.g. a new run in a directory that already holds one)."""
-
-
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
     """When to stop, evaluate and log. Budgets count across resumes; ``None`` means no limit."""
@@ -83,6 +80,8 @@ class LoopConfig:
     patience: int | None = None  # early stopping: stop after this many evaluations in a row without a new best
     log_every: int = 100  # append a "train" record to metrics.jsonl every this many steps
     progress: bool | None = None  # progress bar: True/False, or None to show it only on a terminal
+    checkpoint_seconds: float | None = 120.0  # also checkpoint after this many seconds (wall clock) without one,
+    # so that a crash or SIGKILL loses at most that much; None: only at evaluations, the end and on signals
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "max_steps"):
@@ -97,6 +96,8 @@ class LoopConfig:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        if self.checkpoint_seconds is not None and not self.checkpoint_seconds > 0:
+            raise ValueError(f"checkpoint_seconds must be > 0 or None, got {self.checkpoint_seconds}")
 
 
 class StepInfo(NamedTuple):
@@ -309,10 +310,23 @@ def fit(
         :class:`RunResult`. On SIGINT or SIGTERM the checkpoint is written first and ``signal`` says which.
 
     Raises:
-        RunDirectoryError: a new run in a directory that already holds a checkpoint.
+        RunDirectoryError: a new run in a directory that already holds a checkpoint, or another process holds
+            the run directory (:mod:`lstmkit.train.rundir`: the lock is held until this function returns).
         CheckpointError: the checkpoint does not fit the task (the task's ``load_state_dict`` decides).
     """
     run_dir = Path(run_dir)
+    with lock_run_dir(run_dir):  # one writer per run directory, until this run returns
+        return _fit_locked(task, run_dir, config, checkpoint, echo, on_checkpoint)
+
+
+def _fit_locked(
+    task: Task,
+    run_dir: Path,
+    config: LoopConfig,
+    checkpoint: Checkpoint | None,
+    echo: Callable[[str], None] | None,
+    on_checkpoint: Callable[[Path, LoopState], None] | None,
+) -> RunResult:
     say = echo or (lambda line: None)
     state = LoopState()
     if checkpoint is None:
@@ -330,6 +344,15 @@ def fit(
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"checkpoint {checkpoint.path}: random generators do not match: {error}") from None
 
+    if checkpoint is None:
+        abandoned = set_aside_metrics(run_dir)
+        if abandoned is not None:
+            say(f"{run_dir / METRICS_FILE} was left by a run that wrote no checkpoint; moved to {abandoned}")
+    else:
+        dropped = truncate_metrics(run_dir, state.step)
+        if dropped:
+            say(f"dropped {dropped} metric records logged after the checkpoint (step {state.step}) from "
+                f"{run_dir / METRICS_FILE}")
     metrics = MetricsLogger(run_dir)
     try:
         with _SignalCatcher() as signals:
@@ -380,12 +403,14 @@ def _run(
     on_checkpoint: Callable[[Path, LoopState], None] | None,
 ) -> str:
     show_perplexity = bool(getattr(task, "show_perplexity", True))
+    last_save = [time.monotonic(), state.step]  # when, and at which step, the last checkpoint was written
 
     def save() -> None:
         task_state = task.state_dict()
         extra = {"task": task_state.info, "loop": state.to_dict()}
-        path = save_checkpoint(run_dir, task_state.model, task_state.training, extra,
-                               generators=_generators(task), name=LAST_CHECKPOINT)
+        path = _checked_save(run_dir, last_save[1], task_state.model, task_state.training, extra,
+                             generators=_generators(task), name=LAST_CHECKPOINT)
+        last_save[:] = [time.monotonic(), state.step]
         if on_checkpoint is not None:
             on_checkpoint(path, state)
 
@@ -403,8 +428,8 @@ def _run(
             state.best_score, state.best_step = score, state.step
             export = getattr(task, "export_state", None)
             best = export() if export is not None else task.state_dict()
-            save_checkpoint(run_dir, best.model, None, {"task": best.info, "loop": state.to_dict()},
-                            name=BEST_CHECKPOINT)
+            _checked_save(run_dir, last_save[1], best.model, None, {"task": best.info, "loop": state.to_dict()},
+                          name=BEST_CHECKPOINT)
         metrics.log(split="valid", step=state.step, epoch=state.epoch, train_seconds=state.train_seconds,
                     best=improved, **result)
         numbers = " ".join(f"{key}={value:.4g}" for key, value in result.items())
@@ -465,6 +490,9 @@ def _run(
                         return reason
                     progress = TrainingProgress(total=total, desc=f"epoch {state.epoch + 1}",
                                                 disable=_disable(config), show_perplexity=show_perplexity)
+                elif (config.checkpoint_seconds is not None
+                      and time.monotonic() - last_save[0] >= config.checkpoint_seconds):
+                    save()  # on the timer: a crash loses at most checkpoint_seconds of training
         finally:
             progress.close()
         if state.position is None:
@@ -480,6 +508,19 @@ def _run(
             save()
         if signals.received is not None:
             return "signal"
+
+
+def _checked_save(run_dir: Path, last_step: int, *args: Any, **kwargs: Any) -> Path:
+    """:func:`save_checkpoint`, with a failure to write (disk full, permission denied) said in one line that
+    also says the previous checkpoint is intact (a failed save never touches it)."""
+    try:
+        return save_checkpoint(run_dir, *args, **kwargs)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        name = kwargs.get("name", LAST_CHECKPOINT)
+        previous = (f"the previous checkpoint (step {last_step}) is intact"
+                    if checkpoint_exists(run_dir, LAST_CHECKPOINT) else "no checkpoint was written before")
+        raise OSError(error.errno, f"cannot write the {name} checkpoint in {run_dir}: {reason}; {previous}") from None
 
 
 def _disable(config: LoopConfig) -> bool | None:

@@ -42,6 +42,7 @@ from lstmkit.models import Tagger, TaggerConfig
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
 from .loop import LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
+from .rundir import lock_run_dir
 from .seeding import seed_everything
 
 __all__ = ["TaggerOptimConfig", "TrainTaggerConfig", "TaggingTask", "train_tagger", "read_tagger_info"]
@@ -278,6 +279,11 @@ def train_tagger(
         RunDirectoryError: a new run in a used directory. ConfigError: a bad override.
     """
     run_dir = Path(run_dir)
+    with lock_run_dir(run_dir):  # before reading the checkpoint: no other writer may change it meanwhile
+        return _train_tagger_locked(config, run_dir, resume, loop_overrides, echo)
+
+
+def _train_tagger_locked(config, run_dir: Path, resume: bool, loop_overrides, echo) -> RunResult:
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(run_dir, name=LAST_CHECKPOINT)
