@@ -38,18 +38,64 @@ def resume_dir(args: argparse.Namespace) -> Path:
 def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     """``--max-seconds``, ``--max-epochs`` and ``--no-progress``."""
     parser.add_argument("--max-seconds", type=float, metavar="S",
-                        help="stop after S seconds of training time (evaluation excluded), then evaluate")
-    parser.add_argument("--max-epochs", type=int, metavar="N", help="stop after N epochs")
+                        help="train for S seconds of training time (evaluation excluded) in this command, then "
+                        "evaluate; with --resume, S more seconds on top of what the run has trained (the first "
+                        "line of output says how many). --train.max_seconds=T sets the run's total instead")
+    parser.add_argument("--max-epochs", type=int, metavar="N", help="stop once the run has done N epochs in total")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def budget_overrides(args: argparse.Namespace, section: str) -> list[str]:
-    """The budget flags that were given, as ``--SECTION.key=value`` overrides."""
+def budget_overrides(args: argparse.Namespace, section: str, trained_seconds: float = 0.0) -> list[str]:
+    """The budget flags that were given, as ``--SECTION.key=value`` overrides; ``trained_seconds`` is the
+    training time a resumed run has behind it (``--max-seconds`` counts from there)."""
     out = []
     if args.max_seconds is not None:
-        out.append(f"--{section}.max_seconds={args.max_seconds}")
+        if not args.max_seconds >= 0:
+            from ..cli import UsageError
+
+            raise UsageError(f"--max-seconds must be >= 0, got {args.max_seconds}")
+        out.append(f"--{section}.max_seconds={trained_seconds + args.max_seconds}")
     if args.max_epochs is not None:
         out.append(f"--{section}.max_epochs={args.max_epochs}")
     if args.no_progress:
         out.append(f"--{section}.progress=false")
     return out
+
+
+def stored_progress(run_dir: Path) -> tuple[float, int, float | None]:
+    """``(training seconds, step, the run's total max_seconds or None)`` from the checkpoint a resume starts from."""
+    from ..train.checkpoint import load_checkpoint_state
+    from ..train.loop import LAST_CHECKPOINT
+
+    extra = load_checkpoint_state(run_dir, name=LAST_CHECKPOINT)
+    loop = extra.get("loop") if isinstance(extra.get("loop"), dict) else {}
+    config = extra.get("task", {}).get("config", {}) if isinstance(extra.get("task"), dict) else {}
+    section = config.get("train", config.get("loop", {})) if isinstance(config, dict) else {}
+    limit = section.get("max_seconds") if isinstance(section, dict) else None
+    return float(loop.get("train_seconds", 0.0)), int(loop.get("step", 0)), limit
+
+
+def budget_line(max_seconds: float | None, trained_seconds: float = 0.0, step: int | None = None) -> str:
+    """The first line a trainer prints: how many seconds of training this command will do at most."""
+    if step is None:
+        start = "new run"
+    else:
+        start = f"resuming at step {step} after {trained_seconds:.1f} s of training"
+    if max_seconds is None:
+        return f"{start}: no time limit (--max-seconds S sets one)"
+    left = max(0.0, max_seconds - trained_seconds)
+    total = "" if step is None else f" (the run's limit: {max_seconds:.1f} s in total)"
+    return f"{start}: will train for at most {left:.1f} seconds{total}"
+
+
+def echo_after(first_line: str):
+    """A trainer's ``echo`` that prints ``first_line`` before its first line: the budget line comes out once the
+    run has passed its checks (bad input gives one error line and nothing on standard output)."""
+    pending = [first_line]
+
+    def echo(line: str) -> None:
+        while pending:
+            print(pending.pop(), flush=True)
+        print(line, flush=True)
+
+    return echo

@@ -14,8 +14,18 @@ import argparse
 import time
 from pathlib import Path
 
+from ..train.config import merge_from_args
 from ..train.lm import PRESETS, preset_config, train_language_model
-from ._budget import add_budget_arguments, add_run_dir_arguments, budget_overrides, resume_dir
+from ..train.loop import LoopConfig
+from ._budget import (
+    add_budget_arguments,
+    add_run_dir_arguments,
+    budget_line,
+    budget_overrides,
+    echo_after,
+    resume_dir,
+    stored_progress,
+)
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -35,6 +45,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed")
 
 
+def _train_section(overrides: list[str]) -> list[str]:
+    """The ``--train.*`` (or ``--loop.*``) overrides, as overrides of a LoopConfig."""
+    out = []
+    for item in overrides:
+        for prefix in ("--train.", "--loop."):
+            if item.startswith(prefix):
+                out.append("--" + item[len(prefix):])
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from ..cli import UsageError
 
@@ -43,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"--data.path={args.data}")
     if args.level is not None:
         overrides.append(f"--data.level={args.level}")
-    overrides += budget_overrides(args, "train")
     if args.seed is not None:
         overrides.append(f"--seed={args.seed}")
     overrides.append(f"--threads={args.threads}")
@@ -53,13 +72,20 @@ def run(args: argparse.Namespace) -> int:
         if args.preset is not None:
             raise UsageError("--preset cannot change a resumed run; its stored configuration is used")
         run_dir, config, resume = resume_dir(args), None, True
+        trained, step, limit = stored_progress(run_dir)
+        overrides = budget_overrides(args, "train", trained) + overrides
+        final = merge_from_args(LoopConfig(max_seconds=limit), _train_section(overrides))
+        first_line = budget_line(final.max_seconds, trained, step)
     else:
         preset = args.preset or "small"
         config = preset_config(preset)
         run_dir = Path(args.run_dir or f"runs/lm-{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
         resume = False
+        overrides = budget_overrides(args, "train") + overrides
+        final = merge_from_args(config, overrides).train
+        first_line = budget_line(final.max_seconds)
 
-    result = train_language_model(config, run_dir, resume=resume, overrides=overrides, echo=print)
+    result = train_language_model(config, run_dir, resume=resume, overrides=overrides, echo=echo_after(first_line))
     state = result.state
     metrics = state.last_metrics or {}
     rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0

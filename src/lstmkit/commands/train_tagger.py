@@ -14,7 +14,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ._budget import add_budget_arguments, add_run_dir_arguments, budget_overrides, resume_dir
+from ._budget import (
+    add_budget_arguments,
+    add_run_dir_arguments,
+    budget_line,
+    budget_overrides,
+    echo_after,
+    resume_dir,
+    stored_progress,
+)
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -49,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
     from ..train.loop import BEST_CHECKPOINT
     from ..train.tagger import TrainTaggerConfig, train_tagger
 
-    budget = budget_overrides(args, "train")
     settings = [f"--{key}={value}" for key, value in
                 (("tagset", args.tagset), ("seed", args.seed)) if value is not None]
     where = [f"--{key}={value}" for key, value in (("data", args.data), ("threads", args.threads))
@@ -57,17 +64,26 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         run_dir = resume_dir(args)
+        trained, step, limit = stored_progress(run_dir)
+        budget = budget_overrides(args, "train", trained)
+        from .train_lm import _train_section
+        from ..train.loop import LoopConfig
+
+        final = merge_from_args(LoopConfig(max_seconds=limit), _train_section([*budget, *args.overrides]))
+        first_line = budget_line(final.max_seconds, trained, step)
         if settings:
             raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
                              "--train.*), --data and --threads can change")
         result = train_tagger(None, run_dir, resume=True, loop_overrides=[*where, *budget, *args.overrides],
-                              echo=_echo)
+                              echo=echo_after(first_line))
     else:
         if args.run_dir is None:
             raise UsageError("--run-dir RUN_DIR is required (where the checkpoints and metrics go)")
         run_dir = Path(args.run_dir)
+        budget = budget_overrides(args, "train")
         config = merge_from_args(TrainTaggerConfig(), [*where, *settings, *budget, *args.overrides])
-        result = train_tagger(config, run_dir, echo=_echo)
+        first_line = budget_line(config.train.max_seconds)
+        result = train_tagger(config, run_dir, echo=echo_after(first_line))
 
     state = result.state
     rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
@@ -79,7 +95,3 @@ def run(args: argparse.Namespace) -> int:
         return 128 + int(result.signal)
     print(f"tagger: {run_dir / BEST_CHECKPOINT}")
     return 0
-
-
-def _echo(line: str) -> None:
-    print(line, flush=True)  # promptly, also into a log file

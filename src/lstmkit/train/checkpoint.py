@@ -466,8 +466,21 @@ def load_checkpoint(
         CheckpointError: a one-line message when there is no checkpoint, or a file is missing, truncated or
             damaged (naming the file).
     """
+    return _load(Path(run_dir), name, map_location, state_only=False)
+
+
+def load_checkpoint_state(run_dir: str | os.PathLike, *, name: str = "checkpoint") -> dict[str, Any]:
+    """Only the ``extra`` dict (``state.json``) of the checkpoint ``RUN_DIR/<name>``, verified against its
+    manifest: a cheap look at a run's step, training time and configuration without reading its tensors.
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`.
+    """
+    return _load(Path(run_dir), name, "cpu", state_only=True)
+
+
+def _load(run_dir: Path, name: str, map_location: str | torch.device, state_only: bool) -> Any:
     _check_name(name)
-    run_dir = Path(run_dir)
     for attempt in range(_READ_ATTEMPTS):
         directory = _resolve(run_dir, name)
         if directory is None:
@@ -476,7 +489,7 @@ def load_checkpoint(
                 continue
             raise CheckpointError(f"no checkpoint in {run_dir}: {run_dir / name} does not exist")
         try:
-            return _load_directory(directory, map_location)
+            return _load_directory(directory, map_location, state_only)
         except _Vanished as vanished:
             if attempt + 1 == _READ_ATTEMPTS or _resolve(run_dir, name) == directory:
                 raise CheckpointError(
@@ -506,13 +519,18 @@ def _resolve(run_dir: Path, name: str) -> Path | None:
     return old if old.is_dir() else None
 
 
-def _load_directory(directory: Path, map_location: str | torch.device) -> Checkpoint:
+def _load_directory(directory: Path, map_location: str | torch.device, state_only: bool = False) -> Any:
     listed = _read_manifest(directory)
     has_optimizer = any(file in listed for file in _OPTIMIZER_FILES)
     expected_files = _REQUIRED_FILES + (_OPTIMIZER_FILES if has_optimizer else ())
     for file in expected_files:
         if file not in listed:
             raise CheckpointError(f"checkpoint {directory}: {MANIFEST_FILE} is damaged: it does not list {file}")
+    if state_only:
+        extra = _parse_json(directory, STATE_FILE, _read_verified(directory, STATE_FILE, listed[STATE_FILE]))
+        if not isinstance(extra, dict):
+            raise CheckpointError(f"checkpoint {directory}: {STATE_FILE} is damaged: not a JSON object")
+        return extra
     data = {file: _read_verified(directory, file, listed[file]) for file in expected_files}
 
     model_state = _parse_safetensors(directory, MODEL_FILE, data[MODEL_FILE], map_location)

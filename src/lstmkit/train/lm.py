@@ -463,6 +463,9 @@ def _train_language_model_locked(config, run_dir: Path, resume: bool, overrides,
         config = merge_from_args(config or preset_config("small"), list(overrides))
         if checkpoint_exists(run_dir, LAST_CHECKPOINT):
             raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
+    if config.data.path is not None:  # stored absolute: eval-lm and --resume work from any folder
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                      path=os.path.abspath(config.data.path)))
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)

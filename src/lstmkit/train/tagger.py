@@ -39,10 +39,10 @@ from lstmkit.data import (
 )
 from lstmkit.models import Tagger, TaggerConfig
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
 from .loop import LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
-from .rundir import lock_run_dir
+from .rundir import RunDirectoryError, lock_run_dir
 from .seeding import seed_everything
 
 __all__ = ["TaggerOptimConfig", "TrainTaggerConfig", "TaggingTask", "train_tagger", "read_tagger_info"]
@@ -296,10 +296,17 @@ def _train_tagger_locked(config, run_dir: Path, resume: bool, loop_overrides, ec
     else:
         if config is None:
             raise ValueError("a new run needs a config")
+        if checkpoint_exists(run_dir, LAST_CHECKPOINT):
+            raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
         vocabs = None
+    if config.data:  # stored absolute: eval-tagger and --resume work from any folder
+        config = dataclasses.replace(config, data=os.path.abspath(config.data))
     _set_threads(config)
     train, dev = _read_splits(config)
     task = TaggingTask(config, train, dev, vocabs)
+    if echo is not None:
+        echo(f"treebank {config.data}: {len(train)} training and {len(dev)} dev sentences, tagset "
+             f"{config.tagset.upper()}; run directory {run_dir}")
     return fit(task, run_dir, config.train, checkpoint=checkpoint, echo=echo)
 
 
