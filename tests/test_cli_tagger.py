@@ -166,7 +166,8 @@ def test_a_real_process_exits_with_code_2_and_one_line(run_dir, tmp_path) -> Non
     )
     assert finished.returncode == 2 and finished.stdout == ""
     assert finished.stderr.splitlines() == [
-        f"lstmkit tag: error: {bad}: line 1: expected 10 tab-separated columns, found 4"
+        f"lstmkit tag: error: {bad}: line 1: expected 10 tab-separated columns, found 4 (read as CoNLL-U: its first "
+        "token line starts with an ID and a tab; --format plain reads it as plain text)"
     ]
 
 
