@@ -227,3 +227,25 @@ def test_runs_store_absolute_corpus_paths_and_take_data_on_eval_and_resume(tmp_p
     code, _, err = call(capsys, "train-lm", "--resume", tmp_path / "run", "--data", moved, "--train.max_steps=6")
     assert code == 0, err
     assert load_checkpoint(tmp_path / "run").extra["task"]["config"]["data"]["path"] == str(moved)
+
+
+def test_tagger_runs_store_absolute_treebank_paths_and_resume_takes_data(treebank, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(treebank.parent)
+    tiny = ["--model.word_embedding_size=8", "--model.char_embedding_size=4", "--model.char_hidden_size=4",
+            "--model.hidden_size=8", "--batch_size=16", "--no-progress"]
+    code, out, err = call(capsys, "train-tagger", "--data", treebank.name, "--out", tmp_path / "run",
+                          "--max-epochs", "1", *tiny)
+    assert code == 0, err
+    assert out.splitlines()[0] == "new run: no time limit (--max-seconds S sets one)"
+    assert load_checkpoint(tmp_path / "run").extra["task"]["config"]["data"] == str(treebank)
+    moved = tmp_path / "moved"
+    treebank.rename(moved)
+    try:
+        code, out, err = call(capsys, "train-tagger", "--resume", tmp_path / "run", "--data", moved,
+                              "--max-epochs", "2", "--threads", "1")
+        assert code == 0, err
+        assert load_checkpoint(tmp_path / "run").extra["task"]["config"]["data"] == str(moved)
+        code, out, err = call(capsys, "eval-tagger", tmp_path / "run", "--data", moved, "--no-confusion")
+        assert code == 0, err
+    finally:
+        moved.rename(treebank)

@@ -8,12 +8,15 @@ regression) owns all of that and offers a small interface, :class:`Task`. :func:
             metrics = task.train_step(batch, info)                 # timed: counts against max_seconds
             every log_every steps   -> a "train" record in metrics.jsonl
             every eval_every steps  -> evaluate, track the best, checkpoint (evaluation is not timed)
+            checkpoint_seconds      -> checkpoint (wall clock since the last one), so a crash loses little
             SIGINT / SIGTERM        -> checkpoint, return (interrupted)
             a budget is spent       -> evaluate, checkpoint, return
             patience is spent       -> (after an evaluation) checkpoint, return: early stopping
         end of epoch                -> evaluate + checkpoint when eval_every == 0
 
-Checkpoints (see :mod:`lstmkit.train.checkpoint`) are written atomically:
+The run directory is locked for the whole run (:mod:`lstmkit.train.rundir`: one writer), metrics.jsonl is cut
+back to the checkpoint on resume, and checkpoints (see :mod:`lstmkit.train.checkpoint`: immutable versions behind
+an atomically replaced link) are written atomically:
 
 - ``RUN_DIR/checkpoint``: everything needed to continue exactly: the task's :class:`TaskState` (model tensors,
   training tensors such as the optimizer state, JSON info), the loop's counters and position in the epoch, and
