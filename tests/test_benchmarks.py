@@ -78,12 +78,12 @@ def test_ceiling_counts_every_gemm_of_a_training_step(proj, input_grad, monkeypa
     monkeypatch.syspath_prepend(str(BENCH))
     from bench_ceiling import training_gemms
 
-    monkeypatch.setattr(fused, "_backend", "public")
     T, B, I, H = 5, 3, 4, 6
     module = lstmkit.LSTM(I, H, proj_size=proj, impl="fused")
     x = torch.randn(T, B, I, requires_grad=input_grad)
     expected = sum(g.flops for g in training_gemms(T, B, I, H, proj, input_grad=input_grad))
-    assert _profiled_gemm_flops(module, x) == expected
+    with fused.use_matmul("public"):
+        assert _profiled_gemm_flops(module, x) == expected
 
 
 def test_bench_ceiling_reports_floor_and_peers(tmp_path):
