@@ -99,6 +99,8 @@ def load_tagger(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedT
     run_dir = Path(run_dir)
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
     name = BEST_CHECKPOINT if checkpoint == "best" and checkpoint_exists(run_dir, BEST_CHECKPOINT) else LAST_CHECKPOINT

@@ -197,8 +197,12 @@ def test_file_system_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatc
                  ["train-tagger", "--data", treebank, "--out", a_file / "below"]):
         code, out, err = call(capsys, *argv)
         assert code == 2 and out == "" and "is a file, not a directory" in one_error_line(err)
-    code, _, err = call(capsys, "eval-lm", a_file)
-    assert code == 2 and "no such run directory" in one_error_line(err)
+    for command in ("eval-lm", "generate", "next-word", "eval-tagger"):
+        extra = ["--prompt", "a"] if command == "next-word" else []
+        code, _, err = call(capsys, command, a_file, *extra)
+        assert code == 2 and "is a file, not a run directory" in one_error_line(err), err
+    code, _, err = call(capsys, "tag", a_file, "--input", a_file)
+    assert code == 2 and "is a file, not a run directory" in one_error_line(err), err
 
     def denied(self, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(self))
