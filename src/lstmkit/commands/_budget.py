@@ -43,6 +43,9 @@ def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
                         "line of output says how many). --train.max_seconds=T sets the run's total instead")
     parser.add_argument("--max-epochs", type=int, metavar="N", help="stop once the run has done N epochs in total")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--checkpoint-seconds", type=float, metavar="S",
+                        help="also write a checkpoint after S seconds without one, so that a crash loses at most "
+                        "that much (default: 120; the same as --train.checkpoint_seconds=S)")
 
 
 def budget_overrides(args: argparse.Namespace, section: str, trained_seconds: float = 0.0) -> list[str]:
@@ -57,6 +60,8 @@ def budget_overrides(args: argparse.Namespace, section: str, trained_seconds: fl
         out.append(f"--{section}.max_seconds={trained_seconds + args.max_seconds}")
     if args.max_epochs is not None:
         out.append(f"--{section}.max_epochs={args.max_epochs}")
+    if args.checkpoint_seconds is not None:
+        out.append(f"--{section}.checkpoint_seconds={args.checkpoint_seconds}")
     if args.no_progress:
         out.append(f"--{section}.progress=false")
     return out
