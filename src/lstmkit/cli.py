@@ -69,10 +69,14 @@ def _threads_type(text: str) -> int:
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    """The ``--threads`` option every command has (added by :func:`main`)."""
-    parser.add_argument("--threads", type=_threads_type, default=0, metavar="N",
-                        help="torch CPU threads (default: 0, automatic: the CPUs not busy with other processes "
-                        "when the command starts; LSTMKIT_THREADS or OMP_NUM_THREADS set it too)")
+    """The ``--threads`` option every command has (added by :func:`main`; a command module should not add its
+    own, but one that does keeps it, and :func:`main` still applies the value)."""
+    try:
+        parser.add_argument("--threads", type=_threads_type, default=0, metavar="N",
+                            help="torch CPU threads (default: 0, automatic: the CPUs not busy with other processes "
+                            "when the command starts; LSTMKIT_THREADS or OMP_NUM_THREADS set it too)")
+    except argparse.ArgumentError:  # the command declared --threads itself
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             args = parser.parse_args(rest)
         try:
-            args.threads = set_thread_count(args.threads)
+            args.threads = set_thread_count(args.threads or 0)
         except ValueError as error:
             raise UsageError(str(error)) from None
         return int(module.run(args) or 0)
