@@ -1,4 +1,5 @@
-"""Process-wide settings for training loops: opt-in for library users, on by default in the ``lstmkit`` commands.
+"""Process-wide settings: the memory allocator and CPU threads; opt-in for library users, on by default in the
+``lstmkit`` commands.
 
 Why it matters. On Linux, glibc's ``malloc`` serves large blocks from fresh ``mmap`` pages and hands them back to
 the kernel on ``free``; it also returns free memory at the top of its heap once more than ``M_TRIM_THRESHOLD``
@@ -26,7 +27,14 @@ import ctypes.util
 import os
 import platform
 
-__all__ = ["keep_freed_memory", "malloc_setting_from_env"]
+__all__ = [
+    "keep_freed_memory",
+    "malloc_setting_from_env",
+    "prepare_openmp_environment",
+    "parse_thread_count",
+    "automatic_thread_count",
+    "set_thread_count",
+]
 
 _M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
@@ -66,3 +74,118 @@ def malloc_setting_from_env() -> bool:
     if choice != "keep":
         raise ValueError(f"LSTMKIT_MALLOC must be 'keep' or 'default', got {choice!r}")
     return keep_freed_memory()
+
+
+# ------------------------------------------------------------------------------------------------------- threads
+#
+# Why the defaults below. Torch's CPU kernels run on an OpenMP team of torch.get_num_threads() threads (one per
+# physical core by default). At the end of every parallel region the team meets at a barrier, and OpenMP's
+# default wait policy lets an idle thread spin there before sleeping. When another CPU-bound process holds one of
+# the cores, the thread that shares it with that process is descheduled for whole time slices while its team mates
+# spin: on a 2-core machine a 2-thread eval-lm went from 9.8 s to 121-148 s beside one busy process (issue 14).
+# Two changes avoid that: waiting threads sleep at once (OMP_WAIT_POLICY=PASSIVE for GNU libgomp, which torch's
+# Linux wheels use; KMP_BLOCKTIME=0 for Intel's runtime), and the default thread count leaves out the cores other
+# runnable processes are using when the command starts. Both are read only when the OpenMP runtime loads, i.e. at
+# `import torch`, so the commands call :func:`prepare_openmp_environment` before importing torch. Measured effect:
+# benchmarks/RESULTS.md, "Threads beside a busy process".
+
+THREADS_ENV = "LSTMKIT_THREADS"
+"""Environment variable giving the commands' default ``--threads`` (an int >= 0; 0 or unset: automatic)."""
+
+
+def prepare_openmp_environment(environ: dict[str, str] | None = None) -> None:
+    """Make idle OpenMP threads sleep instead of spinning: ``OMP_WAIT_POLICY=PASSIVE`` and ``KMP_BLOCKTIME=0``,
+    each only when the environment does not set it already.
+
+    Call it before ``import torch`` (the OpenMP runtime reads these once, when it loads); later it changes nothing.
+    """
+    env = os.environ if environ is None else environ
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("KMP_BLOCKTIME", "0")
+
+
+def parse_thread_count(text: str) -> int:
+    """A ``--threads`` value: an int >= 0 (0: automatic). Raises ValueError with a one-line reason otherwise."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number of threads, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"must be >= 0 (0: automatic), got {value}")
+    return value
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _runnable_tasks(path: str = "/proc/loadavg") -> int | None:
+    """Tasks runnable right now on the whole machine (the 4th field of /proc/loadavg, ``running/total``), or
+    ``None`` where that file does not exist. The reading process counts itself."""
+    try:
+        with open(path, encoding="ascii") as file:
+            return int(file.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def local_processes() -> int:
+    """Processes of this job on this machine: torchrun's ``LOCAL_WORLD_SIZE``, else 1."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    except ValueError:
+        return 1
+
+
+def automatic_thread_count(max_threads: int | None = None, samples: int = 5, interval: float = 0.01,
+                           processes: int = 1) -> int:
+    """The thread count the commands use when ``--threads`` is 0 or absent: the usable CPUs (capped at
+    ``max_threads``, torch's own default of one per physical core) minus those busy with other runnable tasks,
+    divided among the ``processes`` of this job on this machine (torchrun's ranks), at least 1.
+
+    Busy CPUs are read from the kernel's count of runnable tasks (``/proc/loadavg``), the least of ``samples``
+    readings ``interval`` seconds apart (a single reading catches short-lived tasks). Where the count is not
+    available the result is the cap.
+    """
+    import time
+
+    cpus = _usable_cpus()
+    cap = min(cpus, max_threads) if max_threads else cpus
+    readings = []
+    for index in range(max(1, samples)):
+        if index:
+            time.sleep(interval)
+        running = _runnable_tasks()
+        if running is None:
+            return max(1, cap)
+        readings.append(running)
+    others = max(0, min(readings) - processes)  # minus this job's processes
+    return max(1, min(cap, cpus - others) // processes)
+
+
+def set_thread_count(threads: int | None) -> int:
+    """Set torch's intra-op thread count: ``threads`` when > 0; else ``$LSTMKIT_THREADS`` when set and > 0;
+    under torchrun with several ranks here and ``OMP_NUM_THREADS`` unset or torchrun's 1, the free CPUs divided
+    among them; else torch's default when ``OMP_NUM_THREADS`` is set; else :func:`automatic_thread_count`. Returns the count
+    in use. Imports torch (call :func:`prepare_openmp_environment` first)."""
+    import torch
+
+    if not threads:
+        from_env = os.environ.get(THREADS_ENV, "").strip()
+        if from_env:
+            try:
+                threads = parse_thread_count(from_env)
+            except ValueError as error:
+                raise ValueError(f"{THREADS_ENV}: {error}") from None
+    processes = local_processes()
+    if threads:
+        torch.set_num_threads(threads)
+    elif processes > 1 and os.environ.get("OMP_NUM_THREADS") in (None, "1"):
+        # torchrun's ranks (it sets OMP_NUM_THREADS=1 unless told otherwise): the free CPUs shared among them
+        torch.set_num_threads(automatic_thread_count(processes=processes))
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(automatic_thread_count(max_threads=torch.get_num_threads()))
+    return torch.get_num_threads()

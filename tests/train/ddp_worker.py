@@ -110,11 +110,11 @@ def main() -> None:
     tiny = TaggerConfig(word_embedding_size=12, char_embedding_size=8, char_hidden_size=10, hidden_size=16)
     tagger = TrainTaggerConfig(data=str(treebank), batch_size=4, threads=1, model=tiny,
                                optim=TaggerOptimConfig(lr=0.02),
-                               loop=LoopConfig(max_steps=6, eval_every=3, log_every=1, progress=False))
+                               train=LoopConfig(max_steps=6, eval_every=3, log_every=1, progress=False))
     train_tagger(tagger, work / "tagger_whole", distributed=ddp)
-    half = dataclasses.replace(tagger, loop=dataclasses.replace(tagger.loop, max_steps=3))
+    half = dataclasses.replace(tagger, train=dataclasses.replace(tagger.train, max_steps=3))
     train_tagger(half, work / "tagger_half", distributed=ddp)
-    train_tagger(None, work / "tagger_half", resume=True, loop_overrides=["--loop.max_steps=6"], distributed=ddp)
+    train_tagger(None, work / "tagger_half", resume=True, loop_overrides=["--train.max_steps=6"], distributed=ddp)
 
     everyone = [None] * ddp.world_size
     dist.all_gather_object(everyone, calls)

@@ -10,6 +10,7 @@ from .checkpoint import (
     atomic_writer,
     checkpoint_exists,
     load_checkpoint,
+    load_checkpoint_state,
     save_checkpoint,
 )
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
@@ -40,6 +41,7 @@ __all__ = [
     "Checkpoint",
     "save_checkpoint",
     "load_checkpoint",
+    "load_checkpoint_state",
     "checkpoint_exists",
     "atomic_writer",
     "atomic_write_bytes",

@@ -17,7 +17,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, ClassVar, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from .config import ConfigError, config_from_dict, config_to_dict, merge_from_ar
 from .distributed import Distributed, from_environment, single_process
 from .loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, StepInfo, TaskState, fit
 from .optim import NTASGD
+from .rundir import lock_run_dir
 from .seeding import seed_everything
 
 __all__ = [
@@ -120,6 +121,12 @@ class LMRunConfig:
     model: LanguageModelConfig = dataclasses.field(default_factory=LanguageModelConfig)
     optim: LMOptimConfig = dataclasses.field(default_factory=LMOptimConfig)
     train: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(max_epochs=750, log_every=200))
+
+    config_aliases: ClassVar[dict[str, str]] = {"loop": "train"}  # the tagger's former name of the section
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be an int >= 0 (0: automatic), got {self.threads!r}")
 
 
 def _awd() -> LMRunConfig:
@@ -495,15 +502,17 @@ def train_language_model(
     """
     ddp = distributed or from_environment()
     try:
-        with ddp.failures_as_errors():
-            return _train_language_model(config, Path(run_dir), resume, overrides,
-                                         echo if ddp.is_main else None, on_checkpoint, ddp)
+        with ddp.failures_as_errors(), ddp.hold_on_main(lambda: lock_run_dir(run_dir)):
+            # rank 0 holds the run directory from before it reads the checkpoint: no other writer meanwhile
+            return _train_language_model_locked(config, Path(run_dir), resume, overrides,
+                                                echo if ddp.is_main else None, on_checkpoint, ddp)
     finally:
         if distributed is None:
             ddp.close()
 
 
-def _train_language_model(config, run_dir, resume, overrides, echo, on_checkpoint, ddp) -> RunResult:
+def _train_language_model_locked(config, run_dir: Path, resume: bool, overrides, echo, on_checkpoint,
+                                 ddp: Distributed) -> RunResult:
     checkpoint = None
     if resume:
         checkpoint = ddp.run_on_main(lambda: load_checkpoint(run_dir, name=LAST_CHECKPOINT))
@@ -512,6 +521,9 @@ def _train_language_model(config, run_dir, resume, overrides, echo, on_checkpoin
         config = merge_from_args(config or preset_config("small"), list(overrides))
         if ddp.run_on_main(lambda: checkpoint_exists(run_dir, LAST_CHECKPOINT)):
             raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
+    if config.data.path is not None:  # stored absolute: eval-lm and --resume work from any folder
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                      path=os.path.abspath(config.data.path)))
     threads = ddp.set_threads(config.threads)
     if ddp.enabled and echo is not None:
         echo(ddp.describe(threads))

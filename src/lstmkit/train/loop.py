@@ -8,12 +8,15 @@ regression) owns all of that and offers a small interface, :class:`Task`. :func:
             metrics = task.train_step(batch, info)                 # timed: counts against max_seconds
             every log_every steps   -> a "train" record in metrics.jsonl
             every eval_every steps  -> evaluate, track the best, checkpoint (evaluation is not timed)
+            checkpoint_seconds      -> checkpoint (wall clock since the last one), so a crash loses little
             SIGINT / SIGTERM        -> checkpoint, return (interrupted)
             a budget is spent       -> evaluate, checkpoint, return
             patience is spent       -> (after an evaluation) checkpoint, return: early stopping
         end of epoch                -> evaluate + checkpoint when eval_every == 0
 
-Checkpoints (see :mod:`lstmkit.train.checkpoint`) are written atomically:
+The run directory is locked for the whole run (:mod:`lstmkit.train.rundir`: one writer), metrics.jsonl is cut
+back to the checkpoint on resume, and checkpoints (see :mod:`lstmkit.train.checkpoint`: immutable versions behind
+an atomically replaced link) are written atomically:
 
 - ``RUN_DIR/checkpoint``: everything needed to continue exactly: the task's :class:`TaskState` (model tensors,
   training tensors such as the optimizer state, JSON info), the loop's counters and position in the epoch, and
@@ -45,8 +48,9 @@ import torch
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_exists, save_checkpoint
 from .distributed import Distributed, single_process
-from .metrics import MetricsLogger
+from .metrics import METRICS_FILE, MetricsLogger, set_aside_metrics, truncate_metrics
 from .progress import TrainingProgress
+from .rundir import RunDirectoryError, lock_run_dir
 from .seeding import ExplicitGenerator, set_rng_state
 
 __all__ = [
@@ -69,10 +73,6 @@ BEST_CHECKPOINT = "best"
 """Name of the checkpoint holding the model of the best evaluation so far."""
 
 
-class RunDirectoryError(ValueError):
-    """The run directory cannot be used as asked (e.g. a new run in a directory that already holds one)."""
-
-
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
     """When to stop, evaluate and log. Budgets count across resumes; ``None`` means no limit."""
@@ -84,6 +84,8 @@ class LoopConfig:
     patience: int | None = None  # early stopping: stop after this many evaluations in a row without a new best
     log_every: int = 100  # append a "train" record to metrics.jsonl every this many steps
     progress: bool | None = None  # progress bar: True/False, or None to show it only on a terminal
+    checkpoint_seconds: float | None = 120.0  # also checkpoint after this many seconds (wall clock) without one,
+    # so that a crash or SIGKILL loses at most that much; None: only at evaluations, the end and on signals
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "max_steps"):
@@ -98,6 +100,8 @@ class LoopConfig:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        if self.checkpoint_seconds is not None and not self.checkpoint_seconds > 0:
+            raise ValueError(f"checkpoint_seconds must be > 0 or None, got {self.checkpoint_seconds}")
 
 
 class StepInfo(NamedTuple):
@@ -325,11 +329,25 @@ def fit(
         :class:`RunResult`. On SIGINT or SIGTERM the checkpoint is written first and ``signal`` says which.
 
     Raises:
-        RunDirectoryError: a new run in a directory that already holds a checkpoint.
+        RunDirectoryError: a new run in a directory that already holds a checkpoint, or another process holds
+            the run directory (:mod:`lstmkit.train.rundir`: the lock is held until this function returns).
         CheckpointError: the checkpoint does not fit the task (the task's ``load_state_dict`` decides).
     """
     run_dir = Path(run_dir)
     ddp = distributed or single_process()
+    with ddp.hold_on_main(lambda: lock_run_dir(run_dir)):  # one writer per run directory: rank 0 holds it
+        return _fit_locked(task, run_dir, config, checkpoint, echo, on_checkpoint, ddp)
+
+
+def _fit_locked(
+    task: Task,
+    run_dir: Path,
+    config: LoopConfig,
+    checkpoint: Checkpoint | None,
+    echo: Callable[[str], None] | None,
+    on_checkpoint: Callable[[Path, LoopState], None] | None,
+    ddp: Distributed,
+) -> RunResult:
     say = (echo if ddp.is_main else None) or (lambda line: None)
     state = LoopState()
     if checkpoint is None:
@@ -353,6 +371,18 @@ def fit(
             raise CheckpointError(f"checkpoint {checkpoint.path}: random generators do not match: {error}") from None
         ddp.restore_rank_states(rank_states)
 
+    def prepare_metrics() -> None:  # rank 0 alone touches metrics.jsonl
+        if checkpoint is None:
+            abandoned = set_aside_metrics(run_dir)
+            if abandoned is not None:
+                say(f"{run_dir / METRICS_FILE} was left by a run that wrote no checkpoint; moved to {abandoned}")
+        else:
+            dropped = truncate_metrics(run_dir, state.step)
+            if dropped:
+                say(f"dropped {dropped} metric records logged after the checkpoint (step {state.step}) from "
+                    f"{run_dir / METRICS_FILE}")
+
+    ddp.run_on_main(prepare_metrics)
     metrics = MetricsLogger(run_dir) if ddp.is_main else _NoMetrics()
     try:
         with _SignalCatcher(repeat_grace=10.0 if ddp.enabled else 0.0) as signals, ddp.failures_as_errors():
@@ -422,15 +452,17 @@ def _run(
     ddp: Distributed,
 ) -> str:
     show_perplexity = bool(getattr(task, "show_perplexity", True))
+    last_save = [time.monotonic(), state.step]  # when, and at which step, the last checkpoint was written
 
     def save() -> None:
         task_state = task.state_dict()  # every rank: a task may gather its per-rank state here
         training = ddp.attach_rank_states(task_state.training)
+        step_before, last_save[:] = last_save[1], [time.monotonic(), state.step]  # every rank: the timer
         if not ddp.is_main:
             return
         extra = {"task": task_state.info, "loop": state.to_dict()}
-        path = save_checkpoint(run_dir, task_state.model, training, extra,
-                               generators=_generators(task), name=LAST_CHECKPOINT)
+        path = _checked_save(run_dir, step_before, task_state.model, training, extra,
+                             generators=_generators(task), name=LAST_CHECKPOINT)
         if on_checkpoint is not None:
             on_checkpoint(path, state)
 
@@ -449,8 +481,8 @@ def _run(
             export = getattr(task, "export_state", None)
             best = export() if export is not None else task.state_dict()  # every rank, as in save()
         if improved and ddp.is_main:
-            save_checkpoint(run_dir, best.model, None, {"task": best.info, "loop": state.to_dict()},
-                            name=BEST_CHECKPOINT)
+            _checked_save(run_dir, last_save[1], best.model, None, {"task": best.info, "loop": state.to_dict()},
+                          name=BEST_CHECKPOINT)
         metrics.log(split="valid", step=state.step, epoch=state.epoch, train_seconds=state.train_seconds,
                     best=improved, **result)
         numbers = " ".join(f"{key}={value:.4g}" for key, value in result.items())
@@ -483,8 +515,11 @@ def _run(
                 info = StepInfo(state.step, state.epoch, state.train_seconds, _budget_fraction(config, state))
                 step_metrics = task.train_step(batch, info)
                 seconds = time.perf_counter() - started
-                # several ranks: the same seconds, global loss and tokens, and stop signal on every rank
-                seconds, step_metrics, signalled = ddp.agree_step(seconds, step_metrics, signals.received)
+                timer = (config.checkpoint_seconds is not None
+                         and time.monotonic() - last_save[0] >= config.checkpoint_seconds)
+                # several ranks: the same seconds, global loss and tokens, stop signal and timer on every rank
+                agreed = ddp.agree_step(seconds, step_metrics, signals.received, timer)
+                seconds, step_metrics, signalled = agreed.seconds, agreed.metrics, agreed.signal
                 state.train_seconds += seconds
                 state.step += 1
                 state.position = position
@@ -514,6 +549,8 @@ def _run(
                         return reason
                     progress = TrainingProgress(total=total, desc=f"epoch {state.epoch + 1}",
                                                 disable=_disable(config, ddp), show_perplexity=show_perplexity)
+                elif agreed.checkpoint_due:
+                    save()  # on the timer: a crash loses at most checkpoint_seconds of training
         finally:
             progress.close()
         if state.position is None:
@@ -531,6 +568,19 @@ def _run(
             save()
         if signalled is not None:
             return "signal"
+
+
+def _checked_save(run_dir: Path, last_step: int, *args: Any, **kwargs: Any) -> Path:
+    """:func:`save_checkpoint`, with a failure to write (disk full, permission denied) said in one line that
+    also says the previous checkpoint is intact (a failed save never touches it)."""
+    try:
+        return save_checkpoint(run_dir, *args, **kwargs)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        name = kwargs.get("name", LAST_CHECKPOINT)
+        previous = (f"the previous checkpoint (step {last_step}) is intact"
+                    if checkpoint_exists(run_dir, LAST_CHECKPOINT) else "no checkpoint was written before")
+        raise OSError(error.errno, f"cannot write the {name} checkpoint in {run_dir}: {reason}; {previous}") from None
 
 
 def _disable(config: LoopConfig, ddp: Distributed) -> bool | None:

@@ -23,7 +23,7 @@ import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -39,10 +39,11 @@ from lstmkit.data import (
 )
 from lstmkit.models import Tagger, TaggerConfig
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
 from .distributed import Distributed, from_environment, single_process
 from .loop import LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
+from .rundir import RunDirectoryError, lock_run_dir
 from .seeding import seed_everything
 
 __all__ = ["TaggerOptimConfig", "TrainTaggerConfig", "TaggingTask", "train_tagger", "read_tagger_info"]
@@ -92,13 +93,20 @@ class TrainTaggerConfig:
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     model: TaggerConfig = dataclasses.field(default_factory=TaggerConfig)
     optim: TaggerOptimConfig = dataclasses.field(default_factory=TaggerOptimConfig)
-    loop: LoopConfig = dataclasses.field(default_factory=_default_loop)
+    train: LoopConfig = dataclasses.field(default_factory=_default_loop)  # the loop: budgets, evaluation, checkpoints
+
+    config_aliases: ClassVar[dict[str, str]] = {"loop": "train"}  # the section's name before issue 14
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("batch sizes must be positive")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be an int >= 0 (0: automatic), got {self.threads!r}")
+
+    @property
+    def loop(self) -> LoopConfig:
+        """The loop's settings under their former name (read-only; the field is :attr:`train`)."""
+        return self.train
 
 
 def _batches_of(
@@ -270,8 +278,9 @@ def train_tagger(
         config: the run's configuration (ignored with ``resume``: the stored one is used).
         run_dir: the run directory; a new run needs one without a checkpoint.
         resume: continue from ``RUN_DIR/checkpoint`` exactly where it stopped.
-        loop_overrides: with ``resume``, ``--loop.key=value`` changes to the stored loop settings (e.g. a larger
-            ``max_seconds``); nothing else of a run can change.
+        loop_overrides: with ``resume``, ``--train.key=value`` changes to the stored loop settings (e.g. a larger
+            ``max_seconds``; ``--loop.`` is accepted too), ``--data=DIR`` (the treebank has moved) and
+            ``--threads=N``; nothing else of a run can change.
         echo: called with a line per evaluation (e.g. ``print``).
         distributed: the rank of this process in a DDP run; ``None`` takes it from the environment (torchrun's
             variables: joins the process group, and leaves it at the end), which is one process without them.
@@ -286,32 +295,42 @@ def train_tagger(
     """
     ddp = distributed or from_environment()
     try:
-        with ddp.failures_as_errors():
-            return _train_tagger(config, Path(run_dir), resume, loop_overrides, echo if ddp.is_main else None, ddp)
+        with ddp.failures_as_errors(), ddp.hold_on_main(lambda: lock_run_dir(run_dir)):
+            # rank 0 holds the run directory from before it reads the checkpoint: no other writer meanwhile
+            return _train_tagger_locked(config, Path(run_dir), resume, loop_overrides,
+                                        echo if ddp.is_main else None, ddp)
     finally:
         if distributed is None:
             ddp.close()
 
 
-def _train_tagger(config, run_dir, resume, loop_overrides, echo, ddp) -> RunResult:
+def _train_tagger_locked(config, run_dir: Path, resume: bool, loop_overrides, echo, ddp: Distributed) -> RunResult:
     checkpoint = None
     if resume:
         checkpoint = ddp.run_on_main(lambda: load_checkpoint(run_dir, name=LAST_CHECKPOINT))
         config, vocabs = read_tagger_info(checkpoint.extra.get("task"), run_dir)
         for override in loop_overrides:
-            if not override.startswith("--loop."):
-                raise ConfigError(f"{override!r}: on --resume only --loop.* settings (budgets) can change")
+            if not override.startswith(("--train.", "--loop.", "--data=", "--threads=")):
+                raise ConfigError(f"{override!r}: on --resume only --train.* settings (budgets), --data and "
+                                  "--threads can change")
         config = merge_from_args(config, loop_overrides)
     else:
         if config is None:
             raise ValueError("a new run needs a config")
+        if ddp.run_on_main(lambda: checkpoint_exists(run_dir, LAST_CHECKPOINT)):
+            raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
         vocabs = None
+    if config.data:  # stored absolute: eval-tagger and --resume work from any folder
+        config = dataclasses.replace(config, data=os.path.abspath(config.data))
     threads = ddp.set_threads(config.threads)
     if ddp.enabled and echo is not None:
         echo(ddp.describe(threads))
     train, dev = _read_splits(config)
     task = TaggingTask(config, train, dev, vocabs, ddp)
-    return fit(task, run_dir, config.loop, checkpoint=checkpoint, echo=echo, distributed=ddp)
+    if echo is not None:
+        echo(f"treebank {config.data}: {len(train)} training and {len(dev)} dev sentences, tagset "
+             f"{config.tagset.upper()}; run directory {run_dir}")
+    return fit(task, run_dir, config.train, checkpoint=checkpoint, echo=echo, distributed=ddp)
 
 
 
