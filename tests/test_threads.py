@@ -100,3 +100,21 @@ def test_configs_reject_bad_thread_counts(field, value):
         make_config("small", [f"--{field}={value}"])
     with pytest.raises(ConfigError, match="threads"):
         merge_from_args(TrainTaggerConfig(), [f"--{field}={value}"])
+
+
+@pytest.mark.parametrize("runnable, expected", [(2, 4), (4, 3), (12, 1)])
+def test_torchrun_ranks_share_the_free_cpus(runnable, expected, monkeypatch):
+    """Two ranks on 8 CPUs: the job's own two runnable processes are not 'others'; the rest is divided by 2."""
+    import torch
+
+    monkeypatch.setattr(runtime, "_usable_cpus", lambda: 8)
+    monkeypatch.setattr(runtime, "_runnable_tasks", lambda: runnable)
+    assert runtime.automatic_thread_count(processes=2, samples=1) == expected
+    monkeypatch.delenv("LSTMKIT_THREADS", raising=False)  # the suite's conftest sets it
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what torchrun sets: read as "not set" for several ranks
+    threads = torch.get_num_threads()
+    try:
+        assert runtime.set_thread_count(0) == expected
+    finally:
+        torch.set_num_threads(threads)
