@@ -100,6 +100,11 @@ def main() -> None:
                          on_checkpoint=counted)
     train_language_model(None, work / "lm_half", resume=True, overrides=["--train.max_steps=8"], distributed=ddp,
                          on_checkpoint=counted)
+    timer_calls = []
+    train_language_model(lm_base, work / "lm_timer", distributed=ddp,
+                         on_checkpoint=lambda path, state: timer_calls.append(state.step),
+                         overrides=["--train.max_steps=7", "--train.checkpoint_seconds=0.001"])
+    result["timer_checkpoints"] = timer_calls
     timed = train_language_model(lm_base, work / "lm_timed", overrides=["--train.max_seconds=1.0"],
                                  distributed=ddp)
     steps = [None] * ddp.world_size

@@ -125,6 +125,11 @@ def test_the_tagger_refuses_a_resume_with_another_number_of_processes(worker, ca
     assert load_checkpoint(work / "tagger_half").extra["loop"] == before
 
 
+def test_timer_checkpoints_are_taken_by_every_rank_at_the_same_step(worker) -> None:
+    _, result = worker
+    assert result["timer_checkpoints"] == [1, 2, 3, 4, 5, 6, 7]  # every step: the timer at odd ones, evaluations
+
+
 def test_max_seconds_stops_every_rank_at_the_same_step(worker) -> None:
     _, result = worker
     assert result["timed_reason"] == "max_seconds"
