@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ..train.config import merge_from_args
-from ..train.distributed import is_main_process
+from ..train.distributed import Distributed, from_environment, is_main_process
 from ..train.lm import PRESETS, preset_config, train_language_model
 from ..train.loop import LoopConfig
 from ._budget import (
@@ -57,6 +57,14 @@ def _train_section(overrides: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    ddp = from_environment()  # under torchrun: join the ranks first, so that rank 0 can read the run for all
+    try:
+        return _run(args, ddp)
+    finally:
+        ddp.close()
+
+
+def _run(args: argparse.Namespace, ddp: Distributed) -> int:
     from ..cli import UsageError
 
     overrides = []
@@ -73,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if args.preset is not None:
             raise UsageError("--preset cannot change a resumed run; its stored configuration is used")
         run_dir, config, resume = resume_dir(args), None, True
-        trained, step, limit = stored_progress(run_dir)
+        trained, step, limit = ddp.run_on_main(lambda: stored_progress(run_dir))
         overrides = budget_overrides(args, "train", trained) + overrides
         final = merge_from_args(LoopConfig(max_seconds=limit), _train_section(overrides))
         first_line = budget_line(final.max_seconds, trained, step)
@@ -86,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         final = merge_from_args(config, overrides).train
         first_line = budget_line(final.max_seconds)
 
-    result = train_language_model(config, run_dir, resume=resume, overrides=overrides, echo=echo_after(first_line))
+    result = train_language_model(config, run_dir, resume=resume, overrides=overrides, echo=echo_after(first_line),
+                                  distributed=ddp)
     if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
         return 128 + int(result.signal) if result.interrupted else 0
     state = result.state

@@ -52,6 +52,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train.distributed import from_environment
+
+    ddp = from_environment()  # under torchrun: join the ranks first, so that rank 0 can read the run for all
+    try:
+        return _run(args, ddp)
+    finally:
+        ddp.close()
+
+
+def _run(args: argparse.Namespace, ddp: Any) -> int:
     from ..cli import UsageError
     from ..train.config import merge_from_args
     from ..train.distributed import is_main_process
@@ -65,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         run_dir = resume_dir(args)
-        trained, step, limit = stored_progress(run_dir)
+        trained, step, limit = ddp.run_on_main(lambda: stored_progress(run_dir))
         budget = budget_overrides(args, "train", trained)
         from .train_lm import _train_section
         from ..train.loop import LoopConfig
@@ -76,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
                              "--train.*), --data and --threads can change")
         result = train_tagger(None, run_dir, resume=True, loop_overrides=[*where, *budget, *args.overrides],
-                              echo=echo_after(first_line))
+                              echo=echo_after(first_line), distributed=ddp)
     else:
         if args.run_dir is None:
             raise UsageError("--run-dir RUN_DIR is required (where the checkpoints and metrics go)")
@@ -84,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         budget = budget_overrides(args, "train")
         config = merge_from_args(TrainTaggerConfig(), [*where, *settings, *budget, *args.overrides])
         first_line = budget_line(config.train.max_seconds)
-        result = train_tagger(config, run_dir, echo=echo_after(first_line))
+        result = train_tagger(config, run_dir, echo=echo_after(first_line), distributed=ddp)
 
     if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
         return 128 + int(result.signal) if result.interrupted else 0

@@ -40,6 +40,7 @@ from typing import Any, ContextManager, NamedTuple, TypeVar
 import torch
 import torch.distributed as dist
 
+from .config import ConfigError
 from .seeding import get_rng_state, set_rng_state
 
 __all__ = [
@@ -362,7 +363,7 @@ def _timeout_from_env() -> float:
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise ValueError(f"{TIMEOUT_ENV}={raw!r}: expected a positive number of seconds")
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r}: expected a positive number of seconds")
     return value
 
 
@@ -374,7 +375,7 @@ def from_environment(device: str | torch.device = "cpu") -> Distributed:
     the one-process context.
 
     Raises:
-        ValueError: a bad :data:`TIMEOUT_ENV`, or a torchrun environment without ``RANK``.
+        ConfigError: a bad :data:`TIMEOUT_ENV`, or a torchrun environment without ``RANK``.
     """
     timeout = _timeout_from_env()
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
@@ -385,9 +386,9 @@ def from_environment(device: str | torch.device = "cpu") -> Distributed:
     if world <= 1:
         return Distributed(timeout=timeout)
     if "RANK" not in os.environ:
-        raise ValueError("WORLD_SIZE is set but RANK is not: start the ranks with torchrun")
+        raise ConfigError("WORLD_SIZE is set but RANK is not: start the ranks with torchrun")
     if not dist.is_available():
-        raise ValueError("this torch build has no torch.distributed; cannot train on several processes")
+        raise ConfigError("this torch build has no torch.distributed; cannot train on several processes")
     cuda = torch.device(device).type == "cuda"
     backend = "nccl" if cuda else "gloo"
     if cuda:
