@@ -186,7 +186,8 @@ def test_the_one_process_context_changes_nothing() -> None:
     module = torch.nn.Linear(2, 2)
     assert one.wrap(module) is module
     assert one.sum([1.5, 2]) == [1.5, 2.0]
-    assert one.agree_step(0.25, {"loss": 2.0, "tokens": 8}, None) == (0.25, {"loss": 2.0, "tokens": 8}, None)
+    assert one.agree_step(0.25, {"loss": 2.0, "tokens": 8}, None, True) == (0.25, {"loss": 2.0, "tokens": 8}, None,
+                                                                           True)
     assert one.shard_batches(["a", "b", "c"]) == ["a", "b", "c"]
     assert one.attach_rank_states({"optimizer": {}}) == {"optimizer": {}}
 

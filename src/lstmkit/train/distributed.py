@@ -35,16 +35,18 @@ import dataclasses
 import datetime
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, ContextManager, NamedTuple, TypeVar
 
 import torch
 import torch.distributed as dist
 
+from .config import ConfigError
 from .seeding import get_rng_state, set_rng_state
 
 __all__ = [
     "Distributed",
     "DistributedError",
+    "StepAgreement",
     "from_environment",
     "single_process",
     "is_main_process",
@@ -67,6 +69,22 @@ T = TypeVar("T")
 
 class DistributedError(RuntimeError):
     """The process group failed: another rank died, hung past the timeout, or the ranks disagree."""
+
+
+class StepAgreement(NamedTuple):
+    """What every rank records about a step (:meth:`Distributed.agree_step`).
+
+    Attributes:
+        seconds: the slowest rank's step time.
+        metrics: the step's metrics with ``loss`` averaged over all ranks' tokens and ``tokens`` their sum.
+        signal: the first signal any rank received, or ``None``.
+        checkpoint_due: whether any rank's checkpoint timer ran out.
+    """
+
+    seconds: float
+    metrics: dict[str, float]
+    signal: int | None
+    checkpoint_due: bool
 
 
 def available_cores() -> int:
@@ -184,26 +202,28 @@ class Distributed:
         return tensor.tolist()
 
     def agree_step(
-        self, seconds: float, metrics: Mapping[str, float], signal: int | None
-    ) -> tuple[float, dict[str, float], int | None]:
+        self, seconds: float, metrics: Mapping[str, float], signal: int | None, checkpoint_due: bool = False
+    ) -> StepAgreement:
         """What every rank records about the step it just took: the slowest rank's seconds (the ranks waited for
         it in the gradient all-reduce anyway), the loss averaged over all ranks' tokens and their total count,
-        and the first signal any rank received (so that all stop at this step). One all-gather."""
+        the first signal any rank received (so that all stop at this step), and whether any rank's checkpoint
+        timer ran out (so that all take part in the save). One all-gather."""
         metrics = dict(metrics)
         if not self.enabled:
-            return seconds, metrics, signal
+            return StepAgreement(seconds, metrics, signal, checkpoint_due)
         tokens = float(metrics.get("tokens", 1.0))
-        mine = torch.tensor([seconds, float(signal or 0), float(metrics["loss"]) * tokens, tokens],
-                            dtype=torch.float64, device=self._device())
+        mine = torch.tensor([seconds, float(signal or 0), float(metrics["loss"]) * tokens, tokens,
+                             float(checkpoint_due)], dtype=torch.float64, device=self._device())
         everyone = [torch.empty_like(mine) for _ in range(self.world_size)]
         dist.all_gather(everyone, mine)
-        table = torch.stack(everyone).cpu()  # (N, 4)
+        table = torch.stack(everyone).cpu()  # (N, 5)
         signals = [int(value) for value in table[:, 1].tolist() if value]
         total_tokens = float(table[:, 3].sum())
         metrics["loss"] = float(table[:, 2].sum()) / total_tokens if total_tokens else float(metrics["loss"])
         if "tokens" in metrics:
             metrics["tokens"] = int(total_tokens)
-        return float(table[:, 0].max()), metrics, (signals[0] if signals else None)
+        return StepAgreement(float(table[:, 0].max()), metrics, signals[0] if signals else None,
+                             bool(table[:, 4].max() > 0))
 
     def agree_signal(self, signal: int | None) -> int | None:
         """The first signal any rank has received, or ``None``: the same answer on every rank."""
@@ -224,6 +244,14 @@ class Distributed:
         parts = [torch.empty(size, dtype=tensor.dtype, device=device) for size in sizes]
         dist.all_gather(parts, local)
         return torch.cat(parts, dim=dim).to(tensor.device)
+
+    @contextlib.contextmanager
+    def hold_on_main(self, make: Callable[[], ContextManager[Any]]) -> Iterator[None]:
+        """Enter the context manager ``make()`` on rank 0 alone (e.g. the run directory's writer lock) for the
+        duration of the block; a failure to enter it is raised on every rank."""
+        with contextlib.ExitStack() as stack:
+            self.run_on_main(lambda: stack.enter_context(make()) and None)
+            yield
 
     def run_on_main(self, function: Callable[[], T]) -> T:
         """Call ``function`` on rank 0 only and give its result to every rank; an exception raised there is
@@ -335,7 +363,7 @@ def _timeout_from_env() -> float:
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise ValueError(f"{TIMEOUT_ENV}={raw!r}: expected a positive number of seconds")
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r}: expected a positive number of seconds")
     return value
 
 
@@ -347,7 +375,7 @@ def from_environment(device: str | torch.device = "cpu") -> Distributed:
     the one-process context.
 
     Raises:
-        ValueError: a bad :data:`TIMEOUT_ENV`, or a torchrun environment without ``RANK``.
+        ConfigError: a bad :data:`TIMEOUT_ENV`, or a torchrun environment without ``RANK``.
     """
     timeout = _timeout_from_env()
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
@@ -358,9 +386,9 @@ def from_environment(device: str | torch.device = "cpu") -> Distributed:
     if world <= 1:
         return Distributed(timeout=timeout)
     if "RANK" not in os.environ:
-        raise ValueError("WORLD_SIZE is set but RANK is not: start the ranks with torchrun")
+        raise ConfigError("WORLD_SIZE is set but RANK is not: start the ranks with torchrun")
     if not dist.is_available():
-        raise ValueError("this torch build has no torch.distributed; cannot train on several processes")
+        raise ConfigError("this torch build has no torch.distributed; cannot train on several processes")
     cuda = torch.device(device).type == "cuda"
     backend = "nccl" if cuda else "gloo"
     if cuda:

@@ -484,7 +484,8 @@ def _run(
                 step_metrics = task.train_step(batch, info)
                 seconds = time.perf_counter() - started
                 # several ranks: the same seconds, global loss and tokens, and stop signal on every rank
-                seconds, step_metrics, signalled = ddp.agree_step(seconds, step_metrics, signals.received)
+                agreed = ddp.agree_step(seconds, step_metrics, signals.received)
+                seconds, step_metrics, signalled = agreed.seconds, agreed.metrics, agreed.signal
                 state.train_seconds += seconds
                 state.step += 1
                 state.position = position
