@@ -118,8 +118,11 @@ def test_long_sentences_are_tagged_in_bounded_windows(tagger, monkeypatch):
     lengths = []
     forward = tagger.model.forward
 
+    sizes = []
+
     def recording(batch, *args, **kwargs):
         lengths.append(int(batch.lengths.max()))
+        sizes.append(batch.word_ids.numel())
         return forward(batch, *args, **kwargs)
 
     monkeypatch.setattr(tagger.model, "forward", recording)
@@ -127,6 +130,10 @@ def test_long_sentences_are_tagged_in_bounded_windows(tagger, monkeypatch):
     tags = tag_sentences(tagger, [words, ["the", "cat"]])
     assert len(tags[0]) == 2000 and len(tags[1]) == 2
     assert max(lengths) <= tagger_api.WINDOW_WORDS
+    monkeypatch.setattr(tagger_api, "BATCH_WORDS", 1000)
+    sizes.clear()
+    tag_sentences(tagger, [words] * 3)
+    assert max(sizes) <= 1000, "a batch of windows holds at most BATCH_WORDS padded words"
     whole = tag_sentences(tagger, [words[:300]])[0]
     monkeypatch.setattr(tagger_api, "WINDOW_WORDS", 120)
     monkeypatch.setattr(tagger_api, "WINDOW_CONTEXT", 30)

@@ -1,5 +1,5 @@
-"""One thread option on every command (issue 14): --threads N and --threads=N, the automatic default that leaves
-out CPUs busy with other processes, and idle OpenMP threads that sleep instead of spinning."""
+"""One thread option on every command (issue 14): --threads N and --threads=N, LSTMKIT_THREADS, and idle OpenMP
+threads that sleep instead of spinning (set before torch loads)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_a_bad_thread_count_is_one_line_and_exit_2(value, capsys):
 def test_the_environment_variable_is_checked(monkeypatch, capsys):
     monkeypatch.setenv("LSTMKIT_THREADS", "-3")
     assert main(["plot", "nowhere"]) == 2
-    assert capsys.readouterr().err == "lstmkit plot: error: LSTMKIT_THREADS: must be >= 0 (0: automatic), got -3\n"
+    assert capsys.readouterr().err == "lstmkit plot: error: LSTMKIT_THREADS: must be >= 0 (0: torch's default), got -3\n"
 
 
 def test_threads_reach_torch_in_a_command(tmp_path):
@@ -65,28 +65,16 @@ def test_a_wait_policy_the_user_set_is_kept():
     assert out.stdout.strip() == "ACTIVE"
 
 
-@pytest.mark.parametrize("runnable, expected", [(1, 2), (2, 1), (3, 1), (9, 1)])
-def test_automatic_count_leaves_out_busy_cpus(runnable, expected, monkeypatch):
-    """Two usable CPUs; /proc/loadavg counts this process plus runnable - 1 others."""
-    monkeypatch.setattr(runtime, "_usable_cpus", lambda: 2)
-    monkeypatch.setattr(runtime, "_runnable_tasks", lambda: runnable)
-    assert runtime.automatic_thread_count(samples=2, interval=0) == expected
+def test_default_is_torchs_count_unless_set(monkeypatch):
+    import torch
 
-
-def test_automatic_count_takes_the_quietest_reading_and_the_cap(monkeypatch):
-    readings = iter([5, 1, 4])
-    monkeypatch.setattr(runtime, "_usable_cpus", lambda: 8)
-    monkeypatch.setattr(runtime, "_runnable_tasks", lambda: next(readings))
-    assert runtime.automatic_thread_count(max_threads=4, samples=3, interval=0) == 4
-    monkeypatch.setattr(runtime, "_runnable_tasks", lambda: None)
-    assert runtime.automatic_thread_count(max_threads=3, samples=3, interval=0) == 3
-
-
-def test_runnable_tasks_reads_loadavg(tmp_path):
-    fake = tmp_path / "loadavg"
-    fake.write_text("0.50 0.40 0.30 3/250 12345\n")
-    assert runtime._runnable_tasks(str(fake)) == 3
-    assert runtime._runnable_tasks(str(tmp_path / "missing")) is None
+    monkeypatch.delenv("LSTMKIT_THREADS", raising=False)
+    before = torch.get_num_threads()
+    assert runtime.set_thread_count(0) == before  # torch's own choice is kept
+    monkeypatch.setenv("LSTMKIT_THREADS", "1")
+    assert runtime.set_thread_count(0) == 1
+    assert runtime.set_thread_count(2) == 2  # --threads wins over the environment
+    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("field, value", [("threads", "-1"), ("threads", "true")])
@@ -102,19 +90,22 @@ def test_configs_reject_bad_thread_counts(field, value):
         merge_from_args(TrainTaggerConfig(), [f"--{field}={value}"])
 
 
-@pytest.mark.parametrize("runnable, expected", [(2, 4), (4, 3), (12, 1)])
-def test_torchrun_ranks_share_the_free_cpus(runnable, expected, monkeypatch):
-    """Two ranks on 8 CPUs: the job's own two runnable processes are not 'others'; the rest is divided by 2."""
+@pytest.mark.parametrize("cpus, omp, expected", [(8, None, 4), (8, "1", 4), (3, None, 1), (8, "3", None)])
+def test_torchrun_ranks_share_the_cpus(cpus, omp, expected, monkeypatch):
+    """Two ranks here: the usable CPUs divided between them, unless OMP_NUM_THREADS says otherwise (torchrun's own
+    OMP_NUM_THREADS=1 counts as unset)."""
     import torch
 
-    monkeypatch.setattr(runtime, "_usable_cpus", lambda: 8)
-    monkeypatch.setattr(runtime, "_runnable_tasks", lambda: runnable)
-    assert runtime.automatic_thread_count(processes=2, samples=1) == expected
+    monkeypatch.setattr(runtime, "_usable_cpus", lambda: cpus)
     monkeypatch.delenv("LSTMKIT_THREADS", raising=False)  # the suite's conftest sets it
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what torchrun sets: read as "not set" for several ranks
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
     threads = torch.get_num_threads()
     try:
-        assert runtime.set_thread_count(0) == expected
+        torch.set_num_threads(7)
+        assert runtime.set_thread_count(0) == (7 if expected is None else expected)  # None: left as it was
     finally:
         torch.set_num_threads(threads)

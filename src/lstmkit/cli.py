@@ -5,8 +5,8 @@ Each subcommand lives in the module that does its work; that module provides ``c
 Errors the user can fix (:class:`UsageError` and the packages' own ``ValueError`` subclasses that say so) print
 one line and exit with code 2.
 
-Every command takes ``--threads N`` (or ``--threads=N``): torch's CPU threads, 0 or absent for the automatic
-choice of :func:`lstmkit.runtime.set_thread_count`. Before any command module (and so torch) is imported, idle
+Every command takes ``--threads N`` (or ``--threads=N``): torch's CPU threads, 0 or absent for torch's default
+(:func:`lstmkit.runtime.set_thread_count`). Before any command module (and so torch) is imported, idle
 OpenMP threads are told to sleep rather than spin (:func:`lstmkit.runtime.prepare_openmp_environment`).
 """
 
@@ -83,8 +83,9 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     own, but one that does keeps it, and :func:`main` still applies the value)."""
     try:
         parser.add_argument("--threads", type=_threads_type, default=0, metavar="N",
-                            help="torch CPU threads (default: 0, automatic: the CPUs not busy with other processes "
-                            "when the command starts; LSTMKIT_THREADS or OMP_NUM_THREADS set it too)")
+                            help="torch CPU threads (default: 0, torch's choice: one per core; LSTMKIT_THREADS or "
+                            "OMP_NUM_THREADS set it too). Idle threads sleep instead of spinning, so a busy "
+                            "neighbour process does not stall them")
     except argparse.ArgumentError:  # the command declared --threads itself
         pass
 

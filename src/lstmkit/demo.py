@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", help="where the run goes (default: runs/demo-TIME)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
-                        help="torch CPU threads (default: 0, automatic, as in the lstmkit commands)")
+                        help="torch CPU threads (default: 0, torch's choice, as in the lstmkit commands)")
     args = parser.parse_args(argv)
 
     from .runtime import prepare_openmp_environment, set_thread_count

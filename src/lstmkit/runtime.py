@@ -32,7 +32,6 @@ __all__ = [
     "malloc_setting_from_env",
     "prepare_openmp_environment",
     "parse_thread_count",
-    "automatic_thread_count",
     "set_thread_count",
 ]
 
@@ -78,19 +77,19 @@ def malloc_setting_from_env() -> bool:
 
 # ------------------------------------------------------------------------------------------------------- threads
 #
-# Why the defaults below. Torch's CPU kernels run on an OpenMP team of torch.get_num_threads() threads (one per
-# physical core by default). At the end of every parallel region the team meets at a barrier, and OpenMP's
-# default wait policy lets an idle thread spin there before sleeping. When another CPU-bound process holds one of
-# the cores, the thread that shares it with that process is descheduled for whole time slices while its team mates
-# spin: on a 2-core machine a 2-thread eval-lm went from 9.8 s to 121-148 s beside one busy process (issue 14).
-# Two changes avoid that: waiting threads sleep at once (OMP_WAIT_POLICY=PASSIVE for GNU libgomp, which torch's
-# Linux wheels use; KMP_BLOCKTIME=0 for Intel's runtime), and the default thread count leaves out the cores other
-# runnable processes are using when the command starts. Both are read only when the OpenMP runtime loads, i.e. at
-# `import torch`, so the commands call :func:`prepare_openmp_environment` before importing torch. Measured effect:
-# benchmarks/RESULTS.md, "Threads beside a busy process".
+# Why the default below. Torch's CPU kernels run on an OpenMP team of torch.get_num_threads() threads (one per
+# physical core by default). At the end of every parallel region the team meets at a barrier, and OpenMP's default
+# wait policy lets an idle thread spin there before sleeping. When another CPU-bound process holds one of the
+# cores, the thread sharing it is descheduled for whole time slices while its team mates spin and take the CPU from
+# it: on a 2-core machine a 2-thread eval-lm went from 9.8 s to 121-148 s beside one busy process (issue 14). With
+# idle threads sleeping at once (OMP_WAIT_POLICY=PASSIVE for GNU libgomp, which torch's Linux wheels use;
+# KMP_BLOCKTIME=0 for Intel's runtime) torch's default count no longer collapses: beside one busy process it was
+# 1.0-1.7x as fast as one thread, where the spinning default was 0.12-0.28x (benchmarks/RESULTS.md, "Threads beside
+# a busy process"). So the commands keep torch's count and change the wait policy. It is read only when the OpenMP
+# runtime loads, at `import torch`, so the commands call :func:`prepare_openmp_environment` before importing torch.
 
 THREADS_ENV = "LSTMKIT_THREADS"
-"""Environment variable giving the commands' default ``--threads`` (an int >= 0; 0 or unset: automatic)."""
+"""Environment variable giving the commands' default ``--threads`` (an int >= 0; 0 or unset: torch's default)."""
 
 
 def prepare_openmp_environment(environ: dict[str, str] | None = None) -> None:
@@ -105,13 +104,13 @@ def prepare_openmp_environment(environ: dict[str, str] | None = None) -> None:
 
 
 def parse_thread_count(text: str) -> int:
-    """A ``--threads`` value: an int >= 0 (0: automatic). Raises ValueError with a one-line reason otherwise."""
+    """A ``--threads`` value: an int >= 0 (0: torch's default). Raises ValueError with a one-line reason otherwise."""
     try:
         value = int(str(text).strip())
     except ValueError:
         raise ValueError(f"expected a whole number of threads, got {text!r}") from None
     if value < 0:
-        raise ValueError(f"must be >= 0 (0: automatic), got {value}")
+        raise ValueError(f"must be >= 0 (0: torch's default), got {value}")
     return value
 
 
@@ -122,16 +121,6 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _runnable_tasks(path: str = "/proc/loadavg") -> int | None:
-    """Tasks runnable right now on the whole machine (the 4th field of /proc/loadavg, ``running/total``), or
-    ``None`` where that file does not exist. The reading process counts itself."""
-    try:
-        with open(path, encoding="ascii") as file:
-            return int(file.read().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def local_processes() -> int:
     """Processes of this job on this machine: torchrun's ``LOCAL_WORLD_SIZE``, else 1."""
     try:
@@ -140,37 +129,11 @@ def local_processes() -> int:
         return 1
 
 
-def automatic_thread_count(max_threads: int | None = None, samples: int = 5, interval: float = 0.01,
-                           processes: int = 1) -> int:
-    """The thread count the commands use when ``--threads`` is 0 or absent: the usable CPUs (capped at
-    ``max_threads``, torch's own default of one per physical core) minus those busy with other runnable tasks,
-    divided among the ``processes`` of this job on this machine (torchrun's ranks), at least 1.
-
-    Busy CPUs are read from the kernel's count of runnable tasks (``/proc/loadavg``), the least of ``samples``
-    readings ``interval`` seconds apart (a single reading catches short-lived tasks). Where the count is not
-    available the result is the cap.
-    """
-    import time
-
-    cpus = _usable_cpus()
-    cap = min(cpus, max_threads) if max_threads else cpus
-    readings = []
-    for index in range(max(1, samples)):
-        if index:
-            time.sleep(interval)
-        running = _runnable_tasks()
-        if running is None:
-            return max(1, cap)
-        readings.append(running)
-    others = max(0, min(readings) - processes)  # minus this job's processes
-    return max(1, min(cap, cpus - others) // processes)
-
-
 def set_thread_count(threads: int | None) -> int:
-    """Set torch's intra-op thread count: ``threads`` when > 0; else ``$LSTMKIT_THREADS`` when set and > 0;
-    under torchrun with several ranks here and ``OMP_NUM_THREADS`` unset or torchrun's 1, the free CPUs divided
-    among them; else torch's default when ``OMP_NUM_THREADS`` is set; else :func:`automatic_thread_count`. Returns the count
-    in use. Imports torch (call :func:`prepare_openmp_environment` first)."""
+    """Set torch's intra-op thread count: ``threads`` when > 0; else ``$LSTMKIT_THREADS`` when set and > 0; else,
+    for torchrun's ranks (several on this machine) with ``OMP_NUM_THREADS`` unset or torchrun's own 1, the usable
+    CPUs divided among them (at least 1); else torch's default (one per physical core, or ``OMP_NUM_THREADS``).
+    Returns the count in use. Imports torch (call :func:`prepare_openmp_environment` first)."""
     import torch
 
     if not threads:
@@ -184,8 +147,5 @@ def set_thread_count(threads: int | None) -> int:
     if threads:
         torch.set_num_threads(threads)
     elif processes > 1 and os.environ.get("OMP_NUM_THREADS") in (None, "1"):
-        # torchrun's ranks (it sets OMP_NUM_THREADS=1 unless told otherwise): the free CPUs shared among them
-        torch.set_num_threads(automatic_thread_count(processes=processes))
-    elif "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(automatic_thread_count(max_threads=torch.get_num_threads()))
+        torch.set_num_threads(max(1, _usable_cpus() // processes))
     return torch.get_num_threads()

@@ -146,7 +146,8 @@ def tag_sentences(
     pieces = [piece for index, words in enumerate(forms) for piece in _windows(index, len(words))]
     encoded = encode_sentences([forms[p.sentence][p.start : p.stop] for p in pieces], tagger.vocabs,
                                with_tags=False)
-    plan = batch_plan([len(sentence.word_ids) for sentence in encoded], batch_size or tagger.config.eval_batch_size)
+    lengths = [len(sentence.word_ids) for sentence in encoded]
+    plan = _cap_words(batch_plan(lengths, batch_size or tagger.config.eval_batch_size), lengths)
     itos = tagger.vocabs.tags.itos
     results: list[list[str]] = [[] for _ in forms]
     tagger.model.eval()
@@ -162,10 +163,27 @@ def tag_sentences(
 
 
 WINDOW_WORDS = 400
-"""Sentences longer than this are tagged in windows of this many words, so memory stays bounded on a line of any
-length (one 200,000-word line took 2.6 GB in one piece). Treebank sentences are far shorter (EWT's longest: 159)."""
+"""Sentences longer than this are tagged in windows of this many words, and batches hold at most
+:data:`BATCH_WORDS` words, so memory stays bounded on a line of any length (one 200,000-word line took 2.6 GB in
+one piece; measured in benchmarks/RESULTS.md, "Tagging raw text"). Treebank sentences are far shorter (EWT's
+longest: 159 words)."""
 WINDOW_CONTEXT = 50
 """Words of context a window sees on each side beyond the words it tags."""
+
+
+BATCH_WORDS = 8192
+"""At most this many padded words (sentences x longest) per batch: the windows of one long line come in batches of
+20, not of ``batch_size``."""
+
+
+def _cap_words(plan: list[list[int]], lengths: Sequence[int]) -> list[list[int]]:
+    """Split each batch of ``plan`` (sorted longest first) so that none holds more than :data:`BATCH_WORDS` padded
+    words (a single longer sentence stays alone)."""
+    out = []
+    for indices in plan:
+        rows = max(1, BATCH_WORDS // max(1, max(lengths[i] for i in indices)))
+        out.extend(indices[start : start + rows] for start in range(0, len(indices), rows))
+    return out
 
 
 class _Piece(NamedTuple):

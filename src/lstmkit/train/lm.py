@@ -126,7 +126,7 @@ class LMRunConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
-            raise ValueError(f"threads must be an int >= 0 (0: automatic), got {self.threads!r}")
+            raise ValueError(f"threads must be an int >= 0 (0: torch's default), got {self.threads!r}")
 
 
 def _awd() -> LMRunConfig:

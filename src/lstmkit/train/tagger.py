@@ -101,7 +101,7 @@ class TrainTaggerConfig:
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("batch sizes must be positive")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
-            raise ValueError(f"threads must be an int >= 0 (0: automatic), got {self.threads!r}")
+            raise ValueError(f"threads must be an int >= 0 (0: torch's default), got {self.threads!r}")
 
     @property
     def loop(self) -> LoopConfig:
