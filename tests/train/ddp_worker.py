@@ -15,6 +15,7 @@ Rank 0 writes WORK_DIR/result.json with what the test asserts; every rank writes
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import sys
 from pathlib import Path
@@ -122,6 +123,7 @@ def main() -> None:
     if ddp.is_main:
         (work / "result.json").write_text(json.dumps(result))
     dist.barrier()
+    gc.collect()  # the tasks' DDP wrappers go before the process group (as Distributed.close does)
     dist.destroy_process_group()
 
 

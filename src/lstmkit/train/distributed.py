@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import gc
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ContextManager, NamedTuple, TypeVar
@@ -167,8 +168,10 @@ class Distributed:
         return torch.nn.parallel.DistributedDataParallel(model, forward_sync_buffers=False)
 
     def close(self) -> None:
-        """End the process group if this context created it."""
+        """End the process group if this context created it. DDP wrappers still waiting for the garbage collector
+        are freed first: one freed after the group (at interpreter exit) can abort the process."""
         if self.owns_group and dist.is_initialized():
+            gc.collect()
             dist.destroy_process_group()
 
     # -------------------------------------------------------------------------------------------------- data
