@@ -84,7 +84,7 @@ def malloc_setting_from_env() -> bool:
 # it: on a 2-core machine a 2-thread eval-lm went from 9.8 s to 121-148 s beside one busy process (issue 14). With
 # idle threads sleeping at once (OMP_WAIT_POLICY=PASSIVE for GNU libgomp, which torch's Linux wheels use;
 # KMP_BLOCKTIME=0 for Intel's runtime) torch's default count no longer collapses: beside one busy process it was
-# 1.0-1.7x as fast as one thread, where the spinning default was 0.12-0.28x (benchmarks/RESULTS.md, "Threads beside
+# 1.0-2.6x as fast as one thread, where the spinning default was 0.08-0.28x (benchmarks/RESULTS.md, "Threads beside
 # a busy process"). So the commands keep torch's count and change the wait policy. It is read only when the OpenMP
 # runtime loads, at `import torch`, so the commands call :func:`prepare_openmp_environment` before importing torch.
 
