@@ -47,21 +47,16 @@ def _check_impl(impl: str) -> str:
     return impl
 
 
-def _check_state(name: str, tensor: Tensor, like: Tensor, expected: tuple[int, ...]) -> None:
-    """torch's hidden-size check, plus the dtype and device checks torch leaves to its kernels."""
-    if tuple(tensor.shape) != expected:
-        raise RuntimeError(f"Expected {name} size {expected}, got {list(tensor.shape)}")
-    if tensor.dtype != like.dtype:
-        raise ValueError(f"{name} has dtype {tensor.dtype} but the input has dtype {like.dtype}")
-    if tensor.device != like.device:
-        raise ValueError(f"{name} is on {tensor.device} but the input is on {like.device}")
+def _autocast_on(x: Tensor) -> bool:
+    """Whether autocast is on for ``x``'s device (then dtypes may differ: the LSTM runs in autocast's dtype)."""
+    return torch.is_autocast_enabled(x.device.type)
 
 
 def _apply_permutation(tensor: Tensor, permutation: Tensor | None) -> Tensor:
     return tensor if permutation is None else tensor.index_select(1, permutation)  # (L * D, B, .)
 
 
-class LSTM(nn.Module):
+class LSTM(nn.RNNBase):
     r"""A multi-layer LSTM, the same module as ``torch.nn.LSTM`` with a choice of implementation.
 
     For each element of the input sequence, each layer computes
@@ -173,7 +168,13 @@ class LSTM(nn.Module):
         peephole: bool = False,
         cell_clip: float | None = None,
     ) -> None:
-        super().__init__()
+        # torch's own checks, parameters (same names, shapes and registration order) and RNNBase's bookkeeping
+        # (_flat_weights, _all_weights, mode); RNNBase.__init__ ends with reset_parameters(), which initialises
+        # torch's weights exactly as torch.nn.LSTM does while the variants are not registered yet
+        super().__init__(
+            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
+            device=device, dtype=dtype,
+        )
         _check_probability("weight_dropout", weight_dropout)
         _check_probability("recurrent_dropout", recurrent_dropout)
         zoneout_h, zoneout_c = _zoneout_pair(zoneout)
@@ -181,39 +182,6 @@ class LSTM(nn.Module):
             raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
         if forget_bias and not bias:
             raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
-        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
-            )
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
-                f"num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
-                stacklevel=2,
-            )
-        for name, value, kind in (("bias", bias, bool), ("batch_first", batch_first, bool)):
-            if not isinstance(value, kind):
-                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"{name} must be greater than zero")
-        if num_layers <= 0:
-            raise ValueError("num_layers must be greater than zero")
-        if proj_size < 0:
-            raise ValueError("proj_size should be a positive integer or zero to disable projections")
-        if proj_size >= hidden_size:
-            raise ValueError("proj_size has to be smaller than hidden_size")
-
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
-        self.bidirectional = bidirectional
-        self.proj_size = proj_size
         self.impl = _check_impl(impl)
         self.weight_dropout = float(weight_dropout)
         self.forget_bias = float(forget_bias)
@@ -225,32 +193,13 @@ class LSTM(nn.Module):
 
         factory = {"device": device, "dtype": dtype}
         directions = 2 if bidirectional else 1
-        real_hidden = proj_size if proj_size > 0 else hidden_size
-        self._flat_weights_names: list[str] = []
-        self._all_weights: list[list[str]] = []
-        # registration order = torch's, so the same seed gives the same initial weights
-        for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else real_hidden * directions
-            for direction in range(directions):
-                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                shapes = {"weight_ih": (4 * hidden_size, layer_input), "weight_hh": (4 * hidden_size, real_hidden)}
-                if bias:
-                    shapes.update(bias_ih=(4 * hidden_size,), bias_hh=(4 * hidden_size,))
-                if proj_size > 0:
-                    shapes["weight_hr"] = (proj_size, hidden_size)
-                names = []
-                for kind, shape in shapes.items():
-                    setattr(self, kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
-                    names.append(kind + suffix)
-                self._flat_weights_names.extend(names)
-                self._all_weights.append(names)
         # per layer and direction: the names of (w_ih, w_hh, b_ih, b_hh, w_hr), None where absent
         self._layer_names = [
             tuple(next((n for n in names if n.startswith(kind + "_l")), None) for kind in LAYER_KINDS)
             for names in self._all_weights
         ]
         # the variants' parameters come after all of torch's, so torch's weights get the same initial values
-        self._variant_names: list[dict[str, str]] = []
+        variant_names: list[dict[str, str]] = []
         for layer in range(num_layers):
             for direction in range(directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
@@ -265,17 +214,25 @@ class LSTM(nn.Module):
                     )
                 for kind, shape in shapes.items():
                     setattr(self, kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
-                self._variant_names.append({kind: kind + suffix for kind in shapes})
-        self.reset_parameters()
+                variant_names.append({kind: kind + suffix for kind in shapes})
+        self._variant_names = variant_names
+        self._reset_variants()
 
     def reset_parameters(self) -> None:
-        """Every parameter from U(-1/sqrt(H), 1/sqrt(H)), in registration order (as torch does); then
-        ``forget_bias`` is added to the forget-gate rows of each ``bias_ih``."""
+        """Every parameter from U(-1/sqrt(H), 1/sqrt(H)), in registration order (as torch does: torch's weights
+        first, then the variants'); layer-norm gains 1 and biases 0; then ``forget_bias`` is added to the
+        forget-gate rows of each ``bias_ih``."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        for name in self._flat_weights_names:
+            nn.init.uniform_(getattr(self, name), -bound, bound)
+        if "_variant_names" in self.__dict__:  # not while RNNBase.__init__ calls this, before the variants exist
+            self._reset_variants()
+
+    def _reset_variants(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
         for names in self._variant_names:  # layer-norm gains 1 and biases 0; peepholes keep the uniform draw
             for kind, name in names.items():
+                nn.init.uniform_(getattr(self, name), -bound, bound)
                 if kind.startswith("ln_"):
                     nn.init.ones_(getattr(self, name)) if kind.endswith("weight") else nn.init.zeros_(getattr(self, name))
         if self.forget_bias:
@@ -283,11 +240,6 @@ class LSTM(nn.Module):
                 for names in self._all_weights:
                     bias_ih = getattr(self, names[2])  # weight_ih, weight_hh, bias_ih, ...
                     bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
-
-    @property
-    def all_weights(self) -> list[list[nn.Parameter]]:
-        """Parameters grouped per layer and direction, as ``torch.nn.LSTM.all_weights``."""
-        return [[getattr(self, name) for name in names] for names in self._all_weights]
 
     def layer_weights(self) -> list[LayerWeights]:
         """One :class:`~lstmkit.ops.LayerWeights` per layer and direction, in torch's flat order, as this forward
@@ -329,10 +281,10 @@ class LSTM(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
+        """torch.nn.LSTM's text for torch's arguments (same order and formatting), then the options it lacks."""
+        s = super().extra_repr()
         defaults = {
-            "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
-            "proj_size": 0, "impl": "auto", "weight_dropout": 0.0, "forget_bias": 0.0, "recurrent_dropout": 0.0,
+            "impl": "auto", "weight_dropout": 0.0, "forget_bias": 0.0, "recurrent_dropout": 0.0,
             "zoneout": (0.0, 0.0), "layer_norm": False, "peephole": False, "cell_clip": None,
         }
         for name, default in defaults.items():
@@ -341,27 +293,54 @@ class LSTM(nn.Module):
                 s += f", {name}={value!r}"
         return s
 
-    def _check_input(self, x: Tensor, packed: bool) -> None:
-        weight = self.weight_ih_l0
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(
+    # ---- torch.nn.LSTM's methods beyond RNNBase's, with its semantics: h and c as a pair
+
+    def get_expected_cell_size(self, input: Tensor, batch_sizes: Tensor | None) -> tuple[int, int, int]:
+        """(L * D, B, H): the shape c_0 must have for this input (torch.nn.LSTM's method)."""
+        batch = int(batch_sizes[0]) if batch_sizes is not None else input.size(0 if self.batch_first else 1)
+        return (self.num_layers * (2 if self.bidirectional else 1), batch, self.hidden_size)
+
+    def check_forward_args(self, input: Tensor, hidden: tuple[Tensor, Tensor], batch_sizes: Tensor | None) -> None:
+        """torch.nn.LSTM's checks of a forward call: the input (RNNBase.check_input), then h_0's and c_0's sizes."""
+        self.check_input(input, batch_sizes)
+        self.check_hidden_size(hidden[0], self.get_expected_hidden_size(input, batch_sizes), "Expected hidden[0] size {}, got {}")
+        self.check_hidden_size(hidden[1], self.get_expected_cell_size(input, batch_sizes), "Expected hidden[1] size {}, got {}")
+
+    def permute_hidden(self, hx: tuple[Tensor, Tensor], permutation: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Reorder the batch of both states (torch.nn.LSTM's method; used for unsorted PackedSequences)."""
+        if permutation is None:
+            return hx
+        return _apply_permutation(hx[0], permutation), _apply_permutation(hx[1], permutation)
+
+    def _check_packed(self, x: Tensor) -> None:
+        """torch leaves packed input to its kernel, whose RuntimeErrors speak of matrices; same type, clearer text."""
+        weight = self._flat_weights[0]
+        if x.dim() != 2:
+            raise RuntimeError(f"input must have 2 dimensions, got {x.dim()}")
+        if x.size(-1) != self.input_size:
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}")
+        if x.dtype != weight.dtype and not _autocast_on(x):
+            raise RuntimeError(
                 f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
                 f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})"
             )
+
+    def _check_devices_and_dtypes(self, x: Tensor, hx: tuple[Tensor, Tensor]) -> None:
+        """What torch's kernel checks after the Python checks, as RuntimeErrors; the states' messages name them."""
+        weight = self._flat_weights[0]
         if x.device != weight.device:
-            raise ValueError(f"input is on {x.device} but the LSTM's weights are on {weight.device}; move one of them")
-        expected_dim = 2 if packed else 3
-        if x.dim() != expected_dim:
-            raise RuntimeError(f"input must have {expected_dim} dimensions, got {x.dim()}")
-        if x.size(-1) != self.input_size:
             raise RuntimeError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}"
+                "Input and parameter tensors are not at the same device, "
+                f"found input tensor at {x.device} and parameter tensor at {weight.device}"
             )
-        if not packed and (x.size(0) == 0 or x.size(1) == 0):
-            raise ValueError(
-                f"LSTM: input has an empty time or batch dimension (shape {tuple(x.shape)}); "
-                "give at least one step of one sequence"
-            )
+        for name, state in (("hidden[0]", hx[0]), ("hidden[1]", hx[1])):
+            if state.device != x.device:
+                raise RuntimeError(
+                    "Input and hidden tensors are not at the same device, "
+                    f"found input tensor at {x.device} and hidden tensor at {state.device}"
+                )
+            if state.dtype != x.dtype and not _autocast_on(x):
+                raise RuntimeError(f"{name} has dtype {state.dtype} but the input has dtype {x.dtype}")
 
     def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
         directions = 2 if self.bidirectional else 1
@@ -371,6 +350,7 @@ class LSTM(nn.Module):
         is_batched = True
         if packed:
             x, batch_sizes, sorted_indices, unsorted_indices = input
+            self._check_packed(x)
             batch = int(batch_sizes[0])
         else:
             x = input
@@ -379,15 +359,15 @@ class LSTM(nn.Module):
             is_batched = x.dim() == 3
             if not is_batched:
                 x = x.unsqueeze(0 if self.batch_first else 1)
-            batch = x.size(0) if self.batch_first else x.size(1)
-        self._check_input(x, packed)
-
+            batch = x.size(0 if self.batch_first else 1)
+        layers = self.num_layers * directions
         if hx is None:
-            layers = self.num_layers * directions
             hx = (
-                x.new_zeros(layers, batch, real_hidden),
-                x.new_zeros(layers, batch, self.hidden_size),
+                torch.zeros(layers, batch, real_hidden, dtype=x.dtype, device=x.device),
+                torch.zeros(layers, batch, self.hidden_size, dtype=x.dtype, device=x.device),
             )
+            if not packed:
+                self.check_forward_args(x, hx, None)
         else:
             want = 3 if is_batched else 2
             if hx[0].dim() != want or hx[1].dim() != want:
@@ -398,10 +378,15 @@ class LSTM(nn.Module):
                 )
             if not is_batched:
                 hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
-            layers = self.num_layers * directions
-            _check_state("hidden[0]", hx[0], x, (layers, batch, real_hidden))
-            _check_state("hidden[1]", hx[1], x, (layers, batch, self.hidden_size))
-            hx = (_apply_permutation(hx[0], sorted_indices), _apply_permutation(hx[1], sorted_indices))
+            if packed:  # sizes checked before the permutation, so a wrong batch is named, not an index error
+                self.check_hidden_size(hx[0], (layers, batch, real_hidden), "Expected hidden[0] size {}, got {}")
+                self.check_hidden_size(hx[1], (layers, batch, self.hidden_size), "Expected hidden[1] size {}, got {}")
+            else:
+                self.check_forward_args(x, hx, None)
+            hx = self.permute_hidden(hx, sorted_indices)
+        self._check_devices_and_dtypes(x, hx)
+        if not packed and x.size(1 if self.batch_first else 0) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
         output, (h_n, c_n) = lstm(
             x,
@@ -418,15 +403,16 @@ class LSTM(nn.Module):
             recurrent_dropout=self.recurrent_dropout if self.training else 0.0,
         )
         if packed:
-            output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
-            return output, (_apply_permutation(h_n, unsorted_indices), _apply_permutation(c_n, unsorted_indices))
+            return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), self.permute_hidden(
+                (h_n, c_n), unsorted_indices
+            )
         if not is_batched:
             output = output.squeeze(0 if self.batch_first else 1)
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return output, (h_n, c_n)
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(nn.RNNCellBase):
     r"""One LSTM step, the same module as ``torch.nn.LSTMCell`` with a choice of implementation.
 
     .. math::
@@ -476,49 +462,52 @@ class LSTMCell(nn.Module):
         peephole: bool = False,
         cell_clip: float | None = None,
     ) -> None:
-        super().__init__()
+        # torch's parameters (names, shapes, order, initialisation; hidden_size 0 allowed as torch allows it)
+        super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
         factory = {"device": device, "dtype": dtype}
         if forget_bias and not bias:
             raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
         if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
             raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.bias = bias
         self.impl = _check_impl(impl)
         self.forget_bias = float(forget_bias)
         self.zoneout = _zoneout_pair(zoneout)
         self.layer_norm = bool(layer_norm)
         self.peephole = bool(peephole)
         self.cell_clip = float(cell_clip) if cell_clip is not None else None
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **factory))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        variant_names = []
         if peephole:
-            for name in ("weight_ci", "weight_cf", "weight_co"):
-                setattr(self, name, nn.Parameter(torch.empty(hidden_size, **factory)))
+            variant_names += ["weight_ci", "weight_cf", "weight_co"]
         if layer_norm:
-            for part, size in (("ih", 4 * hidden_size), ("hh", 4 * hidden_size), ("c", hidden_size)):
-                setattr(self, f"ln_{part}_weight", nn.Parameter(torch.empty(size, **factory)))
-                setattr(self, f"ln_{part}_bias", nn.Parameter(torch.empty(size, **factory)))
-        self.reset_parameters()
+            variant_names += [f"ln_{part}_{kind}" for part in ("ih", "hh", "c") for kind in ("weight", "bias")]
+        for name in variant_names:
+            size = 4 * hidden_size if name.startswith(("ln_ih", "ln_hh")) else hidden_size
+            setattr(self, name, nn.Parameter(torch.empty(size, **factory)))
+        self._variant_names = variant_names
+        self._reset_variants()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        """torch's initialisation, U(-1/sqrt(H), 1/sqrt(H)) for every parameter in registration order; layer-norm
+        gains 1 and biases 0; ``forget_bias`` added to the forget-gate rows of ``bias_ih``."""
+        super().reset_parameters()
+        if "_variant_names" in self.__dict__:  # not while RNNCellBase.__init__ calls this
+            with torch.no_grad():
+                self._finish_variants()
+
+    def _reset_variants(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for name in self._variant_names:
+            nn.init.uniform_(getattr(self, name), -bound, bound)
         with torch.no_grad():
-            if self.layer_norm:
-                for part in ("ih", "hh", "c"):
-                    getattr(self, f"ln_{part}_weight").fill_(1.0)
-                    getattr(self, f"ln_{part}_bias").zero_()
-            if self.forget_bias:
-                self.bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
+            self._finish_variants()
+
+    def _finish_variants(self) -> None:
+        if self.layer_norm:
+            for part in ("ih", "hh", "c"):
+                getattr(self, f"ln_{part}_weight").fill_(1.0)
+                getattr(self, f"ln_{part}_bias").zero_()
+        if self.forget_bias:
+            self.bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
 
     def variant(self) -> Variant:
         """This cell's extras; zoneout as probabilities (the forward draws masks in training)."""
@@ -533,8 +522,9 @@ class LSTMCell(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        defaults = {"bias": True, "impl": "auto", "forget_bias": 0.0, "zoneout": (0.0, 0.0), "layer_norm": False,
+        """torch.nn.LSTMCell's text (``bias`` printed as torch prints it), then the options it lacks."""
+        s = super().extra_repr()
+        defaults = {"impl": "auto", "forget_bias": 0.0, "zoneout": (0.0, 0.0), "layer_norm": False,
                     "peephole": False, "cell_clip": None}
         for name, default in defaults.items():
             if getattr(self, name) != default:
@@ -542,6 +532,7 @@ class LSTMCell(nn.Module):
         return s
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        # torch.nn.LSTMCell's steps in its order; the size and dtype checks of torch's kernel follow in lstm_cell
         if input.dim() not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if hx is not None:
@@ -550,26 +541,16 @@ class LSTMCell(nn.Module):
                     raise ValueError(f"LSTMCell: Expected hx[{index}] to be 1D or 2D, got {value.dim()}D instead")
         is_batched = input.dim() == 2
         x = input if is_batched else input.unsqueeze(0)
-        if x.dtype != self.weight_ih.dtype:
-            raise ValueError(f"LSTMCell: input dtype ({x.dtype}) does not match weight dtype ({self.weight_ih.dtype})")
-        if x.device != self.weight_ih.device:
-            raise ValueError(f"LSTMCell: input is on {x.device} but the weights are on {self.weight_ih.device}")
-        if x.size(1) != self.input_size:
-            raise RuntimeError(f"input has inconsistent input_size: got {x.size(1)} expected {self.input_size}")
         if hx is None:
-            zeros = x.new_zeros(x.size(0), self.hidden_size)
+            zeros = torch.zeros(x.size(0), self.hidden_size, dtype=x.dtype, device=x.device)
             hx = (zeros, zeros)
-        else:
-            hx = hx if is_batched else (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
-            for index, value in enumerate(hx):
-                expected = (x.size(0), self.hidden_size)
-                if tuple(value.shape) != expected:
-                    raise RuntimeError(f"hx[{index}] must have shape {expected} to match the input batch, got {tuple(value.shape)}")
-                if value.dtype != x.dtype or value.device != x.device:
-                    raise ValueError(f"hx[{index}] is {value.dtype} on {value.device} but the input is {x.dtype} on {x.device}")
+        elif not is_batched:
+            hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
         variant = self.variant()
-        if self.training:  # zoneout: a fresh keep-previous mask per unit for this step
-            z_h, z_c = self.zoneout
+        # zoneout draws a fresh keep-previous mask per unit for this step in training; nothing else reads
+        # self.training, so a cell without variants runs even where that attribute is missing, as torch's does
+        z_h, z_c = self.zoneout
+        if (z_h > 0 or z_c > 0) and self.training:
             variant = variant._replace(
                 zoneout_h=_keep_mask(hx[0], hx[0].shape, z_h) if z_h > 0 else 0.0,
                 zoneout_c=_keep_mask(hx[1], hx[1].shape, z_c) if z_c > 0 else 0.0,
@@ -578,4 +559,3 @@ class LSTMCell(nn.Module):
         if not is_batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c
-

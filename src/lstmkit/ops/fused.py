@@ -45,7 +45,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .reference import LAYER_NORM_EPS, NO_VARIANT, Variant
+from .reference import LAYER_NORM_EPS, NO_VARIANT, Variant, lstm_layer_ref
 
 __all__ = ["LSTMLayerFunction", "lstm_layer_fused", "matmul_backend", "set_matmul_backend"]
 
@@ -181,7 +181,10 @@ class LSTMLayerFunction(torch.autograd.Function):
     :class:`lstmkit.ops.reference.Variant` for their meaning; zoneout masks are (N, P) / (N, H) rows), ``static`` a
     :class:`_Static`. Returns (output (N, P), h_n (B, P), c_n (B, H)).
 
-    The backward only reads what the forward saved, so ``retain_graph=True`` and repeated backwards work.
+    The backward only reads what the forward saved, so ``retain_graph=True`` and repeated backwards work. Double
+    backward (``create_graph=True``) and batched gradients (``is_grads_batched=True``) take a composite backward
+    instead: the layer recomputed by the reference equations and differentiated by autograd
+    (:func:`_backward_by_reference`).
     """
 
     @staticmethod
@@ -295,7 +298,7 @@ class LSTMLayerFunction(torch.autograd.Function):
             ctx.save_for_backward(
                 x, w_ih, w_hh, w_hr, gates, h_buf, c_buf, tanh_c, h_raw, peephole, ln_ih_w, ln_ih_b, ln_hh_w,
                 ln_c_w, rec_mask, zone_h, zone_c, x_proj, mean_ih, rstd_ih, rh_buf, mean_hh, rstd_hh, c_new_buf,
-                mean_c, rstd_c, ln_hh_b, ln_c_b,
+                mean_c, rstd_c, ln_hh_b, ln_c_b, h0, c0, b_ih, b_hh,
             )
             ctx.static, ctx.sched, ctx.layout = static, sched, (out_at, init_at, batch)
             ctx.has_bias = (b_ih is not None, b_hh is not None)
@@ -303,10 +306,12 @@ class LSTMLayerFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output, grad_h_n, grad_c_n):  # type: ignore[override]
+        if torch.is_grad_enabled() or any(_is_batched(g) for g in (grad_output, grad_h_n, grad_c_n)):
+            return _backward_by_reference(ctx, grad_output, grad_h_n, grad_c_n)
         (
             x, w_ih, w_hh, w_hr, gates, h_buf, c_buf, tanh_c, h_raw, peephole, ln_ih_w, ln_ih_b, ln_hh_w,
             ln_c_w, rec_mask, zone_h, zone_c, x_proj, mean_ih, rstd_ih, rh_buf, mean_hh, rstd_hh, c_new_buf,
-            mean_c, rstd_c, ln_hh_b, ln_c_b,
+            mean_c, rstd_c, ln_hh_b, ln_c_b, *_,
         ) = ctx.saved_tensors
         static, sched = ctx.static, ctx.sched
         out_at, init_at, batch = ctx.layout
@@ -445,6 +450,65 @@ class LSTMLayerFunction(torch.autograd.Function):
             None,
             None,  # static
         )
+
+
+def _is_batched(grad: Tensor | None) -> bool:
+    """Whether ``grad`` is a vmap BatchedTensor: ``torch.autograd.grad(..., is_grads_batched=True)`` runs the
+    backward under vmap, where the in-place, ``out=`` writes of the hand-written backward are not allowed."""
+    if grad is None:
+        return False
+    functorch = torch._C._functorch  # legacy vmap is what is_grads_batched uses; torch.func.vmap the other
+    return functorch.is_legacy_batchedtensor(grad) or functorch.is_batchedtensor(grad)
+
+
+def _backward_by_reference(ctx, grad_output: Tensor, grad_h_n: Tensor, grad_c_n: Tensor) -> tuple:
+    """The backward of :class:`LSTMLayerFunction` for the two cases its hand-written loop does not serve:
+
+    - double backward (``create_graph=True``: grad mode is on inside the backward), where the gradients must
+      themselves be differentiable, and the loop's in-place ``out=`` kernels are not;
+    - batched gradients (``is_grads_batched=True``: the gradients arrive as vmap BatchedTensors).
+
+    Both recompute the layer with :func:`lstmkit.ops.reference.lstm_layer_ref` from the saved inputs and the
+    saved masks (so the randomness is the same as in the forward) and differentiate that with autograd. The
+    saved inputs keep their autograd history, so with ``create_graph=True`` the gradients returned are functions
+    of the inputs and of the incoming gradients, and a second backward runs through the reference equations.
+    """
+    (
+        x, w_ih, w_hh, w_hr, _gates, _h_buf, _c_buf, _tanh_c, _h_raw, peephole, ln_ih_w, ln_ih_b, ln_hh_w,
+        ln_c_w, rec_mask, zone_h, zone_c, *_, ln_hh_b, ln_c_b, h0, c0, b_ih, b_hh,
+    ) = ctx.saved_tensors
+    static = ctx.static
+    inputs = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b)
+    needed = [k for k, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[k]]
+    # what needs no gradient enters detached, so autograd does not walk into its history
+    args = [t if k in needed or t is None else t.detach() for k, t in enumerate(inputs)]
+    grads: list[Tensor | None] = [None] * 19
+    if not needed:
+        return tuple(grads)
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, peephole, ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b = args
+    variant = Variant(
+        peephole=peephole,
+        ln_ih=(ln_ih_w, ln_ih_b) if ln_ih_w is not None else None,
+        ln_hh=(ln_hh_w, ln_hh_b) if ln_hh_w is not None else None,
+        ln_c=(ln_c_w, ln_c_b) if ln_c_w is not None else None,
+        recurrent_mask=rec_mask,
+        zoneout_h=zone_h if zone_h is not None else static.zoneout_h,
+        zoneout_c=zone_c if zone_c is not None else static.zoneout_c,
+        cell_clip=static.cell_clip,
+    )
+    create_graph = torch.is_grad_enabled()  # True exactly when the caller asked for create_graph=True
+    with torch.enable_grad():
+        output, (h_n, c_n) = lstm_layer_ref(
+            x, (h0, c0), w_ih, w_hh, b_ih, b_hh, w_hr,
+            reverse=static.reverse, batch_sizes=list(static.sizes), variant=variant,
+        )
+        found = torch.autograd.grad(
+            (output, h_n, c_n), [args[k] for k in needed], (grad_output, grad_h_n, grad_c_n),
+            create_graph=create_graph, allow_unused=True,
+        )
+    for k, g in zip(needed, found):
+        grads[k] = g
+    return tuple(grads)
 
 
 @lru_cache(maxsize=256)
