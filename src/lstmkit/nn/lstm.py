@@ -1,7 +1,8 @@
 """Drop-in replacements for ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
 
 Same constructor arguments and defaults, parameter names and shapes, gate layout (i, f, g, o), initialisation,
-input forms, return values and validation errors as torch, so state_dicts load both ways. The extra keyword
+input forms, return values and validation errors as torch, so state_dicts load both ways; ``LSTM`` is an
+``nn.RNNBase`` and ``LSTMCell`` an ``nn.RNNCellBase`` (why not ``nn.LSTM``: see :class:`LSTM`). The extra keyword
 ``impl`` picks the computation (see :func:`lstmkit.ops.resolve_impl`).
 
 Letters: T time steps, B batch, I input features, H hidden units, P = proj_size or H, L layers, D directions.
@@ -137,6 +138,23 @@ class LSTM(nn.RNNBase):
         With ``layer_norm``: ln_ih_weight_l[k], ln_ih_bias_l[k] (4H,), ln_hh_weight_l[k], ln_hh_bias_l[k] (4H,),
         ln_c_weight_l[k], ln_c_bias_l[k] (H,); gains start at 1, biases at 0. They are registered after torch's
         parameters, so the same seed gives torch's initial weights.
+
+    Why an ``nn.RNNBase`` and not an ``nn.LSTM``: what matters is that code written for ``nn.LSTM`` runs
+    unchanged. Subclassing RNNBase gives torch's own constructor checks, parameter registration and
+    initialisation, ``flatten_parameters``, ``check_input``, ``check_hidden_size``, ``get_expected_hidden_size``,
+    ``_flat_weights`` (kept in step with the parameters through assignment, ``.to()``, copies and pickling),
+    ``all_weights``, ``mode`` and ``isinstance(m, nn.RNNBase)``; ``check_forward_args``,
+    ``get_expected_cell_size`` and ``permute_hidden`` are nn.LSTM's, written here. Not subclassing ``nn.LSTM``
+    is deliberate: torch.compile (dynamo) refuses to trace any ``nn.LSTM`` instance ("Dynamo does not support
+    RNN, GRU, or LSTM"), so every model holding one would break the graph; and code that special-cases
+    ``nn.LSTM`` to call torch's kernel with ``_flat_weights`` would silently drop the variants. Variant parameters
+    register after torch's; weight dropout hands a dropped copy of ``weight_hh`` to the op each call, so the
+    registered parameters (and ``_flat_weights``) are never replaced.
+
+    Contract details, each tested against torch (tests/nn/test_torch_contract.py): double backward
+    (``create_graph=True``) and batched gradients (``is_grads_batched=True``) work on every impl; an empty batch
+    returns torch's shapes and zero time steps raise torch's RuntimeError; under autocast every impl computes in
+    autocast's dtype, as torch does for padded input; ``repr`` is torch's, then the options torch lacks.
 
     Example::
 
@@ -438,6 +456,11 @@ class LSTMCell(nn.RNNCellBase):
 
     Attributes:
         weight_ih (4H, I), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,); rows in the order i, f, g, o.
+
+    An ``nn.RNNCellBase``, like torch's cell: the same parameters and initialisation (``hidden_size=0`` allowed),
+    and torch's errors in its order and words on every impl (a hidden or batch size that does not match, a
+    dtype that does not match the weights, a non-tuple ``hx``). ``forward`` reads ``self.training`` only for
+    zoneout.
 
     Example::
 
