@@ -41,6 +41,17 @@ def survivor_scale(keep: float) -> float:
     return 1.0 / realised if realised > 0 else 0.0
 
 
+def _random_words(count: int, generator: torch.Generator | None, device) -> Tensor:
+    """``count`` int64 words of 64 uniform bits, the numbers ``empty(count).random_(-2**63, None)`` draws.
+
+    Written out of place so that torch.compile traces it (dynamo refuses the in-place ``random_``): ``randint``
+    over [-2**63, 2**63 - 1) consumes the same 64-bit draws and returns each plus 2**63, i.e. with the top bit
+    flipped, which the xor flips back. So eager masks are unchanged, and a compiled model draws the same ones
+    when inductor is told to use torch's generator (``torch._inductor.config.fallback_random``)."""
+    words = torch.randint(-(2**63), 2**63 - 1, (count,), dtype=torch.int64, device=device, generator=generator)
+    return torch.bitwise_xor(words, -(2**63))
+
+
 def bernoulli_mask(
     shape: tuple[int, ...] | torch.Size,
     p: float,
@@ -54,7 +65,6 @@ def bernoulli_mask(
     if level in (0, _LEVELS):  # certain outcomes need no draws (and 32768 would not fit in int16)
         return torch.full(tuple(shape), level == _LEVELS, dtype=torch.bool, device=device)
     count = math.prod(shape)
-    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
-    words.random_(-(2**63), None, generator=generator)  # [-2**63, 2**63): 64 uniform bits per word
+    words = _random_words((count + 3) // 4, generator, device)
     draws = words.view(torch.int16)[:count]  # uniform in [-32768, 32767]
     return (draws < level - (_LEVELS // 2)).view(shape)
