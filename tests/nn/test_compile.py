@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch._dynamo
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmkit
 from helpers import assert_close
@@ -126,3 +127,99 @@ def test_language_model_training_step_compiles():
         return (loss, *(t for pair in new_hidden for t in pair), *torch.autograd.grad(loss, list(model.parameters())))
 
     _assert_all_close(step(compiled), step(lambda *a: _lm_step(model, *a)), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- variable lengths
+
+LENGTHS = torch.tensor([2, 5, 3])
+
+
+@pytest.mark.parametrize("impl", ["auto", "native", "fused", "reference"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_lengths_equal_packing(impl, batch_first):
+    """forward(padded, lengths=) is pack -> LSTM -> pad back (eval: no random masks to tell the layouts apart)."""
+    options = {} if impl == "native" else dict(layer_norm=True, peephole=True, zoneout=0.2, cell_clip=0.5)
+    torch.manual_seed(0)
+    m = lstmkit.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=batch_first, impl=impl, **options)
+    m = m.double().eval()
+    x = torch.randn((3, 5, 3) if batch_first else (5, 3, 3), dtype=torch.float64, requires_grad=True)
+
+    def run(via_lengths):
+        if via_lengths:
+            out, (h, c) = m(x, lengths=LENGTHS)
+        else:
+            packed = pack_padded_sequence(x, LENGTHS, batch_first=batch_first, enforce_sorted=False)
+            out, (h, c) = m(packed)
+            out = pad_packed_sequence(out, batch_first=batch_first, total_length=5)[0]
+        loss = (out * out).sum() + h.sum() + c.sin().sum()
+        return (out, h, c, *torch.autograd.grad(loss, [x, *m.parameters()]))
+
+    _assert_all_close(run(True), run(False), rtol=1e-9)
+
+
+def test_lengths_are_checked():
+    m = lstmkit.LSTM(3, 4)
+    with pytest.raises(ValueError, match=r"lengths must be in \[1, 5\] \(the input has 5 steps\), got \[2, 6\]"):
+        m(torch.randn(5, 2, 3), lengths=torch.tensor([2, 6]))
+    with pytest.raises(ValueError, match=r"lengths must be an integer tensor of shape \(2,\), one per sequence"):
+        m(torch.randn(5, 2, 3), lengths=torch.tensor([2, 3, 4]))
+    with pytest.raises(ValueError, match=r"lengths needs padded batched input .* got 2-D input"):
+        m(torch.randn(5, 3), lengths=torch.tensor([2]))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_compiled_lengths_equal_eager(training):
+    """Variable lengths under torch.compile: no graph break, and the same masks, outputs and gradients as eager."""
+    torch.manual_seed(0)
+    m = lstmkit.LSTM(3, 4, batch_first=True, **EVERY_OPTION).double().train(training)
+    x = torch.randn(3, 5, 3, dtype=torch.float64)
+
+    def step(module):
+        torch.manual_seed(7)
+        out, (h, c) = module(x, lengths=LENGTHS)
+        return (out, h, c, *torch.autograd.grad((out * out).sum() + h.sum() + c.sin().sum(), list(m.parameters())))
+
+    assert _graph_breaks(lambda x: m(x, lengths=LENGTHS), x) == (0, [])
+    _assert_all_close(step(torch.compile(m, fullgraph=True, backend="aot_eager")), step(m))
+
+
+def test_tagger_training_step_compiles(treebank_batch):
+    """The tagger's loss (its char and sentence BiLSTMs over variable lengths) traces whole; compiled it equals
+    eager, which packs (in eval, where no dropout masks differ between the layouts)."""
+    model, batch = treebank_batch
+
+    def loss(b):
+        return model.loss(model(b), b.tags)
+
+    assert _graph_breaks(loss, batch) == (0, [])
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    model.eval()
+
+    def step(fn):
+        value = fn(batch)
+        return (value, *torch.autograd.grad(value, list(model.parameters())))
+
+    _assert_all_close(step(compiled), step(loss), rtol=1e-5)
+
+
+@pytest.fixture
+def treebank_batch():
+    import dataclasses
+    import random
+
+    from lstmkit.data import Sentence, TaggingVocabs, encode_sentences, make_batch
+    from lstmkit.models import Tagger, TaggerConfig
+    from tiny_treebank import random_sentence
+
+    rng = random.Random(0)
+    train = []
+    for _ in range(6):
+        words = random_sentence(rng)
+        sentence = Sentence.from_tokens([form for form, _ in words])
+        sentence.upos = [tag for _, tag in words]
+        train.append(sentence)
+    vocabs = TaggingVocabs.build(train)
+    config = TaggerConfig(word_embedding_size=6, char_embedding_size=4, char_hidden_size=5, hidden_size=6)
+    torch.manual_seed(0)
+    model = Tagger.from_vocabs(dataclasses.replace(config, num_layers=2), vocabs).train()
+    return model, make_batch(encode_sentences(train, vocabs), vocabs)

@@ -16,7 +16,7 @@ import warnings
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..ops.functional import IMPLS, LayerWeights, _keep_mask, lstm, lstm_cell
 from ..ops.reference import NO_VARIANT, Variant
@@ -360,7 +360,34 @@ class LSTM(nn.RNNBase):
             if state.dtype != x.dtype and not _autocast_on(x):
                 raise RuntimeError(f"{name} has dtype {state.dtype} but the input has dtype {x.dtype}")
 
-    def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
+    def _check_lengths(self, input, lengths: Tensor) -> None:
+        if isinstance(input, PackedSequence) or input.dim() != 3:
+            kind = "a PackedSequence" if isinstance(input, PackedSequence) else f"{input.dim()}-D input"
+            raise ValueError(f"lengths needs padded batched input (T, B, I), or (B, T, I) with batch_first; got {kind}")
+        steps, batch = (input.size(1), input.size(0)) if self.batch_first else (input.size(0), input.size(1))
+        if not isinstance(lengths, Tensor) or lengths.dim() != 1 or lengths.size(0) != batch or lengths.is_floating_point():
+            got = f"{lengths.dtype} of shape {tuple(lengths.shape)}" if isinstance(lengths, Tensor) else type(lengths).__name__
+            raise ValueError(f"lengths must be an integer tensor of shape ({batch},), one per sequence, got {got}")
+        if not torch.compiler.is_compiling() and batch and not bool(((lengths >= 1) & (lengths <= steps)).all()):
+            raise ValueError(f"lengths must be in [1, {steps}] (the input has {steps} steps), got {lengths.tolist()}")
+
+    def forward(self, input, hx: tuple[Tensor, Tensor] | None = None, *, lengths: Tensor | None = None):
+        """See the class docstring. ``lengths`` (B,) with padded batched input: the result of packing it
+        (``enforce_sorted=False``), running, and padding back with zeros to the input's length, computed on the
+        padded tensor with each sequence's state frozen past its length (:func:`lstmkit.ops.lstm`). No shape
+        depends on the data, so torch.compile and torch.export trace it whole, where ``pack_padded_sequence`` is
+        a graph break (dynamo does not trace it) and packed input makes the batch size a value of
+        ``batch_sizes``. Eager and compiled code draw the same random masks. ``impl="native"`` packs instead
+        (torch's kernel has no frozen steps), in eager code only."""
+        if lengths is not None:
+            self._check_lengths(input, lengths)
+            if self.impl == "native":
+                if torch.compiler.is_compiling():
+                    raise ValueError("impl='native' (torch's kernel) cannot run lengths= under torch.compile; use 'auto' or 'fused'")
+                steps = input.size(1 if self.batch_first else 0)
+                packed = pack_padded_sequence(input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
+                output, state = self.forward(packed, hx)
+                return pad_packed_sequence(output, batch_first=self.batch_first, total_length=steps)[0], state
         directions = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
         packed = isinstance(input, PackedSequence)
@@ -419,6 +446,7 @@ class LSTM(nn.RNNBase):
             impl=self.impl,
             variants=self.variants() if self.has_variant() else None,
             recurrent_dropout=self.recurrent_dropout if self.training else 0.0,
+            lengths=lengths,
         )
         if packed:
             return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), self.permute_hidden(

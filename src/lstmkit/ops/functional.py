@@ -268,6 +268,7 @@ def lstm(
     impl: str = "auto",
     variants: Sequence[Variant] | None = None,
     recurrent_dropout: float = 0.0,
+    lengths: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """A stack of LSTM layers, as ``torch.nn.LSTM`` computes it (arguments already validated by the module).
 
@@ -279,6 +280,12 @@ def lstm(
         variants: one :class:`~lstmkit.ops.reference.Variant` per layer and direction (weights, cell clip, and
             zoneout as probabilities); in training the zoneout masks are drawn here, per layer and direction.
         recurrent_dropout: in training, one mask per sequence, layer and direction on the h fed back.
+        lengths: (B,) for padded ``x``: sequence b has ``lengths[b]`` steps. The result equals packing, running and
+            padding back with zeros, computed on the padded tensor (static shapes: what torch.compile and export
+            need): past its length each sequence's state is frozen, by a zoneout keep-mask of 1 there (lerp
+            with weight 1 returns the previous state exactly, and passes no gradient to the new one), so the
+            reverse direction starts at each sequence's own last step from h_0, and h_n, c_n are each sequence's
+            state after its last step. Not with ``batch_sizes``; ``impl="native"`` refuses it.
 
     Returns:
         ``output`` in the layout of ``x`` with P * D features, and ``(h_n, c_n)`` shaped like ``hx``.
@@ -287,12 +294,16 @@ def lstm(
         return _autocast_stack(
             x, hx, weights, num_layers=num_layers, bidirectional=bidirectional, dropout=dropout, training=training,
             batch_first=batch_first, batch_sizes=batch_sizes, impl=impl, variants=variants,
-            recurrent_dropout=recurrent_dropout,
+            recurrent_dropout=recurrent_dropout, lengths=lengths,
         )
+    if lengths is not None and batch_sizes is not None:
+        raise ValueError("lengths is for padded input; packed input already carries its batch_sizes")
     directions = 2 if bidirectional else 1
     projected = weights[0].w_hr is not None
     variants = list(variants) if variants is not None else [NO_VARIANT] * len(weights)
     active = describe_variant(variants[0], recurrent_dropout)
+    if lengths is not None:
+        active = ", ".join(filter(None, (active, "lengths")))
     which = resolve_impl(
         impl, device=x.device, dtype=x.dtype, packed=_ragged(batch_sizes), projected=projected, variant=active,
         hidden=weights[0].w_hh.shape[0] // 4, batch=hx[0].shape[1],
@@ -311,6 +322,10 @@ def lstm(
     layer_fn = lstm_layer_fused if which == "fused" and not _empty((hx[0][0], hx[1][0])) else lstm_layer_ref
     sizes = None if batch_sizes is None else tuple(int(s) for s in batch_sizes)
     layer_input = x.transpose(0, 1) if (batch_first and batch_sizes is None) else x  # time-major
+    padding = None
+    if lengths is not None:  # (T, B, 1) True past each sequence's end
+        steps = torch.arange(layer_input.shape[0], device=x.device)
+        padding = (steps[:, None] >= lengths.to(x.device)[None, :]).unsqueeze(-1)
     h_n: list[Tensor] = []
     c_n: list[Tensor] = []
     for layer in range(num_layers):
@@ -319,6 +334,8 @@ def lstm(
             k = layer * directions + direction
             state = (hx[0][k], hx[1][k])
             variant = _draw_masks(variants[k], recurrent_dropout, training, layer_input, state) if active else NO_VARIANT
+            if padding is not None:
+                variant = _freeze_padding(variant, padding, state)
             out, (h, c) = layer_fn(
                 layer_input, state, *weights[k], reverse=direction == 1, batch_sizes=sizes, variant=variant
             )
@@ -328,8 +345,23 @@ def lstm(
         layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, dropout, training=True)
+    if padding is not None:
+        layer_input = layer_input.masked_fill(padding, 0.0)  # zeros past the ends, as pad_packed_sequence gives
     output = layer_input.transpose(0, 1) if (batch_first and batch_sizes is None) else layer_input
     return output, (torch.stack(h_n), torch.stack(c_n))
+
+
+def _freeze_padding(variant: Variant, padding: Tensor, state: tuple[Tensor, Tensor]) -> Variant:
+    """Zoneout keep-masks (T, B, P) / (T, B, H) that are 1 on padded steps: the drawn masks, or zoneout's eval
+    probability (0 without zoneout), elsewhere."""
+    h0, c0 = state
+
+    def keep(zone, size: int) -> Tensor:
+        shape = (*padding.shape[:2], size)
+        base = zone if isinstance(zone, Tensor) else torch.full((), float(zone), dtype=h0.dtype, device=h0.device)
+        return torch.where(padding, torch.ones((), dtype=h0.dtype, device=h0.device), base).expand(shape)
+
+    return variant._replace(zoneout_h=keep(variant.zoneout_h, h0.shape[-1]), zoneout_c=keep(variant.zoneout_c, c0.shape[-1]))
 
 
 def _empty(hx: tuple[Tensor, Tensor]) -> bool:
