@@ -371,6 +371,39 @@ class LSTM(nn.RNNBase):
         if not torch.compiler.is_compiling() and batch and not bool(((lengths >= 1) & (lengths <= steps)).all()):
             raise ValueError(f"lengths must be in [1, {steps}] (the input has {steps} steps), got {lengths.tolist()}")
 
+    def _forward_packed_compiling(self, input: PackedSequence, hx):
+        """A PackedSequence under torch.compile / torch.export: unpacked to a padded (T, B) batch with gathers whose
+        shapes come from shapes only, run with ``lengths`` (states frozen past each length), and gathered back
+        into packed rows: the result of packed input, with no value of ``batch_sizes`` read in Python. The batch
+        size B is ``len(sorted_indices)`` (``enforce_sorted=False``) or h_0's; a sorted PackedSequence without
+        h_0 leaves only ``batch_sizes[0]``, a value, which dynamo turns into a graph break."""
+        x, batch_sizes, sorted_indices, unsorted_indices = input
+        self._check_packed(x)
+        if self.impl == "native":
+            raise ValueError("impl='native' (torch's kernel) cannot run packed input under torch.compile; use 'auto' or 'fused'")
+        if sorted_indices is not None:
+            batch = sorted_indices.numel()
+        elif hx is not None:
+            batch = hx[0].size(-2)
+        else:
+            batch = int(batch_sizes[0])
+        sizes = batch_sizes.to(x.device)  # (T,)
+        offsets = torch.cumsum(sizes, 0) - sizes  # (T,) first row of each step
+        column = torch.arange(batch, device=x.device)
+        valid = column[None, :] < sizes[:, None]  # (T, B) which sequences run at each step
+        rows = (offsets[:, None] + column[None, :]).masked_fill(~valid, 0)  # (T, B) packed row of each (t, b)
+        padded = x[rows] * valid.unsqueeze(-1).to(x.dtype)  # (T, B, I), in the packed (sorted) batch order
+        lengths = valid.sum(0)  # (B,)
+        if hx is not None:
+            hx = self.permute_hidden(hx, sorted_indices)
+        out, (h_n, c_n) = self.forward(padded.transpose(0, 1) if self.batch_first else padded, hx, lengths=lengths)
+        out = out.transpose(0, 1) if self.batch_first else out  # (T, B, D * P)
+        step = torch.repeat_interleave(torch.arange(sizes.numel(), device=x.device), sizes, output_size=x.size(0))
+        output = out[step, torch.arange(x.size(0), device=x.device) - offsets[step]]  # (N, D * P)
+        return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), self.permute_hidden(
+            (h_n, c_n), unsorted_indices
+        )
+
     def forward(self, input, hx: tuple[Tensor, Tensor] | None = None, *, lengths: Tensor | None = None):
         """See the class docstring. ``lengths`` (B,) with padded batched input: the result of packing it
         (``enforce_sorted=False``), running, and padding back with zeros to the input's length, computed on the
@@ -388,6 +421,8 @@ class LSTM(nn.RNNBase):
                 packed = pack_padded_sequence(input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
                 output, state = self.forward(packed, hx)
                 return pad_packed_sequence(output, batch_first=self.batch_first, total_length=steps)[0], state
+        if isinstance(input, PackedSequence) and torch.compiler.is_compiling():
+            return self._forward_packed_compiling(input, hx)
         directions = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
         packed = isinstance(input, PackedSequence)
