@@ -123,6 +123,8 @@ class LSTM(nn.RNNBase):
         - input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a ``PackedSequence``.
         - h_0: (D * L, B, P) or (D * L, P) for unbatched input; zeros if not given.
         - c_0: (D * L, B, H) or (D * L, H); zeros if not given.
+        - lengths (keyword, not in torch): (B,) with padded batched input; the result of packing, running and
+          padding back, computed so that torch.compile and torch.export trace it whole (see :meth:`forward`).
 
     Outputs: output, (h_n, c_n)
         - output: (T, B, D * P) (batch-first or unbatched like the input), a ``PackedSequence`` for packed input.
@@ -405,7 +407,7 @@ class LSTM(nn.RNNBase):
         )
 
     def forward(self, input, hx: tuple[Tensor, Tensor] | None = None, *, lengths: Tensor | None = None):
-        """See the class docstring. ``lengths`` (B,) with padded batched input: the result of packing it
+        """Inputs and outputs as in the class docstring. ``lengths`` (B,) with padded batched input: the result of packing it
         (``enforce_sorted=False``), running, and padding back with zeros to the input's length, computed on the
         padded tensor with each sequence's state frozen past its length (:func:`lstmkit.ops.lstm`). No shape
         depends on the data, so torch.compile and torch.export trace it whole, where ``pack_padded_sequence`` is
