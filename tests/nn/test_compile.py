@@ -257,3 +257,21 @@ def test_compiled_packed_input_equals_eager(kwargs, sorted_, with_hx):
     assert _graph_breaks(lambda p: m(p, hx)[0].data, packed) == (0, [])
     m.eval()
     _assert_all_close(step(torch.compile(m, fullgraph=True, backend="aot_eager")), step(m), rtol=1e-9)
+
+
+def test_windows_of_every_length_compile_twice():
+    """auto is the operator under compilation (torch's kernel would be unrolled at one length): the language
+    model's variable-length windows compile once static, once dynamic, and never again."""
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm
+
+    torch.manual_seed(0)
+    model = LanguageModel(40, LanguageModelConfig(embedding_size=6, hidden_size=8, num_layers=2)).train()
+    compiled = torch.compile(lambda *a: _lm_step(model, *a), fullgraph=True, backend=counting_backend)
+    for steps in (5, 6, 7, 9, 12):
+        loss, _ = compiled(torch.randint(0, 40, (steps, 3)), torch.randint(0, 40, (steps, 3)), model.init_hidden(3))
+        loss.backward()
+    assert len(graphs) == 2

@@ -103,6 +103,13 @@ def _fallback_beats_fused(*, hidden: int, batch: int, projected: bool, dtype: to
     return hidden < (512 if projected or dtype == torch.float64 else 384)
 
 
+def _compiled_impl(impl: str) -> str:
+    """``"auto"`` under torch.compile is the fused operator: one graph node whose fake kernel keeps T and B
+    symbolic. torch's kernel is decomposed into a loop unrolled at one length, so every new sequence length
+    (a language model's variable windows) would compile again, until dynamo gives up and runs eagerly."""
+    return "fused" if impl == "auto" and torch.compiler.is_compiling() else impl
+
+
 def _ragged(batch_sizes: Tensor | Sequence[int] | None) -> bool:
     """Whether packed input has sequences of different lengths (torch leaves oneDNN only for those)."""
     if batch_sizes is None or len(batch_sizes) == 0:
@@ -236,6 +243,7 @@ def lstm_layer(
         ``output`` ((T, B, P) or (N, P)) and ``(h_n (B, P), c_n (B, H))``.
     """
     weights = LayerWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    impl = _compiled_impl(impl)
     _, hidden, proj = _check_layer_args(x, hx, weights, batch_sizes)
     if hx is None:
         batch = x.shape[1] if batch_sizes is None else int(batch_sizes[0])
@@ -298,6 +306,7 @@ def lstm(
         )
     if lengths is not None and batch_sizes is not None:
         raise ValueError("lengths is for padded input; packed input already carries its batch_sizes")
+    impl = _compiled_impl(impl)
     directions = 2 if bidirectional else 1
     projected = weights[0].w_hr is not None
     variants = list(variants) if variants is not None else [NO_VARIANT] * len(weights)
