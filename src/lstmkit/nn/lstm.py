@@ -52,6 +52,25 @@ def _apply_permutation(tensor: Tensor, permutation: Tensor | None) -> Tensor:
     return tensor if permutation is None else tensor.index_select(1, permutation)  # (L * D, B, .)
 
 
+def _check_flags(**flags: object) -> None:
+    """Each flag must be a bool: ``layer_norm="yes"`` is a mistake, not True."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+
+
+def _check_sizes(**sizes: object) -> None:
+    """Each size must be an int (``True`` is not a size)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+
+
+def _check_finite(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
 class LSTM(nn.RNNBase):
     r"""A multi-layer LSTM, the same module as ``torch.nn.LSTM`` with a choice of implementation.
 
@@ -183,6 +202,8 @@ class LSTM(nn.RNNBase):
         peephole: bool = False,
         cell_clip: float | None = None,
     ) -> None:
+        # argument types torch's RNNBase lets through (bool sizes) refused first, in torch's words (issue 14)
+        _check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, proj_size=proj_size)
         # torch's own checks, parameters (same names, shapes and registration order) and RNNBase's bookkeeping
         # (_flat_weights, _all_weights, mode); RNNBase.__init__ ends with reset_parameters(), which initialises
         # torch's weights exactly as torch.nn.LSTM does while the variants are not registered yet
@@ -190,6 +211,8 @@ class LSTM(nn.RNNBase):
             "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
             device=device, dtype=dtype,
         )
+        _check_flags(bidirectional=bidirectional, layer_norm=layer_norm, peephole=peephole)
+        _check_finite("forget_bias", forget_bias)
         check_probability(weight_dropout, "weight_dropout", allow_one=False)
         check_probability(recurrent_dropout, "recurrent_dropout", allow_one=False)
         zoneout_h, zoneout_c = _zoneout_pair(zoneout)
@@ -545,9 +568,13 @@ class LSTMCell(nn.RNNCellBase):
         peephole: bool = False,
         cell_clip: float | None = None,
     ) -> None:
-        # torch's parameters (names, shapes, order, initialisation; hidden_size 0 allowed as torch allows it)
+        _check_sizes(input_size=input_size, hidden_size=hidden_size)  # bool sizes refused (issue 14)
+        # torch's parameters (names, shapes, order, initialisation). As torch's cell: sizes of 0 are allowed, and
+        # bias is not type-checked (it is printed as given), so neither is refused here (issue 12)
         super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
         factory = {"device": device, "dtype": dtype}
+        _check_flags(layer_norm=layer_norm, peephole=peephole)
+        _check_finite("forget_bias", forget_bias)
         if forget_bias and not bias:
             raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
         if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
