@@ -112,6 +112,47 @@ inline double tanh_(double z) { return std::tanh(z); }
 // a + w (b - a), exact at w = 0 and w = 1 (torch.lerp's two-sided form), so a zoned-out unit keeps its value
 template <typename A> inline A lerp(A a, A b, A w) { return w < A(0.5) ? a + w * (b - a) : b - (b - a) * (A(1) - w); }
 
+// ------------------------------------------------------------------------------------------------ per-step GEMM
+
+// The per-step products are small (B_t rows): at H = 128 the dispatcher's few microseconds per at::addmm_out are
+// a tenth of a step. libtorch exports MKL's Fortran BLAS (sgemm_, dgemm_) on x86; when the symbols are there the
+// step calls them directly, else (weak symbols, null) it goes through ATen, which calls the same BLAS.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+}
+
+// c (n, m) = a (n, k) @ b (k, m) (+ c when accumulate); rows of each contiguous, row strides as given
+// BLAS's leading dimension of a row-major (r, s) matrix: its row stride, which must be >= s (torch leaves the stride
+// of a size-1 dimension arbitrary, e.g. w.t().contiguous() of an (8, 1) w keeps stride 1: then any value >= s works)
+int64_t leading(const Tensor& t) { return t.size(0) <= 1 ? std::max<int64_t>(1, t.size(1)) : t.stride(0); }
+bool blas_rows(const Tensor& t) {
+  return (t.size(1) <= 1 || t.stride(1) == 1) && leading(t) >= std::max<int64_t>(1, t.size(1));
+}
+
+void step_gemm(Tensor& c, const Tensor& a, const Tensor& b, bool accumulate) {
+  const bool rows_ok = blas_rows(a) && blas_rows(b) && blas_rows(c);
+  const int n = a.size(0), k = a.size(1), m = b.size(1);
+  const int lda = leading(a), ldb = leading(b), ldc = leading(c);
+  const char none = 'N';
+  if (rows_ok && n > 0 && a.scalar_type() == at::kFloat && sgemm_ != nullptr) {
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    // column-major view: c^T (m, n) = b^T (m, k) a^T (k, n)
+    sgemm_(&none, &none, &m, &n, &k, &one, b.data_ptr<float>(), &ldb, a.data_ptr<float>(), &lda, &beta,
+           c.data_ptr<float>(), &ldc);
+  } else if (rows_ok && n > 0 && a.scalar_type() == at::kDouble && dgemm_ != nullptr) {
+    const double one = 1.0, beta = accumulate ? 1.0 : 0.0;
+    dgemm_(&none, &none, &m, &n, &k, &one, b.data_ptr<double>(), &ldb, a.data_ptr<double>(), &lda, &beta,
+           c.data_ptr<double>(), &ldc);
+  } else if (accumulate) {
+    at::addmm_out(c, c, a, b);
+  } else {
+    at::mm_out(c, a, b);
+  }
+}
+
 // ------------------------------------------------------------------------------------------------ row bookkeeping
 
 // Where each step's rows live: step t owns rows [offset[t], offset[t] + size[t]); its sequences are the first
@@ -405,14 +446,14 @@ std::vector<Tensor> forward_impl(
     Tensor z = gates.narrow(0, row, n);  // (n, 4H)
     if (ln_hh_w.defined()) {
       Tensor r = rh.narrow(0, keep, n);
-      at::mm_out(r, h_in, w_hh_t);
+      step_gemm(r, h_in, w_hh_t, false);
       auto* stats = ptr<S>(stats_hh) + keep;
       const int64_t stride = keep_rows;
       at::parallel_for(0, n, grain_for(G), [&](int64_t b0, int64_t b1) {
         add_normed_rows<S>(ptr<S>(z), ptr<S>(r), ptr<S>(ln_hh_w), ptr<S>(ln_hh_b), stats, stride, G, b0, b1);
       });
     } else {
-      at::addmm_out(z, z, h_in, w_hh_t);  // z += h_in @ w_hh.T, one MKL call with beta = 1
+      step_gemm(z, h_in, w_hh_t, true);  // z += h_in @ w_hh.T, one BLAS call with beta = 1
     }
     a.t = t;
     a.gates = ptr<S>(z);
@@ -435,7 +476,7 @@ std::vector<Tensor> forward_impl(
     at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1); });
     if (proj) {
       Tensor h = h_buf.narrow(0, row, n);
-      at::mm_out(h, h_raw.narrow(0, keep, n), w_hr_t);
+      step_gemm(h, h_raw.narrow(0, keep, n), w_hr_t, false);
       if (zoning_h) {  // keep the previous h where d = 1, on the projected h
         h.lerp_(h_prev, zh_rows.defined() ? zh_rows.narrow(0, row, n) : zh_const);
       }
@@ -696,7 +737,7 @@ std::vector<Tensor> backward_impl(
     Tensor d_cell = dh;
     if (proj) {
       d_cell = dh_cell.narrow(0, 0, n);
-      at::mm_out(d_cell, dh, w_hr_n);
+      step_gemm(d_cell, dh, w_hr_n, false);
     }
     a.gates = ptr<S>(gates) + row * G;
     a.tanh_c = ptr<S>(tanh_c) + row * H;
@@ -727,7 +768,7 @@ std::vector<Tensor> backward_impl(
       });
     }
     Tensor dhs = dh_state.narrow(0, 0, n);
-    at::mm_out(dhs, back, w_hh);  // (n, P) gradient of the h fed back
+    step_gemm(dhs, back, w_hh, false);  // (n, P) gradient of the h fed back
     if (rec_mask.defined()) dhs.mul_(rec_mask.narrow(0, 0, n));
     if (zoning_h) dhs.add_(dh_to_prev.narrow(0, 0, n));
   }
