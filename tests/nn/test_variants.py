@@ -232,15 +232,15 @@ def test_recurrent_dropout_one_mask_per_sequence_and_identity_in_eval(monkeypatc
     torch.testing.assert_close(lstm(x)[0], plain(x)[0], rtol=1e-5, atol=1e-6)
     lstm.train()
     seen = []
-    import lstmkit.ops.fused as fused
+    import lstmkit.ops.functional as functional
 
-    original = fused.LSTMLayerFunction.apply
+    original = functional.lstm_layer_fused
 
-    def spy(*args):
-        seen.append(args[15])  # the recurrent mask argument
-        return original(*args)
+    def spy(*args, **kwargs):
+        seen.append(kwargs["variant"].recurrent_mask)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(fused.LSTMLayerFunction, "apply", spy)
+    monkeypatch.setattr(functional, "lstm_layer_fused", spy)
     lstm(x)
     lstm(x)
     first, second = seen

@@ -1,7 +1,8 @@
 """Checks and dispatch: one entry point per shape of work, three ways to compute it.
 
 - ``"native"``: torch's own kernel through ``torch._VF.lstm`` (oneDNN on CPU, cuDNN on GPU).
-- ``"fused"``: :class:`lstmkit.ops.fused.LSTMLayerFunction`, a readable loop with a hand-written backward.
+- ``"fused"``: the operator ``lstmkit::lstm_layer`` (:mod:`lstmkit.ops.layer_op`): a C++ kernel, or its readable
+  Python twin in :mod:`lstmkit.ops.fused`, with a hand-written backward (:func:`lstmkit.ops.fused_backend`).
 - ``"reference"``: :func:`lstmkit.ops.reference.lstm_layer_ref`, the equations with autograd.
 - ``"auto"``: whichever is fastest for the configuration (see :func:`resolve_impl`).
 
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .fused import lstm_layer_fused
+from .layer_op import lstm_layer_fused
 from .masks import bernoulli_mask, survivor_scale
 from .reference import NO_VARIANT, Variant, lstm_cell_ref, lstm_layer_ref
 
