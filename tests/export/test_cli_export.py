@@ -3,16 +3,18 @@ torch.export.load) and agree with the run's own model; bad input is one line, ex
 
 from __future__ import annotations
 
-import io
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 
-import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
+from helpers import REPO
 from lm_corpus import TINY_OVERRIDES, write_word_corpus
 from lstmkit.cli import main
 from lstmkit.data import encode_sentences, make_batch
@@ -143,3 +145,25 @@ def test_a_failed_export_keeps_the_previous_file(runs, tmp_path, capsys):
     code, _, err = export(capsys, runs / "lm-reference", "--format", "pt2", "--out", out)
     assert code == 2 and out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]
+
+
+def test_readme_example_tags_with_onnxruntime_alone(runs, tmp_path, capsys):
+    """README's "PyTorch 2 and export" example (the block fenced ```python onnxruntime), run in a fresh process
+    beside an exported tagger, with every lstmkit module made unimportable."""
+    code, _, _ = export(capsys, runs / "tagger", "--format", "onnx", "--out", tmp_path / "tagger.onnx")
+    assert code == 0
+    blocks = re.findall(r"```python onnxruntime\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    assert len(blocks) == 1
+    (tmp_path / "example.py").write_text(blocks[0])
+    guard = ("import sys\n"
+             "class Refuse:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name.split('.')[0] == 'lstmkit': raise ImportError('lstmkit must not be imported here')\n"
+             "sys.meta_path.insert(0, Refuse())\n"
+             "exec(compile(open('example.py').read(), 'README.md', 'exec'), {'__name__': '__main__'})\n"
+             "assert not [m for m in sys.modules if m.split('.')[0] == 'lstmkit']\n")
+    result = subprocess.run([sys.executable, "-c", guard], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    sentence = "The old man saw a dog .".split()
+    want = tag_sentences(load_tagger(runs / "tagger"), [sentence])[0]
+    assert result.stdout.strip() == " ".join(f"{w}/{t}" for w, t in zip(sentence, want))
