@@ -33,7 +33,7 @@ from ..ops.reference import LAYER_NORM_EPS
 
 __all__ = ["ONNX_OPSET", "ExportError", "GraphBuilder", "lstm_nodes", "lstm_model", "language_model_model", "tagger_model"]
 
-ONNX_OPSET = 17  # LayerNormalization is opset 17
+ONNX_OPSET = 17  # onnxruntime 1.18 and later run it; ReduceMean still takes its axes as an attribute here
 _TORCH_TO_ONNX_GATES = (0, 3, 1, 2)  # ONNX's i, o, f, c are torch's blocks i, o, f, g
 
 
