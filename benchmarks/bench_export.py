@@ -3,7 +3,7 @@
     python benchmarks/bench_export.py [--threads 2] [--repeat 7] [--quick]
 
 Every case builds one model (random weights: speed does not depend on them), exports it with lstmkit.export, and
-times the same inputs three ways, each the median of ``--repeat`` calls after a warm-up:
+times the same inputs three ways, in turn, ``--repeat`` rounds after a warm-up, medians:
 
 - ``eager``: the module in eval mode under ``torch.inference_mode`` (impl="auto": torch's kernel for plain
   layers, the fused operator for variants and packed input);
@@ -28,7 +28,7 @@ import onnxruntime as ort
 import torch
 
 import lstmkit
-from lstmkit.data import TaggingVocabs, Sentence, encode_sentences, make_batch
+from lstmkit.data import Sentence, TaggingVocabs, encode_sentences, make_batch
 from lstmkit.export import (
     export_language_model,
     export_lstm,
@@ -40,14 +40,25 @@ from lstmkit.export import (
 from lstmkit.models import LanguageModel, LanguageModelConfig, Tagger, TaggerConfig
 
 
-def median_ms(function, repeat: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
+def median_ms(functions, repeat: int) -> list[float]:
+    """Milliseconds per call of each function: one warm-up call each, then ``repeat`` rounds that call them in
+    turn (so that a change of the machine's load falls on all peers alike); medians."""
+    for function in functions:
         function()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
+    times = [[] for _ in functions]
+    for _ in range(repeat):
+        for function, samples in zip(functions, times):
+            started = time.perf_counter()
+            function()
+            samples.append(time.perf_counter() - started)
+    return [1000 * statistics.median(samples) for samples in times]
+
+
+def no_grad(function):
+    def call():
+        with torch.inference_mode():
+            return function()
+    return call
 
 
 def session(model, threads: int) -> ort.InferenceSession:
@@ -71,11 +82,12 @@ def lstm_cases(threads: int, repeat: int, quick: bool) -> None:
             program = export_lstm(module).module()
             for batch in (1, 16) if quick else (1, 16, 64):
                 x = torch.randn(35, batch, hidden)
-                with torch.inference_mode():
-                    eager = median_ms(lambda: module(x), repeat)
-                    exported = median_ms(lambda: program(x, (torch.zeros(1, batch, hidden),) * 2), repeat)
                 feeds = {"input": x.numpy()}
-                onnx = median_ms(lambda: run.run(None, feeds), repeat)
+                zeros = (torch.zeros(1, batch, hidden),) * 2
+                eager, onnx, exported = median_ms(
+                    [no_grad(lambda: module(x)), lambda: run.run(None, feeds), no_grad(lambda: program(x, zeros))],
+                    repeat,
+                )
                 report(f"LSTM {label}, T=35 B={batch} H={hidden}", eager, onnx, exported)
 
 
@@ -91,10 +103,11 @@ def language_model_case(threads: int, repeat: int) -> None:
     feeds = {"words": words.numpy()}
     for k, (h, c) in enumerate(hidden):
         feeds[f"h0_{k}"], feeds[f"c0_{k}"] = h.numpy(), c.numpy()
-    with torch.inference_mode():
-        eager = median_ms(lambda: lm.logits(lm(words, hidden).output), repeat)
-        exported = median_ms(lambda: program(words, *states), repeat)
-    onnx = median_ms(lambda: run.run(None, feeds), repeat)
+    eager, onnx, exported = median_ms(
+        [no_grad(lambda: lm.logits(lm(words, hidden).output)), lambda: run.run(None, feeds),
+         no_grad(lambda: program(words, *states))],
+        repeat,
+    )
     report("language model small preset, V=10,000, T=35 B=20 (logits)", eager, onnx, exported)
 
 
@@ -117,10 +130,10 @@ def tagger_case(threads: int, repeat: int) -> None:
     names = ("word_ids", "lengths", "char_ids", "char_lengths", "word_index")
     inputs = [getattr(batch, name) for name in names]
     feeds = {name: t.numpy() for name, t in zip(names, inputs)}
-    with torch.inference_mode():
-        eager = median_ms(lambda: Tagger.predict(tagger(batch)), repeat)
-        exported = median_ms(lambda: program(*inputs), repeat)
-    onnx = median_ms(lambda: run.run(None, feeds), repeat)
+    eager, onnx, exported = median_ms(
+        [no_grad(lambda: Tagger.predict(tagger(batch))), lambda: run.run(None, feeds), no_grad(lambda: program(*inputs))],
+        repeat,
+    )
     report(f"tagger default config, 32 sentences of 5-40 words ({int(batch.lengths.sum())} words, tags)",
            eager, onnx, exported)
 
