@@ -36,7 +36,7 @@ def reload(program, metadata=None):
 
 
 def layer_nodes(program) -> list:
-    return [node.target for node in program.graph.nodes if node.op == "call_function" and "lstm" in str(node.target)]
+    return [node for node in program.graph.nodes if node.op == "call_function" and "lstm" in str(node.target)]
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))
@@ -47,7 +47,8 @@ def test_lstm_program_matches_eager_at_other_lengths(name):
     plain, _ = reload(export_lstm(module))
     packed = export_lstm(module, lengths=True)
     layers = layer_nodes(packed)  # one operator node per layer and direction, nothing unrolled
-    assert layers == [torch.ops.lstmkit.lstm_layer.default] * (module.num_layers * directions)
+    assert [node.target for node in layers] == [torch.ops.lstmkit.lstm_layer.default] * (module.num_layers * directions)
+    assert all(node.args[-1] is False for node in layers)  # need_workspace: inference keeps nothing for a backward
     for T, B, seed in SIZES:
         x, hx, lengths = lstm_inputs(module, T, B, seed)
         with torch.no_grad():
