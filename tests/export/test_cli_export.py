@@ -145,6 +145,9 @@ def test_a_failed_export_keeps_the_previous_file(runs, tmp_path, capsys):
     code, _, err = export(capsys, runs / "lm-reference", "--format", "pt2", "--out", out)
     assert code == 2 and out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]
+    # ONNX graphs do not depend on the impl: the same run exports there
+    code, _, _ = export(capsys, runs / "lm-reference", "--format", "onnx", "--out", tmp_path / "model.onnx")
+    assert code == 0 and ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
 
 
 def test_readme_example_tags_with_onnxruntime_alone(runs, tmp_path, capsys):
