@@ -31,7 +31,9 @@ from ..data.tagging import PAD_TAG
 from ..nn import LSTM
 from ..ops.reference import LAYER_NORM_EPS
 
-__all__ = ["ONNX_OPSET", "ExportError", "GraphBuilder", "lstm_nodes", "lstm_model", "language_model_model", "tagger_model"]
+__all__ = [
+    "ONNX_OPSET", "ExportError", "GraphBuilder", "lstm_nodes", "lstm_model", "language_model_model", "tagger_model",
+]
 
 ONNX_OPSET = 17  # onnxruntime 1.18 and later run it; ReduceMean still takes its axes as an attribute here
 _TORCH_TO_ONNX_GATES = (0, 3, 1, 2)  # ONNX's i, o, f, c are torch's blocks i, o, f, g
@@ -71,17 +73,23 @@ class GraphBuilder:
         """An initializer from a tensor, array or number (float32 unless ``dtype`` says otherwise)."""
         if isinstance(value, Tensor):
             value = value.detach().cpu().numpy()
-        array = np.asarray(value, dtype=dtype if dtype is not None else (np.float32 if not isinstance(value, np.ndarray) else None))
+        if dtype is None and not isinstance(value, np.ndarray):
+            dtype = np.float32
+        array = np.asarray(value, dtype=dtype).copy(order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
         name = self.name(hint)
-        self.initializers.append(self.onnx.numpy_helper.from_array(array.copy(order="C"), name))  # (not ascontiguousarray: it makes 0-d arrays 1-d)
+        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
         return name
 
     def ints(self, values: Sequence[int], hint: str = "ints") -> str:
         return self.const(np.asarray(values, dtype=np.int64), hint)
 
-    def op(self, op_type: str, inputs: Sequence[str], outputs: int | Sequence[str] = 1, hint: str | None = None, **attrs):
+    def op(self, op_type: str, inputs: Sequence[str], outputs: int | Sequence[str] = 1, hint: str | None = None,
+           **attrs):
         """Add a node; returns its output name (or the list of names when ``outputs`` > 1 or is a list)."""
-        names = [self.name(hint or op_type.lower()) for _ in range(outputs)] if isinstance(outputs, int) else list(outputs)
+        if isinstance(outputs, int):
+            names = [self.name(hint or op_type.lower()) for _ in range(outputs)]
+        else:
+            names = list(outputs)
         self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), names, name=self.name(op_type), **attrs))
         return names[0] if isinstance(outputs, int) and outputs == 1 else names
 
@@ -121,7 +129,8 @@ class GraphBuilder:
         variance = self.op("ReduceMean", [self.op("Mul", [centred, centred])], axes=[-1])
         spread = self.op("Sqrt", [self.op("Add", [variance, self.const(np.float32(LAYER_NORM_EPS))])])
         normed = self.op("Div", [centred, spread])
-        return self.op("Add", [self.op("Mul", [normed, self.const(gain, hint + "_gain")]), self.const(bias, hint + "_bias")])
+        scaled = self.op("Mul", [normed, self.const(gain, hint + "_gain")])
+        return self.op("Add", [scaled, self.const(bias, hint + "_bias")])
 
     def dim(self, x: str, axis: int) -> str:
         """The size of ``x`` along ``axis`` as a 1-element int64 tensor."""
@@ -191,13 +200,17 @@ def lstm_nodes(
             for d, k in enumerate(ks):
                 hk = g.op("Gather", [h0, g.ints(d)], axis=0) if h0 is not None else None  # (B, P)
                 ck = g.op("Gather", [c0, g.ints(d)], axis=0) if c0 is not None else None  # (B, H)
-                y, hn, cn = _scan_layer(g, module, weights[k], variants[k], layer_input, lengths, mask, (hk, ck), reverse=d == 1)
+                y, hn, cn = _scan_layer(
+                    g, module, weights[k], variants[k], layer_input, lengths, mask, (hk, ck), reverse=d == 1
+                )
                 outs.append(y)
                 h_n.append(g.op("Unsqueeze", [hn, g.ints([0])]))
                 c_n.append(g.op("Unsqueeze", [cn, g.ints([0])]))
             layer_input = outs[0] if directions == 1 else g.op("Concat", outs, axis=-1)
         else:
-            y, hn, cn = _onnx_lstm_layer(g, module, [weights[k] for k in ks], [variants[k] for k in ks], layer_input, lengths32, h0, c0)
+            y, hn, cn = _onnx_lstm_layer(
+                g, module, [weights[k] for k in ks], [variants[k] for k in ks], layer_input, lengths32, h0, c0
+            )
             layer_input = y
             h_n.append(hn)
             c_n.append(cn)
@@ -220,7 +233,7 @@ def _onnx_lstm_layer(g: GraphBuilder, module: LSTM, weights, variants, x: str, l
         inputs.append("")
     inputs += [lengths or "", h0 or "", c0 or ""]
     if module.peephole:
-        p = torch.stack([torch.cat([v.peephole[0], v.peephole[2], v.peephole[1]]).detach() for v in variants])  # i, o, f
+        p = torch.stack([torch.cat([v.peephole[0], v.peephole[2], v.peephole[1]]) for v in variants])  # (D, 3H) i, o, f
         inputs.append(g.const(p, "lstm_P"))
     while inputs and inputs[-1] == "":
         inputs.pop()
@@ -247,7 +260,9 @@ def _zeros_state(g: GraphBuilder, x: str, size: int) -> str:
     return g.op("ConstantOfShape", [shape], value=g.onnx.helper.make_tensor("zero", 1, [1], [0.0]))
 
 
-def _scan_layer(g: GraphBuilder, module: LSTM, w, v, x: str, lengths, mask, state, reverse: bool) -> tuple[str, str, str]:
+def _scan_layer(
+    g: GraphBuilder, module: LSTM, w, v, x: str, lengths, mask, state, reverse: bool
+) -> tuple[str, str, str]:
     """One layer and direction as a Scan over time; returns y (T, B, P), h_n (B, P), c_n (B, H)."""
     hidden = module.hidden_size
     proj = module.proj_size or hidden
@@ -431,7 +446,8 @@ def tagger_model(tagger, metadata: dict[str, str] | None = None):
     hidden = g.op("Transpose", [hidden], perm=[1, 0, 2])  # (B, T, 2H), zeros at padding
     logits = _linear(g, hidden, tagger.output, tagger.output.in_features)  # (B, T, K)
     # the best tag but <unk> (id 0), and the padding tag where there is no word
-    best = g.op("ArgMax", [g.op("Slice", [logits, g.ints([1]), g.ints([tagger.num_tags]), g.ints([2])])], axis=2, keepdims=0)
+    scores = g.op("Slice", [logits, g.ints([1]), g.ints([tagger.num_tags]), g.ints([2])])  # (B, T, K-1): no <unk>
+    best = g.op("ArgMax", [scores], axis=2, keepdims=0)
     best = g.op("Add", [best, g.const(np.int64(1), dtype=np.int64)])
     steps = g.op("Squeeze", [g.dim(word_ids, 1), g.ints([0])])
     positions = g.op("Range", [g.const(np.int64(0), dtype=np.int64), steps, g.const(np.int64(1), dtype=np.int64)])

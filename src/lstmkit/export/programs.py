@@ -75,9 +75,8 @@ def lstm_with_lengths(
             keep_h = (past_end + (1 - past_end) * v.zoneout_h).expand(steps, batch, proj)
             keep_c = (past_end + (1 - past_end) * v.zoneout_c).expand(steps, batch, module.hidden_size)
             source = _gather_time(layer_input, flip) if direction == 1 else layer_input
-            out, (h, c) = lstm_layer_fused(
-                source.contiguous(), (hx[0][k], hx[1][k]), *weights[k], variant=v._replace(zoneout_h=keep_h, zoneout_c=keep_c)
-            )
+            held = v._replace(zoneout_h=keep_h, zoneout_c=keep_c)
+            out, (h, c) = lstm_layer_fused(source.contiguous(), (hx[0][k], hx[1][k]), *weights[k], variant=held)
             outputs.append(_gather_time(out, flip) if direction == 1 else out)
             h_n.append(h)
             c_n.append(c)

@@ -71,7 +71,8 @@ def export_lstm(module: LSTM, *, lengths: bool = False) -> ExportedProgram:
     if not lengths:  # the module's own forward: its impl decides
         _check_impl([module])
         return _export(module, (x, (h0, c0)), (seq, ({1: batch}, {1: batch})))
-    return _export(LSTMWithLengths(module), (x, torch.tensor([3, 2]), h0, c0), (seq, {0: batch}, {1: batch}, {1: batch}))
+    example = (x, torch.tensor([3, 2]), h0, c0)
+    return _export(LSTMWithLengths(module), example, (seq, {0: batch}, {1: batch}, {1: batch}))
 
 
 def export_language_model(model) -> ExportedProgram:
