@@ -28,6 +28,7 @@ import onnxruntime as ort
 import torch
 
 import lstmkit
+import lstmkit.runtime
 from lstmkit.data import Sentence, TaggingVocabs, encode_sentences, make_batch
 from lstmkit.export import (
     export_language_model,
@@ -131,7 +132,8 @@ def tagger_case(threads: int, repeat: int) -> None:
     inputs = [getattr(batch, name) for name in names]
     feeds = {name: t.numpy() for name, t in zip(names, inputs)}
     eager, onnx, exported = median_ms(
-        [no_grad(lambda: Tagger.predict(tagger(batch))), lambda: run.run(None, feeds), no_grad(lambda: program(*inputs))],
+        [no_grad(lambda: Tagger.predict(tagger(batch))), lambda: run.run(None, feeds),
+         no_grad(lambda: program(*inputs))],
         repeat,
     )
     report(f"tagger default config, 32 sentences of 5-40 words ({int(batch.lengths.sum())} words, tags)",
@@ -144,9 +146,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer LSTM cells")
     args = parser.parse_args()
+    kept = lstmkit.runtime.keep_freed_memory()  # as the lstmkit commands do: no page faults from glibc's trimming
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads, fused backend "
-          f"{lstmkit.ops.fused_backend() if hasattr(lstmkit.ops, 'fused_backend') else 'python'}")
+          f"{lstmkit.ops.fused_backend() if hasattr(lstmkit.ops, 'fused_backend') else 'python'}, keep_freed_memory {kept}")
     print("| case | eager ms | onnxruntime ms (/ eager) | torch.export program ms (/ eager) |")
     print("|---|---|---|---|")
     lstm_cases(args.threads, args.repeat, args.quick)
