@@ -34,7 +34,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lstm import measure, step_fn  # noqa: E402  (also puts src/ on sys.path)
 import lstmkit  # noqa: E402
-from lstmkit.ops import resolve_impl  # noqa: E402
+from lstmkit.ops import fused_backend, resolve_impl  # noqa: E402
 from lstmkit.ops.functional import _ragged  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
 
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.malloc == "keep" and not keep_freed_memory():
         print("--malloc keep: not glibc, nothing changed", file=sys.stderr)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}; malloc {args.malloc}; "
+          f"fused kernel {fused_backend()}; "
           f"T={args.steps}; medians of up to {repeats} interleaved samples; ratios = time / "
           + ("a torch.nn.LSTMCell loop's" if args.cells else "torch.nn.LSTM's"))
     if args.cells:

@@ -11,6 +11,15 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _fused_kernels() -> list[str]:
+    from lstmkit.ops import cpp_extension_error
+
+    return ["cpp", "python"] if cpp_extension_error() is None else ["python"]
+
+
+FUSED_KERNELS = _fused_kernels()  # the kernels of lstmkit::lstm_layer this checkout can run
+
+
 def data_root() -> Path:
     """The real datasets: $LSTMKIT_DATA, else ../shared/data beside the repository."""
     configured = os.environ.get("LSTMKIT_DATA")  # unset or empty: the default

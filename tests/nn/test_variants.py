@@ -14,6 +14,8 @@ import lstmkit
 from lstmkit.ops import lstm_layer_fused, lstm_layer_ref
 from lstmkit.ops.reference import Variant
 
+pytestmark = pytest.mark.usefixtures("fused_kernel")  # each test on the C++ and the Python kernel
+
 OPTIONS = {
     "recurrent_dropout": dict(recurrent_dropout=0.3),
     "zoneout": dict(zoneout=(0.3, 0.2)),

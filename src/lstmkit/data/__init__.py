@@ -53,7 +53,6 @@ from lstmkit.data.tagging import (
     batch_plan,
     encode_sentences,
     find_conllu_splits,
-    iterate_batches,
     make_batch,
     sentence_tags,
     word_chars,
@@ -106,7 +105,6 @@ __all__ = [
     "encode_sentences",
     "make_batch",
     "batch_plan",
-    "iterate_batches",
     "find_conllu_splits",
     "word_chars",
 ]

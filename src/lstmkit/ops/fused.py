@@ -1,4 +1,7 @@
-"""The fused LSTM layer: one input GEMM, a tight loop over time, and a hand-written backward through time.
+"""The fused LSTM layer in readable PyTorch: one input GEMM, a tight loop over time, and a hand-written backward
+through time. These are the Python kernels of the operator ``lstmkit::lstm_layer`` (:mod:`lstmkit.ops.layer_op`)
+and the specification of its C++ kernels (csrc/lstm_layer.cpp), which follow the same steps and read and write the
+same workspace (:data:`WORKSPACE`).
 
 Letters as in :mod:`lstmkit.ops.reference` (T, B, I, H, P, N).
 
@@ -26,55 +29,81 @@ Backward::
         dz[t] = [dc * A_i, dc * A_f, dc * A_g, dh * A_o] ; dc *= f ; dh_rec = dz[t] @ w_hh
     then ONE GEMM each: d_w_ih = dz.T @ x, d_w_hh = dz.T @ h_prev, d_x = dz @ w_ih (and d_w_hr = dh.T @ h_raw)
 
-Matmuls. On this kind of CPU torch.mm goes to MKL, which runs AVX2 code on AMD processors; oneDNN runs AVX-512.
-Measured here (benchmarks/RESULTS.md), oneDNN with a prepacked weight is 1.3x (B=64, H=512) to 2x (B=16, H=1024)
-faster for the per-step (B, P) x (P, 4H) GEMM, and no faster for the big weight-gradient GEMMs once their
-transposed copies are paid, so those stay on torch.mm. oneDNN is reachable only through the private op
-``torch.ops.mkldnn._linear_pointwise`` with weights prepacked by ``_reorder_linear_weight``, so
-:class:`_RightMatmul` uses it for float32 on CPU when it exists and falls back to public ``torch.mm``/``addmm``
-everywhere else (float64, CUDA, a torch without the op). Both paths are tested; :func:`set_matmul_backend` or
-the environment variable LSTMKIT_MATMUL forces one.
+Matmuls. The per-step (B, P) x (P, 4H) GEMM runs on oneDNN with ``w_hh`` prepacked once per call (through the
+private op ``torch.ops.mkldnn._linear_pointwise``, weights reordered by ``_reorder_linear_weight``) for float32 CPU
+layers with H >= 256, where it measured faster than MKL's ``torch.mm``; the big weight-gradient GEMMs stay on
+``torch.mm``, as does everything else (float64, CUDA, a torch without the op). benchmarks/RESULTS.md ("Core",
+"The GEMM floor") has the measurements. Both paths are tested; :func:`use_matmul` forces one for the calls made
+inside it, and each call keeps its choice for its backward (the operator's autograd formula re-enters it). The C++
+kernels run every GEMM on MKL through ATen instead (csrc/lstm_layer.cpp says why).
 """
 
 from __future__ import annotations
 
-import os
+import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor
 
 from .reference import LAYER_NORM_EPS, NO_VARIANT, Variant
 
-__all__ = ["GRADIENTS", "WORKSPACE", "backward_python", "forward_python", "matmul_backend", "set_matmul_backend"]
+__all__ = [
+    "GRADIENTS", "WORKSPACE", "backward_python", "forward_python", "matmul_backend", "set_matmul_backend", "use_matmul",
+]
 
-_BACKENDS = ("auto", "onednn", "public")
-_backend = os.environ.get("LSTMKIT_MATMUL", "auto")
+MATMUL_BACKENDS = ("auto", "onednn", "public")
 _ONEDNN_MIN_HIDDEN = 256  # below this MKL's small GEMMs are as fast and oneDNN's call overhead dominates
+_matmul: ContextVar[str] = ContextVar("lstmkit_matmul", default="auto")  # set only by use_matmul, per context
 
 
-def set_matmul_backend(name: str) -> None:
-    """``"auto"`` (oneDNN for float32 CPU layers with H >= 256 when available), ``"onednn"`` (whenever available)
-    or ``"public"`` (torch.mm / addmm only). Also settable with the environment variable LSTMKIT_MATMUL."""
-    global _backend
-    if name not in _BACKENDS:
-        raise ValueError(f"matmul backend must be one of {_BACKENDS}, got {name!r}")
-    _backend = name
+def _check_matmul(name: str) -> str:
+    if name not in MATMUL_BACKENDS:
+        raise ValueError(f"matmul backend must be one of {MATMUL_BACKENDS}, got {name!r}")
+    return name
+
+
+@contextmanager
+def use_matmul(name: str) -> Iterator[None]:
+    """Run the fused layers called inside the ``with`` block on one matmul backend: ``"auto"`` (oneDNN for float32
+    CPU layers with H >= 256 when available, the default), ``"onednn"`` (whenever available) or ``"public"``
+    (torch.mm / addmm only). Each call keeps its backend for its backward, wherever that runs.
+
+    Example::
+
+        >>> with use_matmul("public"):
+        ...     out, _ = lstmkit.LSTM(4, 8, impl="fused")(torch.randn(3, 2, 4))  # doctest: +SKIP
+    """
+    token = _matmul.set(_check_matmul(name))
+    try:
+        yield
+    finally:
+        _matmul.reset(token)
 
 
 def matmul_backend() -> str:
-    return _backend
+    """The backend :func:`use_matmul` chose for the current context (``"auto"`` outside any)."""
+    return _matmul.get()
+
+
+def set_matmul_backend(name: str) -> None:
+    """Deprecated: use the context manager :func:`use_matmul`. Sets the backend for the rest of this context."""
+    warnings.warn("set_matmul_backend is deprecated; use `with lstmkit.ops.fused.use_matmul(name):`",
+                  DeprecationWarning, stacklevel=2)
+    _matmul.set(_check_matmul(name))
 
 
 def _onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-def _use_onednn(x: Tensor, hidden: int) -> bool:
-    if _backend == "public" or x.device.type != "cpu" or x.dtype != torch.float32 or not _onednn_available():
+def _use_onednn(x: Tensor, hidden: int, backend: str) -> bool:
+    if backend == "public" or x.device.type != "cpu" or x.dtype != torch.float32 or not _onednn_available():
         return False
-    return _backend == "onednn" or hidden >= _ONEDNN_MIN_HIDDEN
+    return backend == "onednn" or hidden >= _ONEDNN_MIN_HIDDEN
 
 
 class _RightMatmul:
@@ -206,7 +235,7 @@ def forward_python(
     zoning_h = zone_h is not None or zoneout_h > 0
     zoning_c = zone_c is not None or zoneout_c > 0
 
-    onednn = _use_onednn(x, hidden)
+    onednn = _use_onednn(x, hidden, _matmul.get())
     bias = _bias(b_ih, b_hh)
     x_proj = None
     stats_ih = None
@@ -360,7 +389,7 @@ def backward_python(
     d_normed_c = torch.empty_like(tanh_c) if ln_c_w is not None else None  # (N, H)
     d_rh = torch.empty_like(gates) if ln_hh_w is not None else None  # (N, 4H)
 
-    onednn = _use_onednn(x, hidden)
+    onednn = _use_onednn(x, hidden, _matmul.get())
     recurrent = _RightMatmul(w_hh.t(), batch, onednn)  # (.) @ w_hh
     unproject = _RightMatmul(w_hr.t(), batch, onednn) if w_hr is not None else None  # dh @ w_hr
     dh_all = grad_output.clone()  # (N, P)

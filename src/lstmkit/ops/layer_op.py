@@ -15,7 +15,7 @@ dtype=torch.bfloat16)`` the layer runs in bfloat16, like torch.nn.LSTM).
 Why ``custom_op`` in Python rather than C++ ``TORCH_LIBRARY``: the schema has to exist whether or not the C++
 extension was built (it is optional: a machine without a compiler runs the Python kernels), and fake kernels,
 the autograd formula and the double-backward fallback are Python either way. The CPU kernel is chosen per call:
-the C++ extension (``lstmkit._C``, built by ``make setup``) when it loaded, else the readable Python kernels of
+the C++ extension (``lstmkit.ops._C``, built by ``make setup``) when it loaded, else the readable Python kernels of
 :mod:`lstmkit.ops.fused`; :func:`fused_backend` says which runs and :func:`use_fused_backend` forces one. Both
 kernels read and write the same workspace layout, so their forward and backward halves can be mixed.
 
@@ -46,7 +46,7 @@ _forced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 try:  # the optional C++ kernels, compiled by `make setup`
-    from .. import _C as _cpp  # type: ignore[attr-defined]
+    from . import _C as _cpp  # type: ignore[attr-defined]
 
     _cpp_error: str | None = None
 except ImportError as error:  # not built (no compiler, or the build failed): the Python kernels serve
@@ -66,7 +66,7 @@ def fused_backend() -> str:
         if forced not in BACKENDS:
             raise ValueError(f"LSTMKIT_FUSED / use_fused_backend must be one of {BACKENDS}, got {forced!r}")
         if forced == "cpp" and _cpp is None:
-            raise RuntimeError(f"the C++ extension lstmkit._C is not available ({_cpp_error}); run `make setup`")
+            raise RuntimeError(f"the C++ extension lstmkit.ops._C is not available ({_cpp_error}); run `make setup`")
         return forced
     return "cpp" if _cpp is not None else "python"
 
@@ -247,6 +247,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(*(args[n] for n in _TENSOR_INPUTS), output[0], *output[3:])
     ctx.options = (args["reverse"], args["zoneout_h"], args["zoneout_c"], args["cell_clip"])
     ctx.had_workspace = args["need_workspace"]
+    ctx.matmul = fused.matmul_backend()  # the Python kernel's GEMM choice, kept for this call's backward
     ctx.mark_non_differentiable(*output[3:])
 
 
@@ -271,12 +272,13 @@ def _backward(ctx, grad_output, grad_h_n, grad_c_n, *_workspace_grads):
     mask = [needs[n] for n in ("x", "h0", "c0", "w_ih", "w_hh")] + [needs["b_ih"] or needs["b_hh"]] + [
         needs[n] for n in ("w_hr", "peephole", "ln_ih_w", "ln_ih_b", "ln_hh_w", "ln_hh_b", "ln_c_w", "ln_c_b")
     ]
-    grads = dict(zip(GRADIENTS, torch.ops.lstmkit.lstm_layer_backward(
-        grad_output, grad_h_n, grad_c_n, x, h0, c0, args["w_ih"], args["w_hh"], args["w_hr"], args["batch_sizes"],
-        reverse, args["peephole"], args["ln_ih_w"], args["ln_ih_b"], args["ln_hh_w"], args["ln_hh_b"],
-        args["ln_c_w"], args["ln_c_b"], args["recurrent_mask"], args["zoneout_h_mask"], args["zoneout_c_mask"],
-        zoneout_h, zoneout_c, cell_clip, output, *workspace, mask,
-    )))
+    with fused.use_matmul(ctx.matmul):
+        grads = dict(zip(GRADIENTS, torch.ops.lstmkit.lstm_layer_backward(
+            grad_output, grad_h_n, grad_c_n, x, h0, c0, args["w_ih"], args["w_hh"], args["w_hr"],
+            args["batch_sizes"], reverse, args["peephole"], args["ln_ih_w"], args["ln_ih_b"], args["ln_hh_w"],
+            args["ln_hh_b"], args["ln_c_w"], args["ln_c_b"], args["recurrent_mask"], args["zoneout_h_mask"],
+            args["zoneout_c_mask"], zoneout_h, zoneout_c, cell_clip, output, *workspace, mask,
+        )))
     grads["b_ih"] = grads["bias"] if needs["b_ih"] else None
     grads["b_hh"] = grads["bias"] if needs["b_hh"] else None
     return tuple(grads.get(n) if needs[n] and grads.get(n) is not None and grads[n].numel() else None
