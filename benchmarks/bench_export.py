@@ -3,7 +3,7 @@
     python benchmarks/bench_export.py [--threads 2] [--repeat 7] [--quick]
 
 Every case builds one model (random weights: speed does not depend on them), exports it with lstmkit.export, and
-times the same inputs three ways, in turn, ``--repeat`` rounds after a warm-up, medians:
+times the same inputs three ways (blocks of calls, see :func:`median_ms`), medians:
 
 - ``eager``: the module in eval mode under ``torch.inference_mode`` (impl="auto": torch's kernel for plain
   layers, the fused operator for variants and packed input);
@@ -42,16 +42,19 @@ from lstmkit.models import LanguageModel, LanguageModelConfig, Tagger, TaggerCon
 
 
 def median_ms(functions, repeat: int) -> list[float]:
-    """Milliseconds per call of each function: one warm-up call each, then ``repeat`` rounds that call them in
-    turn (so that a change of the machine's load falls on all peers alike); medians."""
-    for function in functions:
-        function()
+    """Milliseconds per call of each function, median of ``repeat`` calls: each function timed in a block of its
+    own (a warm-up call, then half the calls), the blocks run twice, in order and in reverse order.
+
+    Not call by call in turn: the thread pools of torch and onnxruntime spin for a while after their work, and a
+    peer called just after the other one ran measured up to 10x slower (35 ms instead of 4 at T=35 B=64 H=128)."""
     times = [[] for _ in functions]
-    for _ in range(repeat):
-        for function, samples in zip(functions, times):
-            started = time.perf_counter()
-            function()
-            samples.append(time.perf_counter() - started)
+    for order in (range(len(functions)), reversed(range(len(functions)))):
+        for index in order:
+            functions[index]()
+            for _ in range((repeat + 1) // 2):
+                started = time.perf_counter()
+                functions[index]()
+                times[index].append(time.perf_counter() - started)
     return [1000 * statistics.median(samples) for samples in times]
 
 
@@ -66,6 +69,7 @@ def session(model, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep, as torch's do
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
