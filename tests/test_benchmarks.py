@@ -127,3 +127,26 @@ def test_bench_auto_cells_times_each_impl(tmp_path):
     rows = json.loads(report.read_text())["cells"]
     assert {r["option"] for r in rows} == {"layer_norm", "peephole", "zoneout", "cell_clip"}
     assert all(r[impl] > 0 for r in rows for impl in ("fused", "reference", "auto"))
+
+
+def test_bench_ddp_runs_two_processes(tmp_path):
+    corpus = write_word_corpus(tmp_path / "corpus", train_lines=400)
+    stdout = _run([str(BENCH / "bench_ddp.py"), "--data", str(corpus), "--layouts", "2x1", "--rounds", "1",
+                   "--steps", "1", "--warmup", "0", "--batch", "4"])
+    assert "| 2x1 |" in stdout and "gradient all-reduced per step" in stdout and "that all-reduce alone" in stdout
+
+
+def test_bench_raw_text_scores_words_by_their_place_in_the_text():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_raw_text", BENCH / "bench_raw_text.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "The dog can't run."
+    gold = ["The", "dog", "ca", "n't", "run", "."]
+    tags = ["DET", "NOUN", "AUX", "PART", "VERB", "PUNCT"]
+    # split at spaces: "can't" and "run." match no gold word; the rest are tagged right
+    assert module.score([text], [gold], [tags], [text.split()], [["DET", "NOUN", "AUX", "VERB"]]) == (2, 2, 6)
+    # the treebank cut: every word found; one tag wrong
+    guesses = ["DET", "NOUN", "AUX", "PART", "NOUN", "PUNCT"]
+    assert module.score([text], [gold], [tags], [gold], [guesses]) == (5, 6, 6)

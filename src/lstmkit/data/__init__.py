@@ -57,7 +57,8 @@ from lstmkit.data.tagging import (
     sentence_tags,
     word_chars,
 )
-from lstmkit.data.textfile import read_utf8_text, split_lines
+from lstmkit.data.textfile import read_utf8_text, split_lines, strip_bom
+from lstmkit.data.tokenize import treebank_tokens
 from lstmkit.data.vocab import EOS, UNK, EncodedTokens, Vocab
 
 __all__ = [
@@ -65,6 +66,8 @@ __all__ = [
     "DataError",
     "read_utf8_text",
     "split_lines",
+    "strip_bom",
+    "treebank_tokens",
     # vocabulary
     "UNK",
     "EOS",

@@ -56,6 +56,25 @@ def _apply_permutation(tensor: Tensor, permutation: Tensor | None) -> Tensor:
     return tensor if permutation is None else tensor.index_select(1, permutation)  # (L * D, B, .)
 
 
+def _check_flags(**flags: object) -> None:
+    """Each flag must be a bool: ``layer_norm="yes"`` is a mistake, not True."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+
+
+def _check_sizes(**sizes: object) -> None:
+    """Each size must be an int (``True`` is not a size)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+
+
+def _check_finite(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
 class LSTM(nn.Module):
     r"""A multi-layer LSTM, the same module as ``torch.nn.LSTM`` with a choice of implementation.
 
@@ -169,6 +188,9 @@ class LSTM(nn.Module):
         cell_clip: float | None = None,
     ) -> None:
         super().__init__()
+        _check_flags(bidirectional=bidirectional, layer_norm=layer_norm, peephole=peephole)
+        _check_sizes(num_layers=num_layers, proj_size=proj_size)
+        _check_finite("forget_bias", forget_bias)
         check_probability(weight_dropout, "weight_dropout", allow_one=False)
         check_probability(recurrent_dropout, "recurrent_dropout", allow_one=False)
         zoneout_h, zoneout_c = _zoneout_pair(zoneout)
@@ -473,6 +495,12 @@ class LSTMCell(nn.Module):
     ) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
+        _check_flags(bias=bias, layer_norm=layer_norm, peephole=peephole)
+        _check_sizes(input_size=input_size, hidden_size=hidden_size)
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if value <= 0:
+                raise ValueError(f"{name} must be greater than zero")
+        _check_finite("forget_bias", forget_bias)
         if forget_bias and not bias:
             raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
         if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
