@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layer_op import lstm_layer_fused
+from .layer_op import fused_backend, lstm_layer_fused
 from .masks import bernoulli_mask, dropout_mask
 from .reference import NO_VARIANT, Variant, lstm_cell_ref, lstm_layer_ref
 
@@ -91,17 +91,25 @@ def resolve_impl(
     return "native"
 
 
-def _fallback_beats_fused(*, hidden: int, batch: int, projected: bool, dtype: torch.dtype, needs_grad: bool) -> bool:
+def _fallback_beats_fused(
+    *, hidden: int, batch: int, projected: bool, dtype: torch.dtype, needs_grad: bool, kernel: str | None = None
+) -> bool:
     """Where torch's per-step fallback (packed input, projection, float64) is faster than the fused path on CPU.
 
-    Its loop runs in C++ and costs less per step than ours; ours wins once a step holds enough work:
-    - training (a backward will follow): the fused path wins or ties everywhere measured;
-    - without grad: one sequence, or H < 384 (packed) / H < 512 (projection, float64), go to torch's loop; a
-      projected H >= 1024 step is big enough for the fused path even for one sequence.
+    ``kernel`` is the fused operator's kernel (:func:`lstmkit.ops.fused_backend`, asked when None). In training (a
+    backward will follow) the fused path wins or ties everywhere measured, on either kernel. Without grad:
+    - the C++ kernel beats torch's loop at every batch of more than one sequence in float32; torch's loop keeps
+      one projected sequence at H >= 512 and float64 (our float64 activations are scalar library calls);
+    - the Python kernel pays ~10 Python-dispatched ops per step: one sequence, or H < 384 (packed) / H < 512
+      (projection, float64), go to torch's loop; a projected H >= 1024 step is big enough even for one sequence.
     The measurements behind these bounds: benchmarks/RESULTS.md, "auto's choice where torch leaves oneDNN".
     """
     if needs_grad:
         return False
+    if (kernel or fused_backend()) == "cpp":
+        if dtype == torch.float64:
+            return True
+        return batch == 1 and projected and hidden >= 512
     if batch == 1:
         return not (projected and hidden >= 1024)
     return hidden < (512 if projected or dtype == torch.float64 else 384)
