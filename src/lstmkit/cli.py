@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-tagger": ("lstmkit.commands.train_tagger", "train or resume a BiLSTM part-of-speech tagger on CoNLL-U"),
     "eval-tagger": ("lstmkit.commands.eval_tagger", "accuracy, per-tag F1 and a confusion matrix of a trained tagger"),
     "tag": ("lstmkit.commands.tag", "tag plain text or CoNLL-U with a trained tagger"),
+    "export": ("lstmkit.commands.export", "write a trained model as ONNX (onnxruntime) or a torch.export program"),
 }
 
 
@@ -46,6 +47,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("lstmkit.train", "CheckpointError"),
         ("lstmkit.train", "RunDirectoryError"),
         ("lstmkit.explain", "ExplainError"),
+        ("lstmkit.export", "ExportError"),
     ):
         try:
             kinds.append(getattr(importlib.import_module(module), name))

@@ -68,6 +68,10 @@ def resolve_impl(
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+    if impl == "auto" and torch.compiler.is_exporting():
+        # torch.export: torch's kernel and the reference loop unroll over time and fix T (pytorch#91439); the
+        # operator lstmkit::lstm_layer is one node whose fake kernel keeps T and B symbolic
+        return "fused"
     if variant:
         if impl == "native":
             raise ValueError(f"impl='native' (torch's kernel) cannot compute {variant}; use impl='fused' or 'reference'")
