@@ -25,14 +25,14 @@ import torch
 
 from ..data import DataError, Vocab, batch_plan
 from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
-from ..train.lm import load_model_weights
+from ..train.lm import load_model_weights, resolve_precision
 from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
 from ..train.tagging_metrics import TaggingScores, plot_confusion, score_tags
 from .data import Example, make_batch, task_splits, tokenize
 from .model import Classifier
 from .task import ClassifierRunConfig, encode_examples, read_classifier_info
 
-__all__ = ["LoadedClassifier", "Prediction", "ClassificationScores", "load_classifier", "classify_texts",
+__all__ = ["PRECISIONS", "LoadedClassifier", "Prediction", "ClassificationScores", "load_classifier", "classify_texts",
            "predict_examples", "evaluate_classifier", "plot_confusion"]
 
 
@@ -84,28 +84,42 @@ def _as_classifier(model: LoadedClassifier | str | os.PathLike) -> LoadedClassif
     return model if isinstance(model, LoadedClassifier) else load_classifier(model)
 
 
+PRECISIONS = ("float32", "bfloat16", "auto")
+"""Compute of :func:`classify_texts`: float32, bfloat16 autocast, or auto (bfloat16 where the CPU has native
+bfloat16 arithmetic). Scores (:func:`evaluate_classifier`) are always float32."""
+
+
 @torch.inference_mode()
-def _probabilities(clf: LoadedClassifier, token_lists: Sequence[Sequence[str]], batch_size: int | None) -> torch.Tensor:
+def _probabilities(clf: LoadedClassifier, token_lists: Sequence[Sequence[str]], batch_size: int | None,
+                   precision: str = "float32") -> torch.Tensor:
     """``(N, K)`` class probabilities of tokenized texts, in input order."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    low = resolve_precision(precision) == torch.bfloat16
     ids = encode_examples(token_lists, clf.vocab)
     out = torch.empty(len(ids), len(clf.labels))
     clf.model.eval()
     for indices in batch_plan([len(row) for row in ids], batch_size or clf.config.data.eval_batch_size):
         batch = make_batch([ids[i] for i in indices], None, clf.vocab.unk_id)
-        out[indices] = torch.softmax(clf.model(batch.words, batch.lengths).logits.float(), dim=1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            logits = clf.model(batch.words, batch.lengths).logits
+        out[indices] = torch.softmax(logits.float(), dim=1)
     return out
 
 
 def classify_texts(
-    model_or_run_dir: LoadedClassifier | str | os.PathLike, texts: Sequence[str], batch_size: int | None = None
+    model_or_run_dir: LoadedClassifier | str | os.PathLike,
+    texts: Sequence[str],
+    batch_size: int | None = None,
+    precision: str = "float32",
 ) -> list[Prediction]:
     """The most probable label of each text and its probability, in input order.
 
     A text is one line of raw text; it is tokenized as the training data was. An empty text is classified as
-    the start-of-text marker alone (the model's prior).
+    the start-of-text marker alone (the model's prior). ``precision``: one of :data:`PRECISIONS`.
     """
     clf = _as_classifier(model_or_run_dir)
-    probabilities = _probabilities(clf, [tokenize(text) for text in texts], batch_size)
+    probabilities = _probabilities(clf, [tokenize(text) for text in texts], batch_size, precision)
     best, index = probabilities.max(dim=1)
     return [Prediction(clf.labels[i], p) for p, i in zip(best.tolist(), index.tolist())]
 

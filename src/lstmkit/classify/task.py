@@ -117,7 +117,9 @@ class ClassifierRunConfig:
     # train from scratch with a vocabulary from the training examples
     seed: int = 1  # seed of the initial weights, dropout and batch order
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"  # training compute (as train-lm's); eval is float32
+    precision: Literal["float32", "bfloat16", "auto"] = "float32"  # training compute: float32, bfloat16 autocast,
+    # or auto (bfloat16 where the CPU has native bfloat16). float32 by default: on this project's Xeon bfloat16
+    # autocast trained the language model at 0.64x the float32 speed (benchmarks/RESULTS.md). Eval is float32.
     data: ClassifierDataConfig = dataclasses.field(default_factory=ClassifierDataConfig)
     model: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
     optim: ClassifierOptimConfig = dataclasses.field(default_factory=ClassifierOptimConfig)

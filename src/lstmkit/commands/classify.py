@@ -18,6 +18,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="N", help="texts per batch (default: the run's)")
     parser.add_argument("--threads", type=threads_argument, default=0, metavar="N",
                         help="torch CPU threads (default: 0, torch's own choice)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32",
+                        help="compute: float32 (default), bfloat16 autocast, or auto (bfloat16 where the CPU has "
+                        "native bfloat16); see benchmarks/RESULTS.md for which is faster here")
     parser.add_argument("--stats", action="store_true", help="print texts per second to standard error")
 
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{source}: empty input, nothing to classify")
     clf = load_classifier(args.run_dir, args.checkpoint)
     started = time.perf_counter()
-    predictions = classify_texts(clf, lines, args.batch_size)
+    predictions = classify_texts(clf, lines, args.batch_size, args.precision)
     seconds = time.perf_counter() - started
     out = "".join(f"{p.label}\t{p.probability:.4f}\n" for p in predictions)
     if args.output == "-":
