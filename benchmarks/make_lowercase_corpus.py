@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         lines = [" ".join(word if word in keep else "<unk>" for word in line.split()) for line in text.split("\n")]
         (target / f"{name}.txt").write_text("\n".join(lines), encoding="utf-8")
     dropped = sum(count for word, count in counts.items() if word not in keep) / sum(counts.values())
-    print(f"{len(counts)} lowercased training words, {args.vocab} kept; {100 * dropped:.2f}% of training tokens -> <unk>")
+    print(f"{len(counts)} lowercased training words, {args.vocab} kept; "
+          f"{100 * dropped:.2f}% of training tokens -> <unk>")
     return 0
 
 

@@ -172,7 +172,9 @@ class ClassificationScores:
         return "\n".join(lines)
 
 
-def score_labels(gold: Sequence[str], predicted: Sequence[str], split: str, labels: Sequence[str]) -> ClassificationScores:
+def score_labels(
+    gold: Sequence[str], predicted: Sequence[str], split: str, labels: Sequence[str]
+) -> ClassificationScores:
     """Score predicted label names against gold ones (the tagger's bookkeeping, over one list of examples)."""
     scores = score_tags([list(gold)], [list(predicted)], split, labels)
     order = list(labels) + [label for label in scores.labels if label not in labels]

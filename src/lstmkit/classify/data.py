@@ -4,7 +4,8 @@ for everything, cross-validation folds, and padded batches of similar length.
 ::
 
     sst/{train,dev,test}.txt  (PTB trees, one per line) --read_sst--> SSTTree: tokens, root label, labelled phrases
-        --sst_examples(task="sst2"|"sst5", phrases)--> Example(tokens, label)   (SST-2 drops neutral, maps 0/1 -> 0, 3/4 -> 1)
+        --sst_examples(task="sst2"|"sst5", phrases)--> Example(tokens, label)
+        (SST-2 drops neutral, maps 0/1 -> 0, 3/4 -> 1)
     rt_polarity/rt-polarity.{neg,pos} --read_mr--> Example(tokens, 0 | 1) --mr_folds(k=10, seed)--> fold of each example
     Example lists --encode with a Vocab--> id lists --batch_plan (sortish)--> make_batch --> ClassifierBatch
 

@@ -6,9 +6,9 @@ hidden size, K classes.
 
 ::
 
-    words (T, B) ── LanguageModel (embedding, LSTM layers, their dropouts; the decoder is not used) ──▶ out (T, B, D)
+    words (T, B) ── LanguageModel (embedding, LSTM layers, dropouts; its decoder unused) ──▶ out (T, B, D)
     pooled = [out at each example's last token, max over its tokens, mean over its tokens]            # (B, 3D)
-    logits = Linear(ReLU(Linear(Dropout(BatchNorm(pooled)))) -> BatchNorm -> Dropout) ...            # (B, K)
+    logits = Linear(Dropout(BatchNorm(ReLU(Linear(Dropout(BatchNorm(pooled)))))))                 # (B, K)
 
 The encoder runs forwards only, so padding after an example's end never reaches that example's real positions;
 the pooling ignores the padding through the mask.

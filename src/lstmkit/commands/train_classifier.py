@@ -41,9 +41,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-phrases", action="store_true", help="sst: train on whole sentences only, not on "
                         "every labelled phrase")
     parser.add_argument("--gradual-unfreezing", type=_fraction, metavar="F", help="unfreeze one more layer group "
-                        "every F of the budget, the head alone first; 0: all at once (default: 0.1 with --encoder)")
+                        "every F of the budget, the head alone first; 0: all at once (default: 0; ULMFiT: one a epoch)")
     parser.add_argument("--discriminative-lr", type=float, metavar="D", help="each layer group below the top "
-                        "trains at 1/D the rate of the one above; 1: one rate (default: 2.6 with --encoder)")
+                        "trains at 1/D the rate of the one above; 1: one rate (default: 1; ULMFiT: 2.6)")
     parser.add_argument("--stlr", choices=("on", "off"), help="slanted triangular learning rates over the budget, "
                         "or a constant rate (default: on)")
     parser.add_argument("--lr", type=float, help="peak learning rate of the head (default: 4e-3)")
@@ -55,7 +55,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..classify.task import ClassifierRunConfig, scratch_overrides, train_classifier
+    from ..classify.task import ClassifierRunConfig, train_classifier
     from ..cli import UsageError
     from ..train.config import merge_from_args
     from ..train.loop import BEST_CHECKPOINT
@@ -81,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out is None:
             raise UsageError("--out RUN_DIR is required (where the checkpoints and metrics go)")
         run_dir = Path(args.out)
-        defaults = [] if args.encoder else scratch_overrides()
-        config = merge_from_args(ClassifierRunConfig(), [*defaults, *settings, *budget, *args.overrides])
+        config = merge_from_args(ClassifierRunConfig(), [*settings, *budget, *args.overrides])
         result = train_classifier(config, run_dir, echo=_echo)
     state = result.state
     rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
