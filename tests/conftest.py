@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,18 @@ def real_data() -> Path:
 @pytest.fixture(autouse=True, scope="session")
 def one_thread_for_shared_fixtures():
     """One CPU thread also while module- and session-scoped fixtures run (the tagger tests train their tiny
-    models once per module, before any test's own fixture applies)."""
+    models once per module, before any test's own fixture applies), and for the commands the tests run, in this
+    process or in subprocesses (LSTMKIT_THREADS, the default of their --threads)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    saved = os.environ.get("LSTMKIT_THREADS")
+    os.environ["LSTMKIT_THREADS"] = "1"
     yield
     torch.set_num_threads(threads)
+    if saved is None:
+        os.environ.pop("LSTMKIT_THREADS", None)
+    else:
+        os.environ["LSTMKIT_THREADS"] = saved
 
 
 @pytest.fixture(scope="module")

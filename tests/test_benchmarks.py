@@ -78,12 +78,12 @@ def test_ceiling_counts_every_gemm_of_a_training_step(proj, input_grad, monkeypa
     monkeypatch.syspath_prepend(str(BENCH))
     from bench_ceiling import training_gemms
 
-    monkeypatch.setattr(fused, "_backend", "public")
     T, B, I, H = 5, 3, 4, 6
     module = lstmkit.LSTM(I, H, proj_size=proj, impl="fused")
     x = torch.randn(T, B, I, requires_grad=input_grad)
     expected = sum(g.flops for g in training_gemms(T, B, I, H, proj, input_grad=input_grad))
-    assert _profiled_gemm_flops(module, x) == expected
+    with fused.use_matmul("public"):
+        assert _profiled_gemm_flops(module, x) == expected
 
 
 def test_bench_ceiling_reports_floor_and_peers(tmp_path):
@@ -133,3 +133,25 @@ def test_bench_classify_reports_sentences_per_second_against_the_peer():
     assert "40 sentences of random sentences" in stdout
     assert "predictions agree with the peer on 40/40 sentences" in stdout
     assert "lstmkit float32" in stdout and "x the peer" in stdout
+
+def test_bench_ddp_runs_two_processes(tmp_path):
+    corpus = write_word_corpus(tmp_path / "corpus", train_lines=400)
+    stdout = _run([str(BENCH / "bench_ddp.py"), "--data", str(corpus), "--layouts", "2x1", "--rounds", "1",
+                   "--steps", "1", "--warmup", "0", "--batch", "4"])
+    assert "| 2x1 |" in stdout and "gradient all-reduced per step" in stdout and "that all-reduce alone" in stdout
+
+
+def test_bench_raw_text_scores_words_by_their_place_in_the_text():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_raw_text", BENCH / "bench_raw_text.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "The dog can't run."
+    gold = ["The", "dog", "ca", "n't", "run", "."]
+    tags = ["DET", "NOUN", "AUX", "PART", "VERB", "PUNCT"]
+    # split at spaces: "can't" and "run." match no gold word; the rest are tagged right
+    assert module.score([text], [gold], [tags], [text.split()], [["DET", "NOUN", "AUX", "VERB"]]) == (2, 2, 6)
+    # the treebank cut: every word found; one tag wrong
+    guesses = ["DET", "NOUN", "AUX", "PART", "NOUN", "PUNCT"]
+    assert module.score([text], [gold], [tags], [gold], [guesses]) == (5, 6, 6)

@@ -219,7 +219,7 @@ def test_bad_options(capsys, tmp_path):
     expect_error(capsys, "bad override '--bogus'", "train-lm", "--data", data, "--bogus", "--run-dir", run)
     expect_error(capsys, "unknown config key 'model.bogus'", "train-lm", "--model.bogus=3", "--run-dir", run)
     expect_error(capsys, "bad value for 'optim.lr'", "train-lm", "--optim.lr=fast", "--run-dir", run)
-    expect_error(capsys, "max_seconds", "train-lm", "--max-seconds", "-4", "--run-dir", run)
+    expect_error(capsys, "--max-seconds must be >= 0", "train-lm", "--max-seconds", "-4", "--run-dir", run)
     expect_error(capsys, "invalid choice", "train-lm", "--level", "byte", "--run-dir", run)
     expect_error(capsys, "invalid choice", "eval-lm", run, "--split", "dev")
     expect_error(capsys, "no such run directory", "eval-lm", tmp_path / "nowhere")

@@ -124,7 +124,7 @@ def write(path: Path, text: str) -> str:
         ("resume nothing", "no checkpoint"),
         ("resume with a new setting", "keeps its configuration"),
         ("resume two directories", "different directories"),
-        ("no run directory", "--out RUN_DIR is required"),
+        ("no run directory", "--run-dir RUN_DIR is required"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(case, message, run_dir, treebank, tmp_path, monkeypatch, capsys):
@@ -145,7 +145,7 @@ def test_bad_input_is_one_line_and_exit_code_2(case, message, run_dir, treebank,
         "bad override": ["train-tagger", "--data", str(treebank), "--out", str(tmp_path / "r3"),
                          "--model.hidden_size=big"],
         "resume nothing": ["train-tagger", "--out", str(tmp_path / "r4"), "--resume"],
-        "resume with a new setting": ["train-tagger", "--resume", run, "--data", str(treebank)],
+        "resume with a new setting": ["train-tagger", "--resume", run, "--seed", "5"],
         "resume two directories": ["train-tagger", "--resume", run, "--out", str(tmp_path / "r5")],
         "no run directory": ["train-tagger", "--data", str(treebank)],
     }[case]
@@ -166,7 +166,8 @@ def test_a_real_process_exits_with_code_2_and_one_line(run_dir, tmp_path) -> Non
     )
     assert finished.returncode == 2 and finished.stdout == ""
     assert finished.stderr.splitlines() == [
-        f"lstmkit tag: error: {bad}: line 1: expected 10 tab-separated columns, found 4"
+        f"lstmkit tag: error: {bad}: line 1: expected 10 tab-separated columns, found 4 (read as CoNLL-U: its first "
+        "token line starts with an ID and a tab; --format plain reads it as plain text)"
     ]
 
 

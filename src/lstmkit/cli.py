@@ -4,6 +4,10 @@ Each subcommand lives in the module that does its work; that module provides ``c
 ``run(args) -> int``. Modules are imported only when their command runs, so ``lstmkit --help`` stays fast.
 Errors the user can fix (:class:`UsageError` and the packages' own ``ValueError`` subclasses that say so) print
 one line and exit with code 2.
+
+Every command takes ``--threads N`` (or ``--threads=N``): torch's CPU threads, 0 or absent for torch's default
+(:func:`lstmkit.runtime.set_thread_count`). Before any command module (and so torch) is imported, idle
+OpenMP threads are told to sleep rather than spin (:func:`lstmkit.runtime.prepare_openmp_environment`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import importlib
 import os
 import sys
 
-from .runtime import malloc_setting_from_env
+from .runtime import malloc_setting_from_env, parse_thread_count, prepare_openmp_environment, set_thread_count
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -56,11 +60,40 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(kinds)
 
 
+def _distributed_error() -> type[BaseException]:
+    if "lstmkit.train.distributed" not in sys.modules:  # only a training command can raise it
+        return _NeverRaised
+    return sys.modules["lstmkit.train.distributed"].DistributedError
+
+
+class _NeverRaised(Exception):
+    pass
+
+
 class _CommandParser(argparse.ArgumentParser):
     """An argument parser whose errors are :class:`UsageError` (one line, exit code 2) instead of a usage dump."""
 
     def error(self, message: str):  # type: ignore[override]
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _threads_type(text: str) -> int:
+    try:
+        return parse_thread_count(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--threads`` option every command has (added by :func:`main`; a command module should not add its
+    own, but one that does keeps it, and :func:`main` still applies the value)."""
+    try:
+        parser.add_argument("--threads", type=_threads_type, default=0, metavar="N",
+                            help="torch CPU threads (default: 0, torch's choice: one per core; LSTMKIT_THREADS or "
+                            "OMP_NUM_THREADS set it too). Idle threads sleep instead of spinning, so a busy "
+                            "neighbour process does not stall them")
+    except argparse.ArgumentError:  # the command declared --threads itself
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     module_name, help_text = COMMANDS[name]
+    prepare_openmp_environment()  # before the command module imports torch
     try:  # training and evaluation reuse freed memory instead of page-faulting it back in (lstmkit.runtime)
         malloc_setting_from_env()
     except ValueError as error:
@@ -92,25 +126,49 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
         parser = _CommandParser(prog=f"lstmkit {name}", description=help_text, allow_abbrev=False)
         module.configure_parser(parser)
+        add_threads_argument(parser)
         if getattr(module, "ACCEPTS_OVERRIDES", False):  # unknown --section.key=value are config overrides
             args, overrides = parser.parse_known_args(rest)
             args.overrides = overrides
         else:
             args = parser.parse_args(rest)
+        try:
+            args.threads = set_thread_count(args.threads or 0)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         return int(module.run(args) or 0)
     except _user_errors() as error:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"lstmkit {name}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:  # the file system said no: permission denied, disk full, a file for a folder, ...
+        if isinstance(error, BrokenPipeError):
+            return _quiet_broken_pipe()
+        print(f"lstmkit {name}: error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lstmkit {name}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # whoever read our output stopped reading (`lstmkit tag ... | head`): end quietly, as shell tools do;
-        # standard output goes to /dev/null so that the final flush at exit cannot fail again
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+    except _distributed_error() as error:  # another rank of a torchrun job died or hung: one line, exit 1
+        print(f"lstmkit {name}: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _quiet_broken_pipe() -> int:
+    """Whoever read our output stopped reading (`lstmkit tag ... | head`): end quietly, as shell tools do;
+    standard output goes to /dev/null so that the final flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an OSError: the file(s) it names and the system's reason, e.g.
+    ``runs/x/best: Permission denied``."""
+    reason = error.strerror or str(error) or type(error).__name__
+    names = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    text = f"{' -> '.join(names)}: {reason}" if names else reason
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

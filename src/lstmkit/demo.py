@@ -28,8 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="training time (default: 120)")
     parser.add_argument("--run-dir", help="where the run goes (default: runs/demo-TIME)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="torch CPU threads (default: 0, torch's choice, as in the lstmkit commands)")
     args = parser.parse_args(argv)
 
+    from .runtime import prepare_openmp_environment, set_thread_count
+
+    prepare_openmp_environment()  # before torch loads: idle OpenMP threads sleep instead of spinning
+    threads = set_thread_count(args.threads)
     from .lm_api import evaluate_lm, generate, load_language_model, next_words
     from .train.lm import make_config, train_language_model
 
@@ -38,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_progress:
         overrides.append("--train.progress=false")
     config = make_config("small", overrides)
-    print(f"== 1. Training the small preset on the built-in corpus for {args.seconds:.0f} s of training time")
+    print(f"== 1. Training the small preset on the built-in corpus for {args.seconds:.0f} s of training time "
+          f"({threads} thread{'s' if threads > 1 else ''})")
     result = train_language_model(config, run_dir, echo=lambda line: print("   " + line))
     if result.interrupted:
         print(f"interrupted; resume with: lstmkit train-lm --resume {run_dir}")

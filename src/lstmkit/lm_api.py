@@ -85,6 +85,8 @@ def load_language_model(run_dir: str | os.PathLike, checkpoint: str = "best") ->
         FileNotFoundError: ``run_dir`` does not exist.
     """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run directory")
     if checkpoint not in ("best", "last"):

@@ -1,4 +1,5 @@
-"""Process-wide settings for training loops: opt-in for library users, on by default in the ``lstmkit`` commands.
+"""Process-wide settings: the memory allocator and CPU threads; opt-in for library users, on by default in the
+``lstmkit`` commands.
 
 Why it matters. On Linux, glibc's ``malloc`` serves large blocks from fresh ``mmap`` pages and hands them back to
 the kernel on ``free``; it also returns free memory at the top of its heap once more than ``M_TRIM_THRESHOLD``
@@ -26,7 +27,13 @@ import ctypes.util
 import os
 import platform
 
-__all__ = ["keep_freed_memory", "malloc_setting_from_env"]
+__all__ = [
+    "keep_freed_memory",
+    "malloc_setting_from_env",
+    "prepare_openmp_environment",
+    "parse_thread_count",
+    "set_thread_count",
+]
 
 _M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
@@ -66,3 +73,79 @@ def malloc_setting_from_env() -> bool:
     if choice != "keep":
         raise ValueError(f"LSTMKIT_MALLOC must be 'keep' or 'default', got {choice!r}")
     return keep_freed_memory()
+
+
+# ------------------------------------------------------------------------------------------------------- threads
+#
+# Why the default below. Torch's CPU kernels run on an OpenMP team of torch.get_num_threads() threads (one per
+# physical core by default). At the end of every parallel region the team meets at a barrier, and OpenMP's default
+# wait policy lets an idle thread spin there before sleeping. When another CPU-bound process holds one of the
+# cores, the thread sharing it is descheduled for whole time slices while its team mates spin and take the CPU from
+# it: on a 2-core machine a 2-thread eval-lm went from 9.8 s to 121-148 s beside one busy process (issue 14). With
+# idle threads sleeping at once (OMP_WAIT_POLICY=PASSIVE for GNU libgomp, which torch's Linux wheels use;
+# KMP_BLOCKTIME=0 for Intel's runtime) torch's default count no longer collapses: beside one busy process it was
+# 1.0-2.6x as fast as one thread, where the spinning default was 0.08-0.28x (benchmarks/RESULTS.md, "Threads beside
+# a busy process"). So the commands keep torch's count and change the wait policy. It is read only when the OpenMP
+# runtime loads, at `import torch`, so the commands call :func:`prepare_openmp_environment` before importing torch.
+
+THREADS_ENV = "LSTMKIT_THREADS"
+"""Environment variable giving the commands' default ``--threads`` (an int >= 0; 0 or unset: torch's default)."""
+
+
+def prepare_openmp_environment(environ: dict[str, str] | None = None) -> None:
+    """Make idle OpenMP threads sleep instead of spinning: ``OMP_WAIT_POLICY=PASSIVE`` and ``KMP_BLOCKTIME=0``,
+    each only when the environment does not set it already.
+
+    Call it before ``import torch`` (the OpenMP runtime reads these once, when it loads); later it changes nothing.
+    """
+    env = os.environ if environ is None else environ
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("KMP_BLOCKTIME", "0")
+
+
+def parse_thread_count(text: str) -> int:
+    """A ``--threads`` value: an int >= 0 (0: torch's default). Raises ValueError with a one-line reason otherwise."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number of threads, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"must be >= 0 (0: torch's default), got {value}")
+    return value
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def local_processes() -> int:
+    """Processes of this job on this machine: torchrun's ``LOCAL_WORLD_SIZE``, else 1."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    except ValueError:
+        return 1
+
+
+def set_thread_count(threads: int | None) -> int:
+    """Set torch's intra-op thread count: ``threads`` when > 0; else ``$LSTMKIT_THREADS`` when set and > 0; else,
+    for torchrun's ranks (several on this machine) with ``OMP_NUM_THREADS`` unset or torchrun's own 1, the usable
+    CPUs divided among them (at least 1); else torch's default (one per physical core, or ``OMP_NUM_THREADS``).
+    Returns the count in use. Imports torch (call :func:`prepare_openmp_environment` first)."""
+    import torch
+
+    if not threads:
+        from_env = os.environ.get(THREADS_ENV, "").strip()
+        if from_env:
+            try:
+                threads = parse_thread_count(from_env)
+            except ValueError as error:
+                raise ValueError(f"{THREADS_ENV}: {error}") from None
+    processes = local_processes()
+    if threads:
+        torch.set_num_threads(threads)
+    elif processes > 1 and os.environ.get("OMP_NUM_THREADS") in (None, "1"):
+        torch.set_num_threads(max(1, _usable_cpus() // processes))
+    return torch.get_num_threads()

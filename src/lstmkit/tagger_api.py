@@ -38,6 +38,9 @@ from .data import (
     read_conllu,
     read_plain,
     sentence_tags,
+    split_lines,
+    strip_bom,
+    treebank_tokens,
     write_conllu,
 )
 from .models import Tagger
@@ -96,6 +99,8 @@ def load_tagger(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedT
     run_dir = Path(run_dir)
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
     name = BEST_CHECKPOINT if checkpoint == "best" and checkpoint_exists(run_dir, BEST_CHECKPOINT) else LAST_CHECKPOINT
@@ -135,18 +140,73 @@ def tag_sentences(
     """
     tagger = model_or_run_dir if isinstance(model_or_run_dir, LoadedTagger) else load_tagger(model_or_run_dir)
     forms = [list(sentence.forms) if isinstance(sentence, Sentence) else list(sentence) for sentence in sentences]
-    encoded = encode_sentences(forms, tagger.vocabs, with_tags=False)
-    plan = batch_plan([len(sentence.word_ids) for sentence in encoded], batch_size or tagger.config.eval_batch_size)
+    for index, words in enumerate(forms):
+        if not words:
+            raise ValueError(f"sentence {index} has no words")
+    pieces = [piece for index, words in enumerate(forms) for piece in _windows(index, len(words))]
+    encoded = encode_sentences([forms[p.sentence][p.start : p.stop] for p in pieces], tagger.vocabs,
+                               with_tags=False)
+    lengths = [len(sentence.word_ids) for sentence in encoded]
+    plan = _cap_words(batch_plan(lengths, batch_size or tagger.config.eval_batch_size), lengths)
     itos = tagger.vocabs.tags.itos
-    results: list[list[str]] = [[] for _ in encoded]
+    results: list[list[str]] = [[] for _ in forms]
     tagger.model.eval()
     with torch.inference_mode():
         for indices in plan:
             batch = make_batch([encoded[i] for i in indices], tagger.vocabs, tagger.config.model.max_word_chars)
             predicted = tagger.model.predict(tagger.model(batch)).tolist()
             for row, index in enumerate(indices):
-                results[index] = [itos[tag] for tag in predicted[row][: len(encoded[index].word_ids)]]
+                piece = pieces[index]
+                keep = predicted[row][piece.keep_from - piece.start : piece.keep_to - piece.start]
+                results[piece.sentence].extend(itos[tag] for tag in keep)  # pieces come in order
     return results
+
+
+WINDOW_WORDS = 400
+"""Sentences longer than this are tagged in windows of this many words, and batches hold at most
+:data:`BATCH_WORDS` words, so memory stays bounded on a line of any length (one 200,000-word line took 2.6 GB in
+one piece; measured in benchmarks/RESULTS.md, "Tagging raw text"). Treebank sentences are far shorter (EWT's
+longest: 159 words)."""
+WINDOW_CONTEXT = 50
+"""Words of context a window sees on each side beyond the words it tags."""
+
+
+BATCH_WORDS = 8192
+"""At most this many padded words (sentences x longest) per batch: the windows of one long line come in batches of
+20, not of ``batch_size``."""
+
+
+def _cap_words(plan: list[list[int]], lengths: Sequence[int]) -> list[list[int]]:
+    """Split each batch of ``plan`` (sorted longest first) so that none holds more than :data:`BATCH_WORDS` padded
+    words (a single longer sentence stays alone)."""
+    out = []
+    for indices in plan:
+        rows = max(1, BATCH_WORDS // max(1, max(lengths[i] for i in indices)))
+        out.extend(indices[start : start + rows] for start in range(0, len(indices), rows))
+    return out
+
+
+class _Piece(NamedTuple):
+    sentence: int  # which sentence
+    start: int  # words [start, stop) go through the model
+    stop: int
+    keep_from: int  # the tags of words [keep_from, keep_to) are kept
+    keep_to: int
+
+
+def _windows(sentence: int, length: int) -> list[_Piece]:
+    """The pieces a sentence of ``length`` words is tagged in: itself, or overlapping windows of at most
+    :data:`WINDOW_WORDS` words whose kept parts tile the sentence."""
+    if length <= WINDOW_WORDS:
+        return [_Piece(sentence, 0, length, 0, length)]
+    step = WINDOW_WORDS - 2 * WINDOW_CONTEXT
+    pieces = []
+    for keep_from in range(0, length, step):
+        keep_to = min(length, keep_from + step)
+        start = max(0, keep_from - WINDOW_CONTEXT)
+        stop = min(length, keep_to + WINDOW_CONTEXT)
+        pieces.append(_Piece(sentence, start, stop, keep_from, keep_to))
+    return pieces
 
 
 FORMATS = ("auto", "plain", "conllu")
@@ -163,12 +223,21 @@ class TaggedText(NamedTuple):
     tokens: int
 
 
-def detect_format(text: str) -> str:
-    """``"conllu"`` when the first non-blank line is a comment (``#``) or a token line (an ID and a tab), else
-    ``"plain"``."""
-    for line in text.splitlines():
-        if line.strip():
-            return "conllu" if line.startswith("#") or _CONLLU_WORD_LINE.match(line) else "plain"
+FORMAT_RULE = (
+    "auto: CoNLL-U when the first line that is neither blank nor a '#' comment starts with a word ID (1, 1-2 or "
+    "1.1) and a tab, plain text otherwise; so plain text, even with '#' lines, is never read as CoNLL-U, and "
+    "CoNLL-U that does not parse stops with the line's error"
+)
+"""How :func:`detect_format` decides, in the words ``lstmkit tag --help`` shows."""
+
+
+def detect_format(text: str, source: str = "<input>") -> str:
+    """``"conllu"`` or ``"plain"`` by :data:`FORMAT_RULE`: plain text, even one whose first line starts with
+    ``#``, is never taken for CoNLL-U."""
+    for line in split_lines(strip_bom(text)):
+        if not line.strip() or line.startswith("#"):
+            continue
+        return "conllu" if _CONLLU_WORD_LINE.match(line) else "plain"
     return "plain"
 
 
@@ -178,11 +247,15 @@ def tag_text(
     input_format: str = "auto",
     source: str = "<input>",
     batch_size: int | None = None,
+    pretokenized: bool = False,
 ) -> TaggedText:
     """Tag plain text or CoNLL-U, as ``lstmkit tag`` does.
 
-    - Plain text: one sentence per line, tokens separated by spaces; the output has one line per sentence of
-      ``word/TAG`` items separated by spaces (``The/DET cat/NOUN sat/VERB ./PUNCT``).
+    - Plain text: one sentence per line (lines end at ``\n`` or ``\r\n`` only, so that output lines match input
+      lines), cut into words as UD English does (:func:`lstmkit.data.treebank_tokens`: ``can't`` -> ``ca n't``,
+      ``dog.`` -> ``dog .``) unless ``pretokenized``, where words are separated by whitespace already. The output
+      has one line per non-blank input line of ``word/TAG`` items separated by spaces
+      (``The/DET cat/NOUN sat/VERB ./PUNCT``).
     - CoNLL-U: the output is the input with the tag column of the model's tagset (UPOS or XPOS) filled in; every
       other column, comment, multiword token and empty node is written as read.
 
@@ -192,25 +265,38 @@ def tag_text(
         input_format: ``"plain"``, ``"conllu"`` or ``"auto"`` (:func:`detect_format`).
         source: the input's name in error messages.
         batch_size: sentences per batch (default: the run's ``eval_batch_size``).
+        pretokenized: plain text whose words are separated by whitespace already (no treebank tokenizer).
+
+    A leading byte-order mark is ignored.
 
     Raises:
         DataError: empty input (no sentences), or malformed CoNLL-U (naming the line).
     """
     if input_format not in FORMATS:
         raise ValueError(f"input_format must be one of {FORMATS}, got {input_format!r}")
+    text = strip_bom(text)
     if not text.strip():
         raise DataError(f"{source}: empty input, nothing to tag")
     tagger = model_or_run_dir if isinstance(model_or_run_dir, LoadedTagger) else load_tagger(model_or_run_dir)
-    kind = detect_format(text) if input_format == "auto" else input_format
+    kind = detect_format(text, source) if input_format == "auto" else input_format
     if kind == "conllu":
-        sentences = parse_conllu(text, source=source, require_upos=False)
+        try:
+            sentences = parse_conllu(text, source=source, require_upos=False)
+        except DataError as error:
+            if input_format != "auto":
+                raise
+            raise DataError(f"{error} (read as CoNLL-U: its first token line starts with an ID and a tab; "
+                            "--format plain reads it as plain text)") from None
         if not sentences:
             raise DataError(f"{source}: no sentences found")
         tags = tag_sentences(tagger, sentences, batch_size)
         out = io.StringIO()
         write_conllu(sentences, out, **{tagger.tagset: tags})
         return TaggedText(out.getvalue(), kind, len(sentences), sum(len(sentence) for sentence in sentences))
-    token_lists = read_plain(text.splitlines())
+    lines = split_lines(text)
+    token_lists = read_plain(lines) if pretokenized else [words for words in map(treebank_tokens, lines) if words]
+    if not token_lists:
+        raise DataError(f"{source}: no words to tag")
     tags = tag_sentences(tagger, token_lists, batch_size)
     lines = [" ".join(f"{word}/{tag}" for word, tag in zip(words, line_tags)) + "\n"
              for words, line_tags in zip(token_lists, tags)]

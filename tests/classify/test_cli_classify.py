@@ -92,7 +92,7 @@ def test_train_eval_and_classify_with_a_finetuned_encoder(data, finetuned, capsy
 def test_the_from_scratch_baseline_learns_mr_and_classify_reads_stdin(data, capsys, tmp_path, monkeypatch):
     run = tmp_path / "mr"
     code, out, _ = call(capsys, "train-classifier", "--data", data["mr"], "--task", "mr", "--fold", "2", "--out",
-                        run, "--max-epochs", "12", "--lr", "0.02", *TINY_SCRATCH)
+                        run, "--max-epochs", "20", "--lr", "0.02", *TINY_SCRATCH)
     assert code == 0 and "encoder from scratch" in out
     code, out, _ = call(capsys, "eval-classifier", run, "--json", "--no-confusion")
     result = json.loads(out)

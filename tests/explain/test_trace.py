@@ -313,3 +313,19 @@ def test_trace_of_a_variant_cell():
     x = torch.randn(2, 3)
     (trace_,) = lstmkit.explain.trace(cell, x)[0]
     torch.testing.assert_close(trace_.h[0], cell(x)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_trace_runs_the_reference_layer_loop(monkeypatch):
+    """trace() has no time loop of its own: every layer and direction goes through ops.reference's layer loop."""
+    calls = []
+    original = tracing.lstm_layer_gates_ref
+
+    def spy(x, hx, *weights, reverse=False, batch_sizes=None, variant=None):
+        calls.append((reverse, batch_sizes is not None))
+        return original(x, hx, *weights, reverse=reverse, batch_sizes=batch_sizes, variant=variant)
+
+    monkeypatch.setattr(tracing, "lstm_layer_gates_ref", spy)
+    lstm = lstmkit.LSTM(I, H, num_layers=2, bidirectional=True)
+    x = torch.randn(T, B, I)
+    trace(lstm, pack_padded_sequence(x, LENGTHS, enforce_sorted=False))
+    assert calls == [(False, True), (True, True)] * 2

@@ -8,9 +8,7 @@ import torch
 import lstmkit
 from lstmkit.cli import main
 from lstmkit.explain import walkthrough
-from lstmkit.explain import load_model_for_explain
 from lstmkit.explain.walkthrough import (
-    RUN_DIR_FILES,
     Claim,
     ExplainError,
     ExplainModel,
@@ -183,24 +181,12 @@ def test_explain_text_writes_heatmaps_and_saturation(tmp_path):
         explain_text(made_up_model(), "   ", tmp_path / "empty.png")
 
 
-def test_loader_says_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="is not a trained lstmkit run directory: no such directory"):
-        load_model_for_explain(tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match="is not a trained lstmkit run directory: checkpoint/model.safetensors"):
-        load_model_for_explain(tmp_path)
-    (tmp_path / "checkpoint").mkdir()
-    for name in RUN_DIR_FILES:
-        (tmp_path / name).write_text("{}")
-    with pytest.raises(NotImplementedError, match="cannot load trained language models or taggers yet"):
-        load_model_for_explain(tmp_path)
-
-
 def test_command_with_model_reports_problems_in_one_line(tmp_path, capsys):
     assert main(["explain", "--model", str(tmp_path), "--text", "a b", "--out", str(tmp_path / "g.png")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lstmkit explain: error: no checkpoint in ") and err.count("\n") == 1
     (tmp_path / "checkpoint").mkdir()
-    for name in RUN_DIR_FILES:
+    for name in ("checkpoint/model.safetensors", "checkpoint/state.json"):
         (tmp_path / name).write_text("{}")  # a damaged checkpoint
     assert main(["explain", "--model", str(tmp_path), "--text", "a b"]) == 2
     err = capsys.readouterr().err

@@ -128,7 +128,8 @@ def test_state_carried_between_windows_equals_one_long_window():
     second = model(x[4:], detach_hidden(first.hidden))
     assert_close(torch.cat([first.output, second.output]), whole.output, name="output")
     for (h1, c1), (h2, c2) in zip(second.hidden, whole.hidden):
-        assert_close(h1, h2, name="h") and assert_close(c1, c2, name="c")
+        assert_close(h1, h2, name="h")
+        assert_close(c1, c2, name="c")  # assert_close returns None: chained with `and`, this line never ran
 
 
 def test_detached_hidden_cuts_the_graph():

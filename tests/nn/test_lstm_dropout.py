@@ -54,14 +54,17 @@ def test_training_dropout_draws_torchs_masks(impl, bidirectional):
 
 @pytest.mark.parametrize("impl", ["fused", "reference"])
 def test_training_dropout_statistics(impl, monkeypatch):
-    """Over many draws: the mean output matches torch's, and about p of the layer-1 inputs are dropped."""
+    """Over many draws (other seeds than torch's) the outputs spread as much as torch's, and about p of the layer-1
+    inputs are dropped. Dropout keeps the mean, so comparing means could not tell p = 0 from p = 0.4 (the mean
+    difference measured 0.003 for both); the spread across draws grows with p (ratio 0 at p = 0, 0.80 at 0.3,
+    1.21 at 0.5 against torch's 0.4, 0.99 when right)."""
     theirs, ours = _pair(impl)
     x = torch.randn(5, 64, 4)
     torch.manual_seed(0)
-    mean_theirs = torch.stack([theirs(x)[0] for _ in range(40)]).mean(0)
+    spread_theirs = torch.stack([theirs(x)[0] for _ in range(40)]).std(0).mean()
     torch.manual_seed(1)
-    mean_ours = torch.stack([ours(x)[0] for _ in range(40)]).mean(0)
-    assert (mean_ours - mean_theirs).abs().mean() < 0.02
+    spread_ours = torch.stack([ours(x)[0] for _ in range(40)]).std(0).mean()
+    assert abs(spread_ours / spread_theirs - 1) < 0.08
     # the dropped fraction, seen through a 2-layer LSTM whose second layer reads only dropped inputs
     probe = lstmkit.LSTM(4, 6, num_layers=2, dropout=0.4, impl=impl)
     seen = []

@@ -57,7 +57,7 @@ def test_module_holds_no_parameters_and_follows_training_flag():
 
 
 def test_bad_probability():
-    with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1, but got -1"):
+    with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\], got -1"):
         drop_weight(torch.ones(2, 2), -1)
 
 

@@ -125,7 +125,7 @@ def test_tied_weights_config_and_vocabulary_are_stored(tmp_path):
 def test_files_and_names(tmp_path):
     model = nn.Linear(2, 2)
     path = save_checkpoint(tmp_path, model.state_dict(), torch.optim.SGD(model.parameters(), lr=0.1), {})
-    assert path == tmp_path / "checkpoint"
+    assert path == tmp_path / "checkpoint.000001" and (tmp_path / "checkpoint").resolve() == path
     assert sorted(os.listdir(path)) == [
         "manifest.json", "model.safetensors", "optimizer.json", "optimizer.safetensors",
         "rng.json", "rng.safetensors", "state.json",
@@ -133,7 +133,8 @@ def test_files_and_names(tmp_path):
     save_checkpoint(tmp_path, model.state_dict(), None, {"score": 1.0}, name="best")
     assert checkpoint_exists(tmp_path, "best") and checkpoint_exists(tmp_path)
     assert load_checkpoint(tmp_path, name="best").extra == {"score": 1.0}
-    assert sorted(os.listdir(tmp_path)) == ["best", "checkpoint"]  # no temporary leftovers
+    # no temporary leftovers: a pointer and one version each
+    assert sorted(os.listdir(tmp_path)) == ["best", "best.000001", "checkpoint", "checkpoint.000001"]
     with pytest.raises(ValueError, match="plain directory name"):
         save_checkpoint(tmp_path, model.state_dict(), name="../x")
 
@@ -256,37 +257,52 @@ def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path, model.state_dict(), None, {"step": 2})
     assert load_checkpoint(tmp_path).extra == {"step": 1}
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "checkpoint.000001"]
 
 
-def test_failed_swap_rolls_back(tmp_path, monkeypatch):
+def test_failed_pointer_switch_rolls_back(tmp_path, monkeypatch):
     save_checkpoint(tmp_path, {"w": torch.zeros(2)}, None, {"step": 1})
     real_replace = os.replace
 
-    def refuses_new_checkpoint(source, destination):
-        if ".tmp-" in str(source):
+    def refuses_new_pointer(source, destination):
+        if ".link-" in str(source):
             raise OSError("rename failed")
         real_replace(source, destination)
 
-    monkeypatch.setattr(os, "replace", refuses_new_checkpoint)
+    monkeypatch.setattr(os, "replace", refuses_new_pointer)
     with pytest.raises(OSError, match="rename failed"):
         save_checkpoint(tmp_path, {"w": torch.ones(2)}, None, {"step": 2})
     monkeypatch.undo()
     assert load_checkpoint(tmp_path).extra == {"step": 1}
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "checkpoint.000001"]
 
 
-def test_hard_crash_between_the_renames(tmp_path):
-    """A process killed after moving the old checkpoint aside, before moving the new one in."""
+def test_hard_crash_between_the_renames_of_the_old_layout(tmp_path):
+    """A run directory of the scheme before versions, whose writer was killed after moving the old checkpoint
+    aside, before moving the new one in: it loads, and the next save adopts it as version 0."""
     save_checkpoint(tmp_path, {"w": torch.zeros(2)}, None, {"step": 1})
-    shutil.move(tmp_path / "checkpoint", tmp_path / ".checkpoint.old")
+    shutil.rmtree(tmp_path / "checkpoint.000001", ignore_errors=True)
+    os.unlink(tmp_path / "checkpoint")
+    save_checkpoint(tmp_path / "scratch", {"w": torch.zeros(2)}, None, {"step": 1})
+    shutil.move(tmp_path / "scratch" / "checkpoint.000001", tmp_path / ".checkpoint.old")
+    shutil.rmtree(tmp_path / "scratch")
     (tmp_path / ".checkpoint.tmp-dead").mkdir()  # the half-finished new one
     (tmp_path / ".checkpoint.tmp-dead" / "model.safetensors").write_bytes(b"partial")
     assert checkpoint_exists(tmp_path)
     assert load_checkpoint(tmp_path).extra == {"step": 1}
     save_checkpoint(tmp_path, {"w": torch.ones(2)}, None, {"step": 2})
     assert load_checkpoint(tmp_path).extra == {"step": 2}
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "checkpoint.000000", "checkpoint.000001"]
+
+
+def test_old_layout_folder_loads_and_is_adopted(tmp_path):
+    save_checkpoint(tmp_path / "scratch", {"w": torch.zeros(2)}, None, {"step": 1})
+    shutil.move(tmp_path / "scratch" / "checkpoint.000001", tmp_path / "checkpoint")  # a plain folder
+    assert load_checkpoint(tmp_path).extra == {"step": 1}
+    for step in (2, 3, 4):
+        save_checkpoint(tmp_path, {"w": torch.ones(2)}, None, {"step": step})
+    assert load_checkpoint(tmp_path).extra == {"step": 4}
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "checkpoint.000002", "checkpoint.000003", "scratch"]
 
 
 def test_bad_inputs_change_nothing(tmp_path):
@@ -298,7 +314,7 @@ def test_bad_inputs_change_nothing(tmp_path):
     with pytest.raises(TypeError, match=r"cannot write optimizer.json: cannot store state.0.bad"):
         save_checkpoint(tmp_path, {"w": torch.zeros(2)}, {"state": {0: {"bad": object()}}, "param_groups": []})
     assert load_checkpoint(tmp_path).extra == {"step": 1}
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "checkpoint.000001"]
 
 
 def test_loading_never_unpickles(saved, monkeypatch):

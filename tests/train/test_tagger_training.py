@@ -32,7 +32,7 @@ TINY_MODEL = TaggerConfig(word_embedding_size=12, char_embedding_size=8, char_hi
 def tiny_config(treebank: Path, **loop) -> TrainTaggerConfig:
     loop_config = LoopConfig(**{"max_epochs": 3, "log_every": 2, "progress": False, **loop})
     return TrainTaggerConfig(data=str(treebank), batch_size=8, model=TINY_MODEL, optim=TaggerOptimConfig(lr=0.02),
-                             loop=loop_config)
+                             train=loop_config)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_resume_continues_exactly(treebank, tmp_path) -> None:
 
 
 def test_resume_refuses_what_it_cannot_do(treebank, trained, tmp_path) -> None:
-    with pytest.raises(ConfigError, match="only --loop"):
+    with pytest.raises(ConfigError, match="only --train"):
         train_tagger(None, trained, resume=True, loop_overrides=["--model.hidden_size=32"])
     with pytest.raises(CheckpointError, match="no checkpoint"):
         train_tagger(None, tmp_path / "empty", resume=True)
@@ -187,7 +187,7 @@ def test_load_tagger_errors(tmp_path) -> None:
 
 def test_config_overrides_reach_every_section() -> None:
     config = merge_from_args(TrainTaggerConfig(), ["--tagset=xpos", "--model.hidden_size=7", "--loop.patience=none"])
-    assert (config.tagset, config.model.hidden_size, config.loop.patience) == ("xpos", 7, None)
+    assert (config.tagset, config.model.hidden_size, config.train.patience) == ("xpos", 7, None)
     with pytest.raises(ConfigError, match="tagset"):
         merge_from_args(TrainTaggerConfig(), ["--tagset=deprel"])
     assert dataclasses.replace(config, seed=3).seed == 3

@@ -1,29 +1,106 @@
-"""The training budget flags that ``train-lm`` and ``train-tagger`` share, and the config overrides they become.
+"""The flags every trainer shares: the run directory (``--run-dir``, ``--resume``) and the training budget
+(``--max-seconds``, ``--max-epochs``, ``--no-progress``), and the config overrides the budget becomes.
 
-Each trainer keeps its budget in its own config section (``train.*`` for the language model, ``loop.*`` for the
-tagger), so the flags are the same and only the section differs.
+Every trainer keeps its loop settings in the config section ``train`` (``--train.max_seconds=...``).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+
+def add_run_dir_arguments(parser: argparse.ArgumentParser, alias: str | None = None) -> None:
+    """``--run-dir DIR`` (with an older spelling ``alias`` accepted too) and ``--resume [RUN_DIR]``."""
+    names = ["--run-dir"] + ([alias] if alias else [])
+    parser.add_argument(*names, dest="run_dir", metavar="DIR",
+                        help="the run directory: checkpoints, metrics.jsonl" + (f" ({alias} is accepted too)"
+                                                                                if alias else ""))
+    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR (or --run-dir) exactly where it stopped, with its stored "
+                        "configuration")
+
+
+def resume_dir(args: argparse.Namespace) -> Path:
+    """The run directory to resume: ``--resume RUN_DIR`` or ``--run-dir DIR --resume`` (the same if both)."""
+    from ..cli import UsageError
+
+    named = None if args.resume is True else Path(args.resume)
+    other = None if args.run_dir is None else Path(args.run_dir)
+    if named is not None and other is not None and named != other:
+        raise UsageError("--run-dir and --resume name different directories; a resumed run stays where it is")
+    run_dir = named or other
+    if run_dir is None:
+        raise UsageError("--resume needs the run directory: --resume RUN_DIR or --run-dir RUN_DIR --resume")
+    return run_dir
 
 
 def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     """``--max-seconds``, ``--max-epochs`` and ``--no-progress``."""
     parser.add_argument("--max-seconds", type=float, metavar="S",
-                        help="stop after S seconds of training time (evaluation excluded), then evaluate")
-    parser.add_argument("--max-epochs", type=int, metavar="N", help="stop after N epochs")
+                        help="train for S seconds of training time (evaluation excluded) in this command, then "
+                        "evaluate; with --resume, S more seconds on top of what the run has trained (the first "
+                        "line of output says how many). --train.max_seconds=T sets the run's total instead")
+    parser.add_argument("--max-epochs", type=int, metavar="N", help="stop once the run has done N epochs in total")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--checkpoint-seconds", type=float, metavar="S",
+                        help="also write a checkpoint after S seconds without one, so that a crash loses at most "
+                        "that much (default: 120; the same as --train.checkpoint_seconds=S)")
 
 
-def budget_overrides(args: argparse.Namespace, section: str) -> list[str]:
-    """The budget flags that were given, as ``--SECTION.key=value`` overrides."""
+def budget_overrides(args: argparse.Namespace, section: str, trained_seconds: float = 0.0) -> list[str]:
+    """The budget flags that were given, as ``--SECTION.key=value`` overrides; ``trained_seconds`` is the
+    training time a resumed run has behind it (``--max-seconds`` counts from there)."""
     out = []
     if args.max_seconds is not None:
-        out.append(f"--{section}.max_seconds={args.max_seconds}")
+        if not args.max_seconds >= 0:
+            from ..cli import UsageError
+
+            raise UsageError(f"--max-seconds must be >= 0, got {args.max_seconds}")
+        out.append(f"--{section}.max_seconds={trained_seconds + args.max_seconds}")
     if args.max_epochs is not None:
         out.append(f"--{section}.max_epochs={args.max_epochs}")
+    if args.checkpoint_seconds is not None:
+        out.append(f"--{section}.checkpoint_seconds={args.checkpoint_seconds}")
     if args.no_progress:
         out.append(f"--{section}.progress=false")
     return out
+
+
+def stored_progress(run_dir: Path) -> tuple[float, int, float | None]:
+    """``(training seconds, step, the run's total max_seconds or None)`` from the checkpoint a resume starts from."""
+    from ..train.checkpoint import load_checkpoint_state
+    from ..train.loop import LAST_CHECKPOINT
+
+    extra = load_checkpoint_state(run_dir, name=LAST_CHECKPOINT)
+    loop = extra.get("loop") if isinstance(extra.get("loop"), dict) else {}
+    config = extra.get("task", {}).get("config", {}) if isinstance(extra.get("task"), dict) else {}
+    section = config.get("train", config.get("loop", {})) if isinstance(config, dict) else {}
+    limit = section.get("max_seconds") if isinstance(section, dict) else None
+    return float(loop.get("train_seconds", 0.0)), int(loop.get("step", 0)), limit
+
+
+def budget_line(max_seconds: float | None, trained_seconds: float = 0.0, step: int | None = None) -> str:
+    """The first line a trainer prints: how many seconds of training this command will do at most."""
+    if step is None:
+        start = "new run"
+    else:
+        start = f"resuming at step {step} after {trained_seconds:.1f} s of training"
+    if max_seconds is None:
+        return f"{start}: no time limit (--max-seconds S sets one)"
+    left = max(0.0, max_seconds - trained_seconds)
+    total = "" if step is None else f" (the run's limit: {max_seconds:.1f} s in total)"
+    return f"{start}: will train for at most {left:.1f} seconds{total}"
+
+
+def echo_after(first_line: str):
+    """A trainer's ``echo`` that prints ``first_line`` before its first line: the budget line comes out once the
+    run has passed its checks (bad input gives one error line and nothing on standard output)."""
+    pending = [first_line]
+
+    def echo(line: str) -> None:
+        while pending:
+            print(pending.pop(), flush=True)
+        print(line, flush=True)
+
+    return echo

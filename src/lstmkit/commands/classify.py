@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from .tag import read_stdin, threads_argument
+from .tag import read_stdin
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +16,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: - standard output)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
     parser.add_argument("--batch-size", type=int, metavar="N", help="texts per batch (default: the run's)")
-    parser.add_argument("--threads", type=threads_argument, default=0, metavar="N",
-                        help="torch CPU threads (default: 0, torch's own choice)")
     parser.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32",
                         help="compute: float32 (default), bfloat16 autocast, or auto (bfloat16 where the CPU has "
                         "native bfloat16); see benchmarks/RESULTS.md for which is faster here")
@@ -25,13 +23,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..classify.api import classify_texts, load_classifier
     from ..data import DataError, read_utf8_text, split_lines
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     source, text = ("<stdin>", read_stdin()) if args.input == "-" else (args.input, read_utf8_text(args.input))
     lines = split_lines(text)
     if not lines:

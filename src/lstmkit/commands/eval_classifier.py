@@ -7,8 +7,6 @@ import argparse
 import json
 from pathlib import Path
 
-from .tag import threads_argument
-
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-classifier run directory")
@@ -21,17 +19,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "(default: RUN_DIR/confusion-SPLIT.png)")
     parser.add_argument("--no-confusion", action="store_true", help="do not draw the confusion matrix")
     parser.add_argument("--batch-size", type=int, metavar="N", help="examples per batch (default: the run's)")
-    parser.add_argument("--threads", type=threads_argument, default=0, metavar="N",
-                        help="torch CPU threads (default: 0, torch's own choice)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..classify.api import evaluate_classifier, load_classifier, plot_confusion
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     clf = load_classifier(args.run_dir, args.checkpoint)
     scores = evaluate_classifier(clf, args.split, args.data, args.batch_size)
     picture = None

@@ -8,7 +8,6 @@ import json
 import time
 from pathlib import Path
 
-from .tag import threads_argument
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -23,19 +22,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "(default: RUN_DIR/confusion-SPLIT.png)")
     parser.add_argument("--no-confusion", action="store_true", help="do not draw the confusion matrix")
     parser.add_argument("--batch-size", type=int, metavar="N", help="sentences per batch (default: the run's)")
-    parser.add_argument("--threads", type=threads_argument, default=0, metavar="N",
-                        help="torch CPU threads (default: 0, torch's own choice; OMP_NUM_THREADS sets that)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..tagger_api import evaluate_tagger, load_tagger
     from ..train.tagging_metrics import plot_confusion
 
     started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     tagger = load_tagger(args.run_dir, args.checkpoint)
     scores = evaluate_tagger(tagger, args.split, args.data, args.batch_size)
     seconds = time.perf_counter() - started

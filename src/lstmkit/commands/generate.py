@@ -19,8 +19,12 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import UsageError
     from ..lm_api import generate, load_language_model
 
-    if args.words < 0 or not args.temperature > 0 or (args.top_k is not None and args.top_k < 1):
-        raise UsageError("--words must be >= 0, --temperature > 0 and --top-k >= 1")
+    if args.words < 0:
+        raise UsageError(f"--words must be >= 0, got {args.words}")
+    if not args.temperature > 0 or args.temperature == float("inf"):
+        raise UsageError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
     lm = load_language_model(args.run_dir, args.checkpoint)
     text = generate(lm, args.prompt, args.words, args.temperature, args.top_k, args.seed)
     joiner = "" if lm.level == "char" or not args.prompt or text.startswith("\n") else " "

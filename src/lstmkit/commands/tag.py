@@ -1,37 +1,34 @@
 """``lstmkit tag RUN_DIR --input FILE``: tag plain text or CoNLL-U with a trained tagger
 (:func:`lstmkit.tagger_api.tag_text`).
 
-Plain text (one sentence per line, tokens separated by spaces) gives ``word/TAG`` lines; CoNLL-U gives the file back
-with the tag column filled in. ``--input -`` reads standard input.
+Plain text (one sentence per line) is cut into words as UD English does (``can't`` -> ``ca n't``, ``dog.`` -> ``dog .``;
+``--pretokenized`` when the words are space-separated already) and gives ``word/TAG`` lines, one per non-blank input
+line; CoNLL-U gives the file back with the tag column filled in. ``--input -`` reads standard input. A leading
+byte-order mark is ignored.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 from ..data import DataError, read_utf8_text
-
-
-def threads_argument(text: str) -> int:
-    """argparse type of a ``--threads`` option: an int >= 0 (0: torch's default)."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+from ..tagger_api import FORMAT_RULE
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-tagger run directory")
     parser.add_argument("--input", required=True, metavar="FILE", help="the text to tag; - for standard input")
     parser.add_argument("--format", choices=("auto", "plain", "conllu"), default="auto",
-                        help="input format (default: auto: CoNLL-U when the first line is a comment or token line)")
+                        help=f"input format (default: {FORMAT_RULE})")
+    parser.add_argument("--pretokenized", action="store_true",
+                        help="plain text whose words are already separated by spaces: do not split off punctuation "
+                        "and clitics (by default plain text is cut as UD English is: can't -> ca n't, dog. -> dog .)")
     parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: - standard output)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
     parser.add_argument("--batch-size", type=int, metavar="N", help="sentences per batch (default: the run's)")
-    parser.add_argument("--threads", type=threads_argument, default=0, metavar="N",
-                        help="torch CPU threads (default: 0, torch's own choice; OMP_NUM_THREADS sets that)")
     parser.add_argument("--stats", action="store_true", help="print words and words per second to standard error")
 
 
@@ -49,17 +46,16 @@ def read_stdin() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from ..cli import UsageError
     from ..tagger_api import load_tagger, tag_text
 
     started = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.output != "-" and os.path.isdir(args.output):
+        raise UsageError(f"--output {args.output} is a directory; name a file to write")
     source, text = ("<stdin>", read_stdin()) if args.input == "-" else (args.input, read_utf8_text(args.input))
     tagger = load_tagger(args.run_dir, args.checkpoint)
     loaded = time.perf_counter()
-    result = tag_text(tagger, text, args.format, source, args.batch_size)
+    result = tag_text(tagger, text, args.format, source, args.batch_size, pretokenized=args.pretokenized)
     tagged = time.perf_counter()
     if args.output == "-":
         sys.stdout.write(result.text)

@@ -51,7 +51,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
     add_budget_arguments(parser)
     parser.add_argument("--seed", type=int, help="random seed (default: 1)")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's own choice)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         "data.phrases": False if args.no_phrases else None, "optim.unfreeze_every": args.gradual_unfreezing,
         "optim.discriminative_decay": args.discriminative_lr,
         "optim.schedule": None if args.stlr is None else ("stlr" if args.stlr == "on" else "constant"),
-        "optim.lr": args.lr, "seed": args.seed, "threads": args.threads,
+        "optim.lr": args.lr, "seed": args.seed,
     }
     settings = [f"--{key}={value}" for key, value in named.items() if value is not None]
     if args.resume is not None:

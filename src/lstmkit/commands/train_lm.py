@@ -14,8 +14,19 @@ import argparse
 import time
 from pathlib import Path
 
+from ..train.config import merge_from_args
+from ..train.distributed import Distributed, from_environment, is_main_process
 from ..train.lm import PRESETS, preset_config, train_language_model
-from ._budget import add_budget_arguments, budget_overrides
+from ..train.loop import LoopConfig
+from ._budget import (
+    add_budget_arguments,
+    add_run_dir_arguments,
+    budget_line,
+    budget_overrides,
+    echo_after,
+    resume_dir,
+    stored_progress,
+)
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -30,14 +41,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", choices=("word", "char"), help="word or character tokens (default: word)")
     parser.add_argument("--preset", default=None, help=f"starting configuration: {', '.join(PRESETS)} "
                         "(default: small)")
-    parser.add_argument("--run-dir", metavar="DIR", help="where checkpoints and metrics go "
-                        "(default: runs/lm-PRESET-TIME)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its configuration")
+    add_run_dir_arguments(parser)
     add_budget_arguments(parser)
     parser.add_argument("--seed", type=int, help="random seed")
 
 
+def _train_section(overrides: list[str]) -> list[str]:
+    """The ``--train.*`` (or ``--loop.*``) overrides, as overrides of a LoopConfig."""
+    out = []
+    for item in overrides:
+        for prefix in ("--train.", "--loop."):
+            if item.startswith(prefix):
+                out.append("--" + item[len(prefix):])
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
+    ddp = from_environment()  # under torchrun: join the ranks first, so that rank 0 can read the run for all
+    try:
+        return _run(args, ddp)
+    finally:
+        ddp.close()
+
+
+def _run(args: argparse.Namespace, ddp: Distributed) -> int:
     from ..cli import UsageError
 
     overrides = []
@@ -45,24 +72,32 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"--data.path={args.data}")
     if args.level is not None:
         overrides.append(f"--data.level={args.level}")
-    overrides += budget_overrides(args, "train")
     if args.seed is not None:
         overrides.append(f"--seed={args.seed}")
+    overrides.append(f"--threads={args.threads}")
     overrides.extend(args.overrides)
 
     if args.resume is not None:
         if args.preset is not None:
             raise UsageError("--preset cannot change a resumed run; its stored configuration is used")
-        if args.run_dir is not None and Path(args.run_dir) != Path(args.resume):
-            raise UsageError("--run-dir and --resume name different directories; a resumed run stays where it is")
-        run_dir, config, resume = Path(args.resume), None, True
+        run_dir, config, resume = resume_dir(args), None, True
+        trained, step, limit = ddp.run_on_main(lambda: stored_progress(run_dir))
+        overrides = budget_overrides(args, "train", trained) + overrides
+        final = merge_from_args(LoopConfig(max_seconds=limit), _train_section(overrides))
+        first_line = budget_line(final.max_seconds, trained, step)
     else:
         preset = args.preset or "small"
         config = preset_config(preset)
         run_dir = Path(args.run_dir or f"runs/lm-{preset}-{time.strftime('%Y%m%d-%H%M%S')}")
         resume = False
+        overrides = budget_overrides(args, "train") + overrides
+        final = merge_from_args(config, overrides).train
+        first_line = budget_line(final.max_seconds)
 
-    result = train_language_model(config, run_dir, resume=resume, overrides=overrides, echo=print)
+    result = train_language_model(config, run_dir, resume=resume, overrides=overrides, echo=echo_after(first_line),
+                                  distributed=ddp)
+    if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
+        return 128 + int(result.signal) if result.interrupted else 0
     state = result.state
     metrics = state.last_metrics or {}
     rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0

@@ -14,7 +14,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ._budget import add_budget_arguments, budget_overrides
+from ._budget import (
+    add_budget_arguments,
+    add_run_dir_arguments,
+    budget_line,
+    budget_overrides,
+    echo_after,
+    resume_dir,
+    stored_progress,
+)
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -38,44 +46,58 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      + ", ".join(_settings(TrainTaggerConfig())))
     parser.add_argument("--data", metavar="DIR", help="treebank folder with *train*.conllu and *dev*.conllu")
     parser.add_argument("--tagset", choices=("upos", "xpos"), help="the CoNLL-U tag column to learn (default: upos)")
-    parser.add_argument("--out", metavar="RUN_DIR", help="run directory: checkpoints, metrics.jsonl")
-    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR (or --out) exactly where it stopped")
+    add_run_dir_arguments(parser, alias="--out")
     add_budget_arguments(parser)
     parser.add_argument("--seed", type=int, help="random seed (default: 1)")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's own choice)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train.distributed import from_environment
+
+    ddp = from_environment()  # under torchrun: join the ranks first, so that rank 0 can read the run for all
+    try:
+        return _run(args, ddp)
+    finally:
+        ddp.close()
+
+
+def _run(args: argparse.Namespace, ddp: Any) -> int:
     from ..cli import UsageError
     from ..train.config import merge_from_args
+    from ..train.distributed import is_main_process
     from ..train.loop import BEST_CHECKPOINT
     from ..train.tagger import TrainTaggerConfig, train_tagger
 
-    budget = budget_overrides(args, "loop")
     settings = [f"--{key}={value}" for key, value in
-                (("data", args.data), ("tagset", args.tagset), ("seed", args.seed), ("threads", args.threads))
-                if value is not None]
+                (("tagset", args.tagset), ("seed", args.seed)) if value is not None]
+    where = [f"--{key}={value}" for key, value in (("data", args.data), ("threads", args.threads))
+             if value is not None]
 
     if args.resume is not None:
-        resume_dir = None if args.resume is True else Path(args.resume)
-        out_dir = None if args.out is None else Path(args.out)
-        if resume_dir is not None and out_dir is not None and resume_dir != out_dir:
-            raise UsageError("--out and --resume name different directories; a resumed run stays where it is")
-        run_dir = resume_dir or out_dir
-        if run_dir is None:
-            raise UsageError("--resume needs the run directory: --resume RUN_DIR or --out RUN_DIR --resume")
+        run_dir = resume_dir(args)
+        trained, step, limit = ddp.run_on_main(lambda: stored_progress(run_dir))
+        budget = budget_overrides(args, "train", trained)
+        from .train_lm import _train_section
+        from ..train.loop import LoopConfig
+
+        final = merge_from_args(LoopConfig(max_seconds=limit), _train_section([*budget, *args.overrides]))
+        first_line = budget_line(final.max_seconds, trained, step)
         if settings:
             raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
-                             "--loop.*) can change")
-        result = train_tagger(None, run_dir, resume=True, loop_overrides=[*budget, *args.overrides], echo=_echo)
+                             "--train.*), --data and --threads can change")
+        result = train_tagger(None, run_dir, resume=True, loop_overrides=[*where, *budget, *args.overrides],
+                              echo=echo_after(first_line), distributed=ddp)
     else:
-        if args.out is None:
-            raise UsageError("--out RUN_DIR is required (where the checkpoints and metrics go)")
-        run_dir = Path(args.out)
-        config = merge_from_args(TrainTaggerConfig(), [*settings, *budget, *args.overrides])
-        result = train_tagger(config, run_dir, echo=_echo)
+        if args.run_dir is None:
+            raise UsageError("--run-dir RUN_DIR is required (where the checkpoints and metrics go)")
+        run_dir = Path(args.run_dir)
+        budget = budget_overrides(args, "train")
+        config = merge_from_args(TrainTaggerConfig(), [*where, *settings, *budget, *args.overrides])
+        first_line = budget_line(config.train.max_seconds)
+        result = train_tagger(config, run_dir, echo=echo_after(first_line), distributed=ddp)
 
+    if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
+        return 128 + int(result.signal) if result.interrupted else 0
     state = result.state
     rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
     best = "none" if state.best_score is None else f"{state.best_score:.4f} at step {state.best_step}"
@@ -86,7 +108,3 @@ def run(args: argparse.Namespace) -> int:
         return 128 + int(result.signal)
     print(f"tagger: {run_dir / BEST_CHECKPOINT}")
     return 0
-
-
-def _echo(line: str) -> None:
-    print(line, flush=True)  # promptly, also into a log file

@@ -53,12 +53,12 @@ from lstmkit.data.tagging import (
     batch_plan,
     encode_sentences,
     find_conllu_splits,
-    iterate_batches,
     make_batch,
     sentence_tags,
     word_chars,
 )
-from lstmkit.data.textfile import read_utf8_text, split_lines
+from lstmkit.data.textfile import read_utf8_text, split_lines, strip_bom
+from lstmkit.data.tokenize import treebank_tokens
 from lstmkit.data.vocab import EOS, UNK, EncodedTokens, Vocab
 
 __all__ = [
@@ -66,6 +66,8 @@ __all__ = [
     "DataError",
     "read_utf8_text",
     "split_lines",
+    "strip_bom",
+    "treebank_tokens",
     # vocabulary
     "UNK",
     "EOS",
@@ -106,7 +108,6 @@ __all__ = [
     "encode_sentences",
     "make_batch",
     "batch_plan",
-    "iterate_batches",
     "find_conllu_splits",
     "word_chars",
 ]

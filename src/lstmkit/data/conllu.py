@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from lstmkit.data.errors import DataError
-from lstmkit.data.textfile import read_utf8_text, split_lines
+from lstmkit.data.textfile import read_utf8_text, split_lines, strip_bom
 
 __all__ = [
     "COLUMN_NAMES",
@@ -157,7 +157,7 @@ def parse_conllu(text: str, source: str = "<string>", require_upos: bool = True)
         sentences.append(builder.build())
         builder = _SentenceBuilder()
 
-    for line_number, line in enumerate(split_lines(text), start=1):
+    for line_number, line in enumerate(split_lines(strip_bom(text)), start=1):
         if not line:
             if builder.started:
                 finish()
@@ -302,4 +302,9 @@ def read_plain(path_or_lines: str | os.PathLike[str] | Iterable[str]) -> list[li
         lines: Iterable[str] = split_lines(read_utf8_text(path_or_lines))
     else:
         lines = path_or_lines
-    return [tokens for tokens in (line.split() for line in lines) if tokens]
+    out = []
+    for number, line in enumerate(lines):
+        tokens = (strip_bom(line) if number == 0 else line).split()
+        if tokens:
+            out.append(tokens)
+    return out

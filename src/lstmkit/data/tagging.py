@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,7 +41,6 @@ __all__ = [
     "encode_sentences",
     "make_batch",
     "batch_plan",
-    "iterate_batches",
     "find_conllu_splits",
     "word_chars",
 ]
@@ -314,11 +313,3 @@ def find_conllu_splits(directory: str | Path, required: Sequence[str] = ("train"
     if missing:
         raise DataError(f"{directory}: no {' or '.join(missing)} file (expected names like en_ewt-ud-{missing[0]}.conllu)")
     return found
-
-
-def iterate_batches(
-    sentences: Sequence[EncodedSentence], plan: Sequence[Sequence[int]], vocabs: TaggingVocabs, max_word_chars: int
-) -> Iterator[tuple[list[int], TaggingBatch]]:
-    """``(indices, batch)`` for each batch of ``plan`` (see :func:`batch_plan`)."""
-    for indices in plan:
-        yield list(indices), make_batch([sentences[index] for index in indices], vocabs, max_word_chars)

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from lstmkit.data.errors import DataError
 
-__all__ = ["read_utf8_text", "split_lines"]
+__all__ = ["read_utf8_text", "split_lines", "strip_bom", "BOM"]
+
+BOM = "\ufeff"
+"""The byte-order mark some editors put at the start of a UTF-8 file; every reader here drops it."""
+
+
+def strip_bom(text: str) -> str:
+    """``text`` without a leading byte-order mark (U+FEFF)."""
+    return text[1:] if text.startswith(BOM) else text
 
 
 def read_utf8_text(path: str | os.PathLike[str]) -> str:
@@ -22,7 +30,7 @@ def read_utf8_text(path: str | os.PathLike[str]) -> str:
         path: the file to read.
 
     Returns:
-        The decoded text, line endings unchanged.
+        The decoded text, line endings unchanged, without a leading byte-order mark (U+FEFF).
 
     Raises:
         DataError: the file does not exist, is a directory, or holds bytes that are not valid UTF-8; in the last case
@@ -36,7 +44,7 @@ def read_utf8_text(path: str | os.PathLike[str]) -> str:
         raise DataError(f"{file_path}: not a regular file")
     raw = file_path.read_bytes()
     try:
-        return raw.decode("utf-8")
+        return strip_bom(raw.decode("utf-8"))
     except UnicodeDecodeError as error:
         bad_offset = error.start
         line_start = raw.rfind(b"\n", 0, bad_offset) + 1

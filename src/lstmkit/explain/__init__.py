@@ -1,20 +1,18 @@
-"""lstmkit.explain: tracing gates and states, plots, weight-layout converters, the ``lstmkit explain`` walkthrough.
+"""lstmkit.explain: tracing gates and states, plots, the ``lstmkit explain`` walkthrough (weight-layout converters
+live in :mod:`lstmkit.convert`).
 
 The plotting functions import matplotlib only when called.
 """
 
-from lstmkit.explain import convert
 from lstmkit.explain.plots import GateSaturation, plot_gate_heatmaps, plot_saturation, saturation
 from lstmkit.explain.tracing import GateTrace, TraceMismatchError, trace
-from lstmkit.explain.walkthrough import ExplainError, load_model_for_explain, walkthrough
+from lstmkit.explain.walkthrough import ExplainError, walkthrough
 
 __all__ = [
-    "convert",
     "ExplainError",
     "GateSaturation",
     "GateTrace",
     "TraceMismatchError",
-    "load_model_for_explain",
     "plot_gate_heatmaps",
     "plot_saturation",
     "saturation",

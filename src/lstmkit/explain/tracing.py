@@ -1,8 +1,9 @@
 """Trace an LSTM: the gates, cell and output of every layer, direction and time step.
 
-:func:`trace` reruns a module's forward pass through the reference step
-(:func:`lstmkit.ops.reference.lstm_cell_gates_ref`, the equations written once) with the module's own weights,
-keeps what every step computed, and checks that the result is what the module itself returns.
+:func:`trace` reruns a module's forward pass through the reference layer loop
+(:func:`lstmkit.ops.reference.lstm_layer_gates_ref`, the loop of ``lstm_layer_ref`` that keeps every step's
+gates; the equations are written once, in :func:`~lstmkit.ops.reference.lstm_cell_gates_ref`) with the module's
+own weights, and checks that the result is what the module itself returns.
 
 Letters used in shape comments:
     T  time steps            B  batch size (the largest one for packed input)
@@ -22,7 +23,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..nn import LSTM, LSTMCell
 from ..ops.functional import LayerWeights
-from ..ops.reference import NO_VARIANT, CellGates, Variant, lstm_cell_gates_ref
+from ..ops.reference import NO_VARIANT, CellGates, Variant, lstm_cell_gates_ref, lstm_layer_gates_ref
 
 __all__ = ["GateTrace", "TraceMismatchError", "trace"]
 
@@ -119,30 +120,6 @@ def _check_close(what: str, ours: Tensor, theirs: Tensor, atol: float, rtol: flo
         )
 
 
-def _run_direction(
-    steps: Sequence[Tensor], sizes: Sequence[int], hx: tuple[Tensor, Tensor], weights: LayerWeights, reverse: bool,
-    variant: Variant = NO_VARIANT,
-) -> tuple[list[CellGates], tuple[Tensor, Tensor]]:
-    """One layer in one direction, step by step, keeping every step's gates.
-
-    ``steps[t]`` is (sizes[t], I): the sequences running at step t are the first sizes[t] of the batch (a
-    PackedSequence's sorted order); a sequence that is not running keeps its state. Returns the per-step
-    :class:`CellGates` (indexed by t whatever the direction) and the final ``(h (B, P), c (B, H))``.
-    """
-    h, c = hx
-    out: list[CellGates] = [None] * len(steps)  # type: ignore[list-item]
-    order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
-    for t in order:
-        n = sizes[t]
-        step = lstm_cell_gates_ref(steps[t], (h[:n], c[:n]), *weights, variant=variant)
-        out[t] = step
-        if n == h.shape[0]:
-            h, c = step.h, step.c
-        else:
-            h, c = torch.cat([step.h, h[n:]]), torch.cat([step.c, c[n:]])  # (B, P), (B, H)
-    return out, (h, c)
-
-
 def _pad_rows(tensor: Tensor, rows: int) -> Tensor:
     """(n, F) -> (rows, F) with zeros below."""
     missing = rows - tensor.shape[0]
@@ -175,21 +152,17 @@ def _trace_lstm(module: nn.Module, input, hx, atol, rtol) -> list[list[GateTrace
     batched = True
     sorted_indices = unsorted_indices = None
     if packed:
-        data, batch_sizes, sorted_indices, unsorted_indices = input
+        layer_input, batch_sizes, sorted_indices, unsorted_indices = input  # (N, I)
         sizes = [int(s) for s in batch_sizes]
-        steps = list(data.split(sizes))  # T tensors of (B_t, I)
-        like = data
     else:
         batched = input.dim() == 3
         x = input if batched else input.unsqueeze(0 if module.batch_first else 1)
-        x = x.transpose(0, 1) if module.batch_first else x  # (T, B, I)
-        sizes = [x.shape[1]] * x.shape[0]
-        steps = list(x.unbind(0))  # T tensors of (B, I)
-        like = x
+        layer_input = x.transpose(0, 1) if module.batch_first else x  # (T, B, I)
+        sizes = [layer_input.shape[1]] * layer_input.shape[0]
     batch = sizes[0]
     count = module.num_layers * directions
     if hx is None:
-        h0, c0 = like.new_zeros(count, batch, size), like.new_zeros(count, batch, hidden)
+        h0, c0 = layer_input.new_zeros(count, batch, size), layer_input.new_zeros(count, batch, hidden)
     else:
         h0, c0 = hx if batched else (hx[0].unsqueeze(1), hx[1].unsqueeze(1))  # (L * D, B, P), (L * D, B, H)
         if sorted_indices is not None:
@@ -202,26 +175,28 @@ def _trace_lstm(module: nn.Module, input, hx, atol, rtol) -> list[list[GateTrace
     final_c: list[Tensor] = []
     for layer in range(module.num_layers):
         row: list[GateTrace] = []
-        outputs: list[list[Tensor]] = []
+        outputs: list[Tensor] = []
         for direction in range(directions):
             k = layer * directions + direction
-            gates, (h, c) = _run_direction(
-                steps, sizes, (h0[k], c0[k]), weights[k], reverse=direction == 1, variant=variants[k]
+            gates, (h, c) = lstm_layer_gates_ref(  # the reference layer's own loop, keeping every step
+                layer_input, (h0[k], c0[k]), *weights[k], reverse=direction == 1,
+                batch_sizes=sizes if packed else None, variant=variants[k],
             )
             row.append(_stack(gates, batch))
-            outputs.append([step.h for step in gates])
+            step_h = [step.h for step in gates]
+            outputs.append(torch.cat(step_h) if packed else torch.stack(step_h))  # (N, P) or (T, B, P)
             final_h.append(h)
             final_c.append(c)
         traces.append(row)
         # the next layer's input: both directions side by side; no dropout (eval semantics)
-        steps = outputs[0] if directions == 1 else [torch.cat(pair, dim=-1) for pair in zip(*outputs)]
+        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
 
     if packed:
-        _check_close("output", torch.cat(steps), output.data, atol, rtol, module)  # (N, D * P)
+        _check_close("output", layer_input, output.data, atol, rtol, module)  # (N, D * P)
     else:
         theirs = output if batched else output.unsqueeze(0 if module.batch_first else 1)
         theirs = theirs.transpose(0, 1) if module.batch_first else theirs
-        _check_close("output", torch.stack(steps), theirs, atol, rtol, module)  # (T, B, D * P)
+        _check_close("output", layer_input, theirs, atol, rtol, module)  # (T, B, D * P)
     ours_h, ours_c = torch.stack(final_h), torch.stack(final_c)  # (L * D, B, P), (L * D, B, H)
     if unsorted_indices is not None:
         ours_h, ours_c = ours_h.index_select(1, unsorted_indices), ours_c.index_select(1, unsorted_indices)

@@ -1,4 +1,5 @@
-"""``lstmkit explain``: a terminal walkthrough of a tiny LSTM, and gate plots of a trained model over a text.
+"""A terminal walkthrough of a tiny LSTM, and gate plots of a trained model over a text (``lstmkit explain``, whose
+argument parsing lives in :mod:`lstmkit.commands.explain`).
 
 The walkthrough builds a small :class:`lstmkit.LSTM` (input 4, hidden 3, 5 steps, batch 2 by default; float64, so
 that "equal" can be checked to 1e-12), runs it, and explains what it computed: where each gate's weights sit,
@@ -11,15 +12,14 @@ Every number printed is computed, never typed in. Each section is a :class:`Sect
 passed), so tests assert the claims directly and the command exits with 1 if any fails.
 
 With ``--model RUN_DIR --text "..." --out gates.png`` the command plots a trained model's gates over the words of a
-text instead (:func:`explain_text`, :mod:`lstmkit.explain.plots`). Loading a run directory is
-:func:`load_model_for_explain`; the language model and tagger are not wired in yet (see there).
+text instead (:func:`explain_text`, :mod:`lstmkit.explain.plots`); the command layer loads the model, since this
+package sits below ``train`` and cannot read run directories.
 
 Letters: T steps, B batch, I input features, H hidden units, P = proj_size or H, L layers, D directions.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
@@ -38,11 +38,8 @@ __all__ = [
     "Section",
     "Setup",
     "build_setup",
-    "configure_parser",
     "explain_text",
-    "load_model_for_explain",
     "render",
-    "run",
     "saturation_path",
     "walkthrough",
 ]
@@ -528,35 +525,6 @@ class ExplainModel(NamedTuple):
     embed: Callable[[list[str]], Tensor]  # tokens -> (T, I): the LSTM's input for those tokens
 
 
-# the checkpoint layout lstmkit.train writes (RUN_DIR/checkpoint/...); named here because explain does not import
-# train (layers one way down)
-RUN_DIR_FILES = ("checkpoint/model.safetensors", "checkpoint/state.json")
-
-
-def load_model_for_explain(run_dir: str | os.PathLike) -> ExplainModel:
-    """Load a trained language model or tagger from a run directory, as an :class:`ExplainModel`.
-
-    Checks that ``run_dir`` is a trained lstmkit run directory (it holds the files in :data:`RUN_DIR_FILES`) and
-    raises ``FileNotFoundError`` with a one-line message when it is not.
-
-    This package sits below ``train`` and cannot read trained models itself, so a complete run directory raises
-    ``NotImplementedError`` here. The ``lstmkit explain`` command reads language models through
-    :mod:`lstmkit.commands.explain`, which hands :func:`run` a loader.
-    """
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path} is not a trained lstmkit run directory: no such directory")
-    missing = [name for name in RUN_DIR_FILES if not (path / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{path} is not a trained lstmkit run directory: {missing[0]} is missing (train a model into it first)"
-        )
-    raise NotImplementedError(
-        f"{path} holds a checkpoint, but explain cannot load trained language models or taggers yet "
-        "(lstmkit.models is not wired in)"
-    )
-
-
 def saturation_path(out: str | os.PathLike) -> Path:
     """Where the saturation plot goes next to ``out``: ``gates.png`` -> ``gates-saturation.png``."""
     out = Path(out)
@@ -585,55 +553,3 @@ def explain_text(
         traces = trace(model.lstm, x)
     heatmaps = plot_gate_heatmaps(traces, tokens, out, layer=layer, direction=direction, units=units)
     return [heatmaps, plot_saturation(traces, saturation_path(out))]
-
-
-# ------------------------------------------------------------------------------------------------ command line
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Walk through a tiny LSTM step by step (default), or plot a trained model's gates over a "
-                          "text (--model RUN_DIR --text ... --out gates.png).")
-    tiny = parser.add_argument_group("walkthrough")
-    tiny.add_argument("--input-size", type=_positive, default=4, help="input features I (default 4)")
-    tiny.add_argument("--hidden-size", type=_positive, default=3, help="hidden units H (default 3)")
-    tiny.add_argument("--steps", type=_positive, default=5, help="time steps T (default 5)")
-    tiny.add_argument("--batch", type=_positive, default=2, help="sequences in the batch B (default 2)")
-    tiny.add_argument("--layers", type=_positive, default=1, help="stacked layers L (default 1)")
-    tiny.add_argument("--bidirectional", action="store_true", help="add a backward direction")
-    tiny.add_argument("--proj-size", type=int, default=0, help="project h to this size, below hidden size (LSTMP)")
-    tiny.add_argument("--dropout", type=float, default=0.5, help="dropout between layers, with --layers > 1 (default 0.5)")
-    tiny.add_argument("--seed", type=int, default=0, help="random seed for the weights and input (default 0)")
-    plots = parser.add_argument_group("plots of a trained model")
-    plots.add_argument("--model", metavar="RUN_DIR", help="a trained language model's or tagger's run directory")
-    plots.add_argument("--text", help="the text whose words the plots run over")
-    plots.add_argument("--out", default="gates.png", help="heatmap PNG (default gates.png); the saturation "
-                       "histogram goes beside it as NAME-saturation.png")
-    plots.add_argument("--layer", type=int, default=0, help="which layer's heatmaps (default 0)")
-    plots.add_argument("--direction", type=int, default=0, choices=(0, 1), help="0 forward, 1 backward")
-
-
-def run(args: argparse.Namespace, loader: Callable[[str, int], tuple[ExplainModel, int]] | None = None) -> int:
-    """The ``lstmkit explain`` command. ``loader(run_dir, layer)`` turns ``--model`` and ``--layer`` into the model
-    to trace and the layer index within its LSTM; the command layer (:mod:`lstmkit.commands.explain`) passes one
-    that reads trained language models, which this package may not import."""
-    if args.model is not None or args.text is not None:
-        if args.model is None or args.text is None:
-            raise ExplainError("plots need both --model RUN_DIR and --text")
-        try:
-            model, layer = loader(args.model, args.layer) if loader else (load_model_for_explain(args.model), args.layer)
-        except NotImplementedError as error:
-            raise ExplainError(str(error)) from error
-        for path in explain_text(model, args.text, args.out, layer=layer, direction=args.direction):
-            print(f"wrote {path}")
-        return 0
-    sections = walkthrough(args.input_size, args.hidden_size, args.steps, args.batch, args.layers,
-                           args.bidirectional, args.proj_size, args.dropout, args.seed)
-    print(render(sections))
-    return 0 if all(c.passed for section in sections for c in section.claims) else 1

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn import LSTM
+from ._checks import check_field_types
 from ..ops import IMPLS, linear_cross_entropy
 from ..regularize import (
     activation_regularization,
@@ -65,6 +66,7 @@ class LanguageModelConfig:
     impl: str = "auto"  # lstmkit.LSTM implementation ("auto": torch's native kernel for float32)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("embedding_size", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmkit.data.tagging import PAD_TAG, TaggingBatch, TaggingVocabs
+from lstmkit.models._checks import check_field_types
 from lstmkit.nn import LSTM
 from lstmkit.regularize.word_dropout import WordDropout
 
@@ -45,6 +46,7 @@ class TaggerConfig:
     impl: Literal["auto", "native", "fused", "reference"] = "auto"  # lstmkit.LSTM implementation
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("word_embedding_size", "char_embedding_size", "char_hidden_size", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

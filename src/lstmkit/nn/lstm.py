@@ -17,18 +17,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from ..ops.functional import IMPLS, LayerWeights, _keep_mask, lstm, lstm_cell
+from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
+from ..ops.masks import bernoulli_mask, check_probability, drop_weight
 from ..ops.reference import NO_VARIANT, Variant
-from ..regularize.weight_dropout import drop_weight
 
 __all__ = ["LSTM", "LSTMCell"]
 
 LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")  # the order of LayerWeights
-
-
-def _check_probability(name: str, p: float) -> None:
-    if not isinstance(p, numbers.Number) or isinstance(p, bool) or not 0 <= p < 1:
-        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
 
 
 def _zoneout_pair(zoneout) -> tuple[float, float]:
@@ -37,7 +32,7 @@ def _zoneout_pair(zoneout) -> tuple[float, float]:
     if len(pair) != 2:
         raise ValueError(f"zoneout must be a probability or a pair (p_h, p_c), got {zoneout!r}")
     for p in pair:
-        _check_probability("zoneout", p)
+        check_probability(p, "zoneout", allow_one=False)
     return float(pair[0]), float(pair[1])
 
 
@@ -59,6 +54,25 @@ def _check_state(name: str, tensor: Tensor, like: Tensor, expected: tuple[int, .
 
 def _apply_permutation(tensor: Tensor, permutation: Tensor | None) -> Tensor:
     return tensor if permutation is None else tensor.index_select(1, permutation)  # (L * D, B, .)
+
+
+def _check_flags(**flags: object) -> None:
+    """Each flag must be a bool: ``layer_norm="yes"`` is a mistake, not True."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+
+
+def _check_sizes(**sizes: object) -> None:
+    """Each size must be an int (``True`` is not a size)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+
+
+def _check_finite(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 class LSTM(nn.Module):
@@ -174,8 +188,11 @@ class LSTM(nn.Module):
         cell_clip: float | None = None,
     ) -> None:
         super().__init__()
-        _check_probability("weight_dropout", weight_dropout)
-        _check_probability("recurrent_dropout", recurrent_dropout)
+        _check_flags(bidirectional=bidirectional, layer_norm=layer_norm, peephole=peephole)
+        _check_sizes(num_layers=num_layers, proj_size=proj_size)
+        _check_finite("forget_bias", forget_bias)
+        check_probability(weight_dropout, "weight_dropout", allow_one=False)
+        check_probability(recurrent_dropout, "recurrent_dropout", allow_one=False)
         zoneout_h, zoneout_c = _zoneout_pair(zoneout)
         if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
             raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
@@ -478,6 +495,12 @@ class LSTMCell(nn.Module):
     ) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
+        _check_flags(bias=bias, layer_norm=layer_norm, peephole=peephole)
+        _check_sizes(input_size=input_size, hidden_size=hidden_size)
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if value <= 0:
+                raise ValueError(f"{name} must be greater than zero")
+        _check_finite("forget_bias", forget_bias)
         if forget_bias and not bias:
             raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
         if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
@@ -571,8 +594,8 @@ class LSTMCell(nn.Module):
         if self.training:  # zoneout: a fresh keep-previous mask per unit for this step
             z_h, z_c = self.zoneout
             variant = variant._replace(
-                zoneout_h=_keep_mask(hx[0], hx[0].shape, z_h) if z_h > 0 else 0.0,
-                zoneout_c=_keep_mask(hx[1], hx[1].shape, z_c) if z_c > 0 else 0.0,
+                zoneout_h=bernoulli_mask(hx[0].shape, z_h, device=x.device, dtype=x.dtype) if z_h > 0 else 0.0,
+                zoneout_c=bernoulli_mask(hx[1].shape, z_c, device=x.device, dtype=x.dtype) if z_c > 0 else 0.0,
             )
         h, c = lstm_cell(x, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, impl=self.impl, variant=variant)
         if not is_batched:

@@ -1,9 +1,10 @@
-"""Pure tensor functions: the reference LSTM, the fused autograd Function, the dispatching entry points, and the
-fused decoder + cross entropy of a language model."""
+"""Pure tensor functions: the reference LSTM, the fused autograd Function, the dispatching entry points, the
+fused decoder + cross entropy of a language model, and the masks of the dropout-like options (:mod:`.masks`)."""
 
 from .cross_entropy import LinearCrossEntropyFunction, linear_cross_entropy, linear_cross_entropy_ref
 from .functional import IMPLS, LayerWeights, lstm, lstm_cell, lstm_layer, resolve_impl
 from .fused import LSTMLayerFunction, lstm_layer_fused
+from .masks import drop_weight
 from .reference import lstm_cell_ref, lstm_layer_ref
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "LayerWeights",
     "LSTMLayerFunction",
     "LinearCrossEntropyFunction",
+    "drop_weight",
     "linear_cross_entropy",
     "linear_cross_entropy_ref",
     "lstm",

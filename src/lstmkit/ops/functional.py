@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .fused import lstm_layer_fused
-from .masks import bernoulli_mask, survivor_scale
+from .masks import bernoulli_mask, dropout_mask
 from .reference import NO_VARIANT, Variant, lstm_cell_ref, lstm_layer_ref
 
 __all__ = ["IMPLS", "LayerWeights", "lstm", "lstm_cell", "lstm_layer", "resolve_impl"]
@@ -89,11 +89,11 @@ def resolve_impl(
 def _fallback_beats_fused(*, hidden: int, batch: int, projected: bool, dtype: torch.dtype, needs_grad: bool) -> bool:
     """Where torch's per-step fallback (packed input, projection, float64) is faster than the fused path on CPU.
 
-    Its loop runs in C++ and costs less per step than ours; ours wins once a step holds enough work. Measured with
-    2 threads at T = 35 (benchmarks/RESULTS.md, "auto's choice where torch leaves oneDNN"):
+    Its loop runs in C++ and costs less per step than ours; ours wins once a step holds enough work:
     - training (a backward will follow): the fused path wins or ties everywhere measured;
-    - without grad: one sequence, or H < 384 (packed) / H < 512 (projection, float64), go to torch's loop, which
-      is up to 4x faster there; a projected H >= 1024 step is big enough for the fused path even for one sequence.
+    - without grad: one sequence, or H < 384 (packed) / H < 512 (projection, float64), go to torch's loop; a
+      projected H >= 1024 step is big enough for the fused path even for one sequence.
+    The measurements behind these bounds: benchmarks/RESULTS.md, "auto's choice where torch leaves oneDNN".
     """
     if needs_grad:
         return False
@@ -341,11 +341,6 @@ def describe_variant(variant: Variant, recurrent_dropout: float = 0.0) -> str:
     return ", ".join(names)
 
 
-def _keep_mask(like: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
-    """1 with probability p (p rounded to 2**-16: :mod:`lstmkit.ops.masks`), else 0, in ``like``'s dtype."""
-    return bernoulli_mask(shape, p, device=like.device).to(like.dtype)
-
-
 def _draw_masks(variant: Variant, recurrent_dropout: float, training: bool, x: Tensor, state: tuple[Tensor, Tensor]) -> Variant:
     """In training: the recurrent-dropout mask (B, P) and zoneout masks laid out like ``x``; in eval zoneout stays
     a probability (its expectation) and recurrent dropout is off."""
@@ -354,14 +349,13 @@ def _draw_masks(variant: Variant, recurrent_dropout: float, training: bool, x: T
     rows = x.shape[:-1]  # (T, B) or (N,)
     h0, c0 = state
     mask = None
-    if recurrent_dropout > 0:
-        keep = 1.0 - recurrent_dropout
-        mask = _keep_mask(h0, h0.shape, keep).mul_(survivor_scale(keep))  # (B, P), survivors scaled 1/(1-p)
+    if recurrent_dropout > 0:  # (B, P): 0 with probability p, survivors scaled 1/(1-p)
+        mask = dropout_mask(h0.shape, recurrent_dropout, dtype=h0.dtype, device=h0.device)
     zone_h, zone_c = variant.zoneout_h, variant.zoneout_c
-    if not isinstance(zone_h, Tensor) and zone_h > 0:
-        zone_h = _keep_mask(x, (*rows, h0.shape[-1]), zone_h)  # (T, B, P) or (N, P)
+    if not isinstance(zone_h, Tensor) and zone_h > 0:  # 1 (keep the previous h) with probability p
+        zone_h = bernoulli_mask((*rows, h0.shape[-1]), zone_h, device=x.device, dtype=x.dtype)  # (T, B, P) or (N, P)
     if not isinstance(zone_c, Tensor) and zone_c > 0:
-        zone_c = _keep_mask(x, (*rows, c0.shape[-1]), zone_c)  # (T, B, H) or (N, H)
+        zone_c = bernoulli_mask((*rows, c0.shape[-1]), zone_c, device=x.device, dtype=x.dtype)  # (T, B, H) or (N, H)
     return variant._replace(recurrent_mask=mask, zoneout_h=zone_h, zoneout_c=zone_c)
 
 
@@ -379,8 +373,7 @@ def lstm_cell(
     """One step: ``x`` (B, I), ``hx = (h (B, H), c (B, H))`` -> new ``(h, c)``. ``auto`` is torch's kernel, or, when
     ``variant`` asks for something the kernel cannot do, the reference cell: for a single step the equations with
     autograd are faster than the fused layer, whose buffers, weight reorder and backward set-up pay off only over
-    many steps (the fused layer took 0.92-2.64x the reference's time, benchmarks/bench_auto.py --cells). Zoneout
-    masks here are one step's."""
+    many steps (benchmarks/RESULTS.md, "lstmkit.LSTMCell with a variant"). Zoneout masks here are one step's."""
     which = resolve_impl(
         impl, device=x.device, dtype=x.dtype, packed=False, projected=False, variant=describe_variant(variant), steps=1
     )

@@ -26,55 +26,78 @@ Backward::
         dz[t] = [dc * A_i, dc * A_f, dc * A_g, dh * A_o] ; dc *= f ; dh_rec = dz[t] @ w_hh
     then ONE GEMM each: d_w_ih = dz.T @ x, d_w_hh = dz.T @ h_prev, d_x = dz @ w_ih (and d_w_hr = dh.T @ h_raw)
 
-Matmuls. On this kind of CPU torch.mm goes to MKL, which runs AVX2 code on AMD processors; oneDNN runs AVX-512.
-Measured here (benchmarks/RESULTS.md), oneDNN with a prepacked weight is 1.3x (B=64, H=512) to 2x (B=16, H=1024)
-faster for the per-step (B, P) x (P, 4H) GEMM, and no faster for the big weight-gradient GEMMs once their
-transposed copies are paid, so those stay on torch.mm. oneDNN is reachable only through the private op
-``torch.ops.mkldnn._linear_pointwise`` with weights prepacked by ``_reorder_linear_weight``, so
-:class:`_RightMatmul` uses it for float32 on CPU when it exists and falls back to public ``torch.mm``/``addmm``
-everywhere else (float64, CUDA, a torch without the op). Both paths are tested; :func:`set_matmul_backend` or
-the environment variable LSTMKIT_MATMUL forces one.
+Matmuls. The per-step (B, P) x (P, 4H) GEMM runs on oneDNN with ``w_hh`` prepacked once per call (through the
+private op ``torch.ops.mkldnn._linear_pointwise``, weights reordered by ``_reorder_linear_weight``) for float32 CPU
+layers with H >= 256, where it measured faster than MKL's ``torch.mm``; the big weight-gradient GEMMs stay on
+``torch.mm``, as does everything else (float64, CUDA, a torch without the op). benchmarks/RESULTS.md ("Core",
+"The GEMM floor") has the measurements. Both paths are tested; :func:`use_matmul` forces one for the calls made
+inside it, and each call keeps its choice for its backward.
 """
 
 from __future__ import annotations
 
-import os
+import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor
 
 from .reference import LAYER_NORM_EPS, NO_VARIANT, Variant
 
-__all__ = ["LSTMLayerFunction", "lstm_layer_fused", "matmul_backend", "set_matmul_backend"]
+__all__ = ["LSTMLayerFunction", "lstm_layer_fused", "matmul_backend", "set_matmul_backend", "use_matmul"]
 
-_BACKENDS = ("auto", "onednn", "public")
-_backend = os.environ.get("LSTMKIT_MATMUL", "auto")
+MATMUL_BACKENDS = ("auto", "onednn", "public")
 _ONEDNN_MIN_HIDDEN = 256  # below this MKL's small GEMMs are as fast and oneDNN's call overhead dominates
+_matmul: ContextVar[str] = ContextVar("lstmkit_matmul", default="auto")  # set only by use_matmul, per context
 
 
-def set_matmul_backend(name: str) -> None:
-    """``"auto"`` (oneDNN for float32 CPU layers with H >= 256 when available), ``"onednn"`` (whenever available)
-    or ``"public"`` (torch.mm / addmm only). Also settable with the environment variable LSTMKIT_MATMUL."""
-    global _backend
-    if name not in _BACKENDS:
-        raise ValueError(f"matmul backend must be one of {_BACKENDS}, got {name!r}")
-    _backend = name
+def _check_matmul(name: str) -> str:
+    if name not in MATMUL_BACKENDS:
+        raise ValueError(f"matmul backend must be one of {MATMUL_BACKENDS}, got {name!r}")
+    return name
+
+
+@contextmanager
+def use_matmul(name: str) -> Iterator[None]:
+    """Run the fused layers called inside the ``with`` block on one matmul backend: ``"auto"`` (oneDNN for float32
+    CPU layers with H >= 256 when available, the default), ``"onednn"`` (whenever available) or ``"public"``
+    (torch.mm / addmm only). Each call keeps its backend for its backward, wherever that runs.
+
+    Example::
+
+        >>> with use_matmul("public"):
+        ...     out, _ = lstmkit.LSTM(4, 8, impl="fused")(torch.randn(3, 2, 4))  # doctest: +SKIP
+    """
+    token = _matmul.set(_check_matmul(name))
+    try:
+        yield
+    finally:
+        _matmul.reset(token)
 
 
 def matmul_backend() -> str:
-    return _backend
+    """The backend :func:`use_matmul` chose for the current context (``"auto"`` outside any)."""
+    return _matmul.get()
+
+
+def set_matmul_backend(name: str) -> None:
+    """Deprecated: use the context manager :func:`use_matmul`. Sets the backend for the rest of this context."""
+    warnings.warn("set_matmul_backend is deprecated; use `with lstmkit.ops.fused.use_matmul(name):`",
+                  DeprecationWarning, stacklevel=2)
+    _matmul.set(_check_matmul(name))
 
 
 def _onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-def _use_onednn(x: Tensor, hidden: int) -> bool:
-    if _backend == "public" or x.device.type != "cpu" or x.dtype != torch.float32 or not _onednn_available():
+def _use_onednn(x: Tensor, hidden: int, backend: str) -> bool:
+    if backend == "public" or x.device.type != "cpu" or x.dtype != torch.float32 or not _onednn_available():
         return False
-    return _backend == "onednn" or hidden >= _ONEDNN_MIN_HIDDEN
+    return backend == "onednn" or hidden >= _ONEDNN_MIN_HIDDEN
 
 
 class _RightMatmul:
@@ -166,6 +189,32 @@ class _Static(NamedTuple):
     cell_clip: float | None = None
     zoneout_h: float = 0.0  # eval-time zoneout probability of h, used when no mask tensor is given
     zoneout_c: float = 0.0
+    matmul: str = "auto"  # matmul backend (see use_matmul), fixed at the call so the backward uses the same
+
+
+class _Inputs(NamedTuple):
+    """The arguments of :meth:`LSTMLayerFunction.forward` after ``ctx``, by name: ``_Inputs(*ctx.needs_input_grad)``
+    says which need a gradient, and the backward returns its gradients in this order."""
+
+    x: object
+    h0: object
+    c0: object
+    w_ih: object
+    w_hh: object
+    b_ih: object
+    b_hh: object
+    w_hr: object
+    peephole: object
+    ln_ih_w: object
+    ln_ih_b: object
+    ln_hh_w: object
+    ln_hh_b: object
+    ln_c_w: object
+    ln_c_b: object
+    rec_mask: object
+    zone_h: object
+    zone_c: object
+    static: object
 
 
 def _in_time_order(pieces: dict[int, Tensor]) -> Tensor:
@@ -197,7 +246,7 @@ class LSTMLayerFunction(torch.autograd.Function):
         zoning_h = zone_h is not None or static.zoneout_h > 0
         zoning_c = zone_c is not None or static.zoneout_c > 0
 
-        onednn = _use_onednn(x, hidden)
+        onednn = _use_onednn(x, hidden, static.matmul)
         bias = None
         if b_ih is not None and b_hh is not None:
             bias = b_ih + b_hh
@@ -298,7 +347,6 @@ class LSTMLayerFunction(torch.autograd.Function):
                 mean_c, rstd_c, ln_hh_b, ln_c_b,
             )
             ctx.static, ctx.sched, ctx.layout = static, sched, (out_at, init_at, batch)
-            ctx.has_bias = (b_ih is not None, b_hh is not None)
         return output, h_n, c_n
 
     @staticmethod
@@ -316,7 +364,7 @@ class LSTMLayerFunction(torch.autograd.Function):
         clip = static.cell_clip
         zoning_h = zone_h is not None or static.zoneout_h > 0
         zoning_c = zone_c is not None or static.zoneout_c > 0
-        needs = ctx.needs_input_grad
+        needs = _Inputs(*ctx.needs_input_grad)
 
         # previous h and c of every row: a slice of the state buffers for padded input, a gather for packed
         if sched.uniform:
@@ -341,7 +389,7 @@ class LSTMLayerFunction(torch.autograd.Function):
         d_normed_c = torch.empty_like(tanh_c) if ln_c_w is not None else None  # (N, H)
         d_rh = torch.empty_like(gates) if ln_hh_w is not None else None  # (N, 4H)
 
-        onednn = _use_onednn(x, hidden)
+        onednn = _use_onednn(x, hidden, static.matmul)
         recurrent = _RightMatmul(w_hh.t(), batch, onednn)  # (.) @ w_hh
         unproject = _RightMatmul(w_hr.t(), batch, onednn) if w_hr is not None else None  # dh @ w_hr
         dh_all = grad_output.clone() if grad_output is not None else x.new_zeros(total, proj)  # (N, P)
@@ -397,21 +445,22 @@ class LSTMLayerFunction(torch.autograd.Function):
         d_x_proj = dz
         if ln_ih_w is not None:
             d_x_proj, grads["ln_ih_w"], grads["ln_ih_b"] = torch.ops.aten.native_layer_norm_backward(
-                dz, x_proj, [4 * hidden], mean_ih, rstd_ih, ln_ih_w, ln_ih_b, [True, needs[9], needs[10]])
-        if needs[0]:
+                dz, x_proj, [4 * hidden], mean_ih, rstd_ih, ln_ih_w, ln_ih_b, [True, needs.ln_ih_w, needs.ln_ih_b])
+        if needs.x:
             grads["x"] = _RightMatmul(w_ih.t(), total, onednn)(d_x_proj)  # (N, I)
-        if needs[3]:
+        if needs.w_ih:
             grads["w_ih"] = torch.mm(d_x_proj.t(), x)  # (4H, I)
-        if needs[4]:
+        if needs.w_hh:
             h_in = h_prev
             if rec_mask is not None:
                 h_in = h_prev * rec_mask.index_select(0, _batch_index(sched.sizes, x.device))
             grads["w_hh"] = torch.mm((d_rh if d_rh is not None else dz).t(), h_in)  # (4H, P)
-        if needs[5] or needs[6]:
-            grads["bias"] = dz.sum(0)  # (4H,)
-        if w_hr is not None and needs[7]:
+        if needs.b_ih or needs.b_hh:
+            bias = dz.sum(0)  # (4H,): both biases enter the gates the same way
+            grads["b_ih"], grads["b_hh"] = bias, bias
+        if w_hr is not None and needs.w_hr:
             grads["w_hr"] = torch.mm(dh_all.t(), h_raw)  # (P, H)
-        if peephole is not None and needs[8]:
+        if peephole is not None and needs.peephole:
             grads["peephole"] = torch.stack([
                 (dz[:, :hidden] * c_prev).sum(0),
                 (dz[:, hidden : 2 * hidden] * c_prev).sum(0),
@@ -419,32 +468,13 @@ class LSTMLayerFunction(torch.autograd.Function):
             ])  # (3, H)
         if ln_hh_w is not None:  # gains and biases of the per-step norms: one pass over all rows
             _, grads["ln_hh_w"], grads["ln_hh_b"] = torch.ops.aten.native_layer_norm_backward(
-                dz, rh_buf, [4 * hidden], mean_hh, rstd_hh, ln_hh_w, ln_hh_b, [False, needs[11], needs[12]])
+                dz, rh_buf, [4 * hidden], mean_hh, rstd_hh, ln_hh_w, ln_hh_b, [False, needs.ln_hh_w, needs.ln_hh_b])
         if ln_c_w is not None:
             _, grads["ln_c_w"], grads["ln_c_b"] = torch.ops.aten.native_layer_norm_backward(
-                d_normed_c, c_new, [hidden], mean_c, rstd_c, ln_c_w, ln_c_b, [False, needs[13], needs[14]])
-        has_b_ih, has_b_hh = ctx.has_bias
-        return (
-            grads.get("x"),
-            dh_state if needs[1] else None,
-            dc_state if needs[2] else None,
-            grads.get("w_ih"),
-            grads.get("w_hh"),
-            grads.get("bias") if (has_b_ih and needs[5]) else None,
-            grads.get("bias") if (has_b_hh and needs[6]) else None,
-            grads.get("w_hr"),
-            grads.get("peephole"),
-            grads.get("ln_ih_w") if needs[9] else None,
-            grads.get("ln_ih_b") if needs[10] else None,
-            grads.get("ln_hh_w") if needs[11] else None,
-            grads.get("ln_hh_b") if needs[12] else None,
-            grads.get("ln_c_w") if needs[13] else None,
-            grads.get("ln_c_b") if needs[14] else None,
-            None,  # recurrent dropout mask
-            None,  # zoneout masks
-            None,
-            None,  # static
-        )
+                d_normed_c, c_new, [hidden], mean_c, rstd_c, ln_c_w, ln_c_b, [False, needs.ln_c_w, needs.ln_c_b])
+        grads["h0"], grads["c0"] = dh_state, dc_state
+        # one gradient per input, None where none is needed (masks and static never need one)
+        return tuple(grads.get(name) if need else None for name, need in zip(_Inputs._fields, needs))
 
 
 @lru_cache(maxsize=256)
@@ -496,6 +526,7 @@ def lstm_layer_fused(
     static = _Static(
         sizes, bool(reverse), need_grad, v.cell_clip,
         0.0 if isinstance(zone_h, Tensor) else float(zone_h), 0.0 if isinstance(zone_c, Tensor) else float(zone_c),
+        _matmul.get(),
     )
     output, h_n, c_n = LSTMLayerFunction.apply(
         rows.contiguous(), h0.contiguous(), c0.contiguous(), *tensors[3:], v.recurrent_mask,

@@ -34,7 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["LAYER_NORM_EPS", "NO_VARIANT", "CellGates", "Variant", "lstm_cell_gates_ref", "lstm_cell_ref", "lstm_layer_ref"]
+__all__ = [
+    "LAYER_NORM_EPS",
+    "NO_VARIANT",
+    "CellGates",
+    "Variant",
+    "lstm_cell_gates_ref",
+    "lstm_cell_ref",
+    "lstm_layer_gates_ref",
+    "lstm_layer_ref",
+]
 
 LAYER_NORM_EPS = 1e-5
 
@@ -54,12 +63,6 @@ class Variant(NamedTuple):
     zoneout_h: Tensor | float = 0.0  # keep-previous masks of h in training, or the probability p (eval)
     zoneout_c: Tensor | float = 0.0  # the same for c
     cell_clip: float | None = None
-
-    def active(self) -> bool:
-        """Whether anything differs from the plain LSTM."""
-        return any(
-            v is not None for v in (self.peephole, self.ln_ih, self.ln_hh, self.ln_c, self.recurrent_mask, self.cell_clip)
-        ) or _zoneout_on(self.zoneout_h) or _zoneout_on(self.zoneout_c)
 
 
 NO_VARIANT = Variant()
@@ -168,11 +171,37 @@ def lstm_layer_ref(
         reverse: run from the last step to the first (the backward half of a bidirectional LSTM).
         batch_sizes: as in a PackedSequence: how many sequences are still running at each step, non-increasing.
             Sequence b takes part in the steps t with ``b < batch_sizes[t]``; a finished sequence keeps its state.
+        variant: optional extras (:class:`Variant`); zoneout masks laid out like ``x``.
 
     Returns:
         ``output`` ((T, B, P), or (N, P) packed) and the final ``(h_n (B, P), c_n (B, H))``; for ``reverse`` the
         final state is the one after the first time step, as in torch.
-        variant: optional extras (:class:`Variant`); zoneout masks laid out like ``x``.
+    """
+    steps, state = lstm_layer_gates_ref(
+        x, hx, w_ih, w_hh, b_ih, b_hh, w_hr, reverse=reverse, batch_sizes=batch_sizes, variant=variant
+    )
+    outputs = [step.h for step in steps]  # T tensors of (B_t, P)
+    output = torch.stack(outputs) if batch_sizes is None else torch.cat(outputs)
+    return output, state
+
+
+def lstm_layer_gates_ref(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    w_hr: Tensor | None = None,
+    *,
+    reverse: bool = False,
+    batch_sizes: Tensor | list[int] | None = None,
+    variant: Variant = NO_VARIANT,
+) -> tuple[list[CellGates], tuple[Tensor, Tensor]]:
+    """The loop of :func:`lstm_layer_ref`, keeping what every step computed (arguments as there).
+
+    Returns one :class:`CellGates` per time step, indexed by t whatever the direction (step t has the
+    ``batch_sizes[t]`` rows of the sequences running then, B for padded input), and the final ``(h (B, P), c (B, H))``.
     """
     h, c = hx
     if batch_sizes is None:
@@ -181,10 +210,10 @@ def lstm_layer_ref(
     else:
         sizes = [int(s) for s in batch_sizes]
         split = lambda t: list(t.split(sizes, dim=0))  # noqa: E731  T tensors of (B_t, .)
-    steps = split(x)
+    inputs = split(x)
     zone_h = split(variant.zoneout_h) if isinstance(variant.zoneout_h, Tensor) else None
     zone_c = split(variant.zoneout_c) if isinstance(variant.zoneout_c, Tensor) else None
-    outputs: list[Tensor] = [x.new_empty(0)] * len(sizes)
+    steps: list[CellGates] = [None] * len(sizes)  # type: ignore[list-item]
     order = range(len(sizes) - 1, -1, -1) if reverse else range(len(sizes))
     for t in order:
         n = sizes[t]  # sequences running at step t: always the first n rows
@@ -193,9 +222,7 @@ def lstm_layer_ref(
             zoneout_h=zone_h[t] if zone_h is not None else variant.zoneout_h,
             zoneout_c=zone_c[t] if zone_c is not None else variant.zoneout_c,
         )
-        h_new, c_new = lstm_cell_ref(steps[t], (h[:n], c[:n]), w_ih, w_hh, b_ih, b_hh, w_hr, step_variant)
-        outputs[t] = h_new
-        h = torch.cat([h_new, h[n:]])  # (B, P): finished rows keep their last state
-        c = torch.cat([c_new, c[n:]])  # (B, H)
-    output = torch.stack(outputs) if batch_sizes is None else torch.cat(outputs)
-    return output, (h, c)
+        steps[t] = step = lstm_cell_gates_ref(inputs[t], (h[:n], c[:n]), w_ih, w_hh, b_ih, b_hh, w_hr, step_variant)
+        h = torch.cat([step.h, h[n:]])  # (B, P): finished rows keep their last state
+        c = torch.cat([step.c, c[n:]])  # (B, H)
+    return steps, (h, c)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_probability, keep_mask_scale
+from ..ops.masks import check_probability, dropout_mask
 
 
 def embedding_dropout(
@@ -50,8 +50,8 @@ def embedding_dropout(
     """
     check_probability(p)
     if training and p > 0.0:
-        mask = weight.new_empty((weight.size(0), 1)).bernoulli_(1.0 - p, generator=generator)  # (V, 1)
-        weight = weight * mask.mul_(keep_mask_scale(p))  # (V, E)
+        mask = dropout_mask((weight.size(0), 1), p, dtype=weight.dtype, device=weight.device, generator=generator)
+        weight = weight * mask  # (V, E); mask (V, 1)
     if scale is not None:
         weight = weight * scale  # (V, E)
     return F.embedding(words, weight, padding_idx=padding_idx)  # (*, E)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_probability, keep_mask_scale
+from ..ops.masks import check_probability, dropout_mask
 
 
 def locked_dropout(
@@ -51,8 +51,7 @@ def locked_dropout(
     time_dim = 1 if (batch_first and x.dim() == 3) else 0
     mask_shape = list(x.shape)
     mask_shape[time_dim] = 1  # (1, B, D), (B, 1, D) or (1, D)
-    mask = x.new_empty(mask_shape).bernoulli_(1.0 - p, generator=generator)
-    return x * mask.mul_(keep_mask_scale(p))
+    return x * dropout_mask(mask_shape, p, dtype=x.dtype, device=x.device, generator=generator)
 
 
 class LockedDropout(nn.Module):

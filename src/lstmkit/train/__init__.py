@@ -10,9 +10,11 @@ from .checkpoint import (
     atomic_writer,
     checkpoint_exists,
     load_checkpoint,
+    load_checkpoint_state,
     save_checkpoint,
 )
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from .distributed import Distributed, DistributedError
 from .loop import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -39,6 +41,7 @@ __all__ = [
     "Checkpoint",
     "save_checkpoint",
     "load_checkpoint",
+    "load_checkpoint_state",
     "checkpoint_exists",
     "atomic_writer",
     "atomic_write_bytes",
@@ -62,6 +65,8 @@ __all__ = [
     "RunResult",
     "RunDirectoryError",
     "fit",
+    "Distributed",
+    "DistributedError",
     "LAST_CHECKPOINT",
     "BEST_CHECKPOINT",
 ]

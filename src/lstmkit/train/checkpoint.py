@@ -11,17 +11,24 @@ for a second one) holding::
     state.json             ``extra``: step, epoch, best score, config, vocabulary, ... (whatever the loop needs)
     manifest.json          size and SHA-256 of every file above; written last
 
-Crash safety. A save never touches the current checkpoint until a complete new one exists:
+Versions and the pointer. Every save writes a new, immutable folder ``RUN_DIR/<name>.<version>`` (``checkpoint.000012``)
+and then points ``RUN_DIR/<name>`` at it; the pointer is a relative symbolic link replaced with one atomic rename:
 
-1. Every file is written and fsync'ed into a fresh directory ``RUN_DIR/.<name>.tmp-<random>``, the manifest
-   last, then that directory is fsync'ed.
-2. The current ``<name>`` is renamed to ``.<name>.old``; the new directory is renamed to ``<name>``; the run
-   directory is fsync'ed; ``.<name>.old`` is deleted.
+1. Every file is written and fsync'ed into a fresh directory ``RUN_DIR/.<name>.tmp-<random>``, the manifest last;
+   that directory is fsync'ed and renamed to ``<name>.<version>`` (the next number), and the run directory fsync'ed.
+2. A new link to it is made beside the pointer and renamed over ``<name>``; the run directory is fsync'ed.
+3. Versions beyond the newest :data:`KEEP_VERSIONS` are deleted (never the one the pointer names).
 
-A crash in step 1 leaves ``<name>`` as it was (the stray temporary directory is removed by the next save). A
-crash between the two renames of step 2 leaves no ``<name>`` but a complete ``.<name>.old``:
-:func:`load_checkpoint` reads it, and the next save puts it back first. So at every instant one complete
-checkpoint can be loaded. One process saves to a run directory at a time.
+A crash at any point leaves the pointer naming a complete version (a half-written temporary folder or an unnamed
+new version is removed by the next save). A reader resolves the pointer once and reads every file from that one
+folder, so it never mixes two checkpoints; should the writer delete that version while the reader is still
+opening its files, the reader starts again from the pointer (:func:`load_checkpoint`). Saves to one run directory
+must come from one process at a time: the training loop holds the run directory's lock
+(:mod:`lstmkit.train.rundir`) while it saves. Symbolic links make this POSIX-only.
+
+Run directories written before versions existed hold ``<name>/`` as a plain folder (and, after a crash between the
+two renames of that scheme, ``.<name>.old/``); they load as they are, and the first save into one turns the folder
+into version ``<name>.000000`` behind a pointer.
 
 Loading checks the manifest, then every file's size and hash, and raises :class:`CheckpointError` with a one-line
 message naming the file that is missing or damaged. Nothing is unpickled: tensors come from safetensors and
@@ -35,8 +42,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import IO, Any, Iterator, Mapping
@@ -60,6 +69,8 @@ STATE_FILE = "state.json"
 MANIFEST_FILE = "manifest.json"
 _REQUIRED_FILES = (MODEL_FILE, RNG_TENSORS_FILE, RNG_JSON_FILE, STATE_FILE)
 _OPTIMIZER_FILES = (OPTIMIZER_TENSORS_FILE, OPTIMIZER_JSON_FILE)
+KEEP_VERSIONS = 2
+"""How many versions of each checkpoint a save keeps: the new one and the one before (for readers in flight)."""
 
 
 class CheckpointError(RuntimeError):
@@ -200,16 +211,82 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(file.fileno())
 
 
-def _restore_interrupted_swap(run_dir: Path, name: str) -> None:
-    """Put ``.<name>.old`` back when a save died between its two renames; drop stray temporary directories."""
+def _versions(run_dir: Path, name: str) -> dict[int, Path]:
+    """The version folders ``<name>.<digits>`` of ``run_dir``, by number."""
+    pattern = re.compile(re.escape(name) + r"\.([0-9]{6,})")
+    found = {}
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(run_dir):
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_dir(follow_symlinks=False):
+                found[int(match.group(1))] = run_dir / entry.name
+    return found
+
+
+def _version_name(name: str, number: int) -> str:
+    return f"{name}.{number:06d}"
+
+
+def _point(run_dir: Path, name: str, version_name: str) -> None:
+    """Atomically make ``RUN_DIR/<name>`` a relative link to ``version_name``."""
+    link = run_dir / f".{name}.link-{uuid.uuid4().hex}"
+    os.symlink(version_name, link)
+    try:
+        os.replace(link, run_dir / name)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        raise
+    _fsync_directory(run_dir)
+
+
+def _pointed_version(run_dir: Path, name: str) -> str | None:
+    """The version folder name ``RUN_DIR/<name>`` links to, or ``None`` when it is not a link."""
+    try:
+        return os.readlink(run_dir / name)
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _adopt_old_layout(run_dir: Path, name: str) -> None:
+    """Turn a pre-version ``<name>/`` folder (or a ``.<name>.old/`` left by a crash of that scheme) into a version
+    behind a pointer. The writer's lock is held, so nobody else renames here."""
     final, old = run_dir / name, run_dir / f".{name}.old"
-    if old.is_dir():
-        if final.is_dir():
-            shutil.rmtree(old)  # the swap finished; only the deletion was missed
-        else:
-            os.replace(old, final)
-    for stray in run_dir.glob(f".{name}.tmp-*"):
-        shutil.rmtree(stray, ignore_errors=True)
+    if final.is_dir() and not final.is_symlink():
+        if old.is_dir():
+            shutil.rmtree(old)  # that scheme's swap had finished; only the deletion was missed
+        taken = _versions(run_dir, name)
+        version_name = _version_name(name, min(taken) - 1 if taken and min(taken) > 0 else 0)
+        os.replace(final, run_dir / version_name)
+        _point(run_dir, name, version_name)
+    elif not final.exists() and not final.is_symlink() and old.is_dir():
+        os.replace(old, run_dir / _version_name(name, 0))
+        _point(run_dir, name, _version_name(name, 0))
+
+
+def _remove_strays(run_dir: Path, name: str) -> None:
+    """Temporary folders and links left by a save that died (only the lock holder saves, so none is in use)."""
+    for pattern in (f".{name}.tmp-*", f".{name}.link-*"):
+        for stray in run_dir.glob(pattern):
+            if stray.is_dir() and not stray.is_symlink():
+                shutil.rmtree(stray, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(stray)
+
+
+def _prune(run_dir: Path, name: str, keep: int) -> None:
+    """Delete every version but the one the pointer names and the ``keep - 1`` newest before it."""
+    current = _pointed_version(run_dir, name)
+    versions = _versions(run_dir, name)
+    current_number = next((number for number, path in versions.items() if path.name == current), None)
+    if current_number is None:
+        return
+    older = sorted((number for number in versions if number < current_number), reverse=True)
+    kept = {current_number, *older[: max(0, keep - 1)]}
+    for number, path in versions.items():
+        if number not in kept:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def save_checkpoint(
@@ -221,7 +298,7 @@ def save_checkpoint(
     generators: Mapping[str, ExplicitGenerator] | None = None,
     name: str = "checkpoint",
 ) -> Path:
-    """Write everything needed to resume a run exactly to ``RUN_DIR/<name>/``, crash-safely.
+    """Write everything needed to resume a run exactly as a new version of ``RUN_DIR/<name>``, crash-safely.
 
     The RNG states are captured here (Python, NumPy, torch CPU and CUDA, and ``generators``), so call this at
     the point the run will resume from. The scheme and file layout are described in the module docstring.
@@ -232,10 +309,10 @@ def save_checkpoint(
         optimizer: an optimizer (anything with ``state_dict()``) or an optimizer state dict; ``None`` for none.
         extra: JSON-able run state: step, epoch, best score, config (dataclasses are converted), vocabulary...
         generators: explicit random generators of the run, by name.
-        name: the checkpoint's directory name, e.g. ``"best"`` for a second checkpoint.
+        name: the checkpoint's name, e.g. ``"best"`` for a second checkpoint.
 
     Returns:
-        The checkpoint directory.
+        The new version's folder (``RUN_DIR/<name>`` now points at it).
 
     Raises:
         TypeError: when ``model_state`` holds a non-tensor, or ``extra`` / the optimizer state holds a value
@@ -264,37 +341,36 @@ def save_checkpoint(
     files[MANIFEST_FILE] = _json_bytes(manifest, MANIFEST_FILE)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    _restore_interrupted_swap(run_dir, name)
-    final, old = run_dir / name, run_dir / f".{name}.old"
+    _adopt_old_layout(run_dir, name)
+    _remove_strays(run_dir, name)
+    taken = _versions(run_dir, name)
+    version = run_dir / _version_name(name, max(taken, default=0) + 1)
     fresh = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=run_dir))
     try:
         for file, data in files.items():  # the manifest comes last
             _write_synced(fresh / file, data)
         _fsync_directory(fresh)
+        os.rename(fresh, version)
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)
         raise
-    had_previous = final.is_dir()
-    if had_previous:
-        os.replace(final, old)
     try:
-        os.replace(fresh, final)
+        _fsync_directory(run_dir)
+        _point(run_dir, name, version.name)
     except BaseException:
-        if had_previous:
-            os.replace(old, final)
-        shutil.rmtree(fresh, ignore_errors=True)
+        if _pointed_version(run_dir, name) != version.name:
+            shutil.rmtree(version, ignore_errors=True)
         raise
-    _fsync_directory(run_dir)
-    if had_previous:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    _prune(run_dir, name, KEEP_VERSIONS)
+    return version
 
 
 def checkpoint_exists(run_dir: str | os.PathLike, name: str = "checkpoint") -> bool:
     """Whether ``RUN_DIR`` holds a checkpoint called ``name`` (complete or not: loading checks that)."""
     _check_name(name)
     run_dir = Path(run_dir)
-    return (run_dir / name).is_dir() or (run_dir / f".{name}.old").is_dir()
+    final = run_dir / name
+    return final.is_symlink() or final.is_dir() or (run_dir / f".{name}.old").is_dir()
 
 
 def _read_verified(directory: Path, file: str, expected: Mapping[str, Any]) -> bytes:
@@ -302,7 +378,7 @@ def _read_verified(directory: Path, file: str, expected: Mapping[str, Any]) -> b
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {directory} is incomplete: {file} is missing") from None
+        raise _Vanished(file) from None
     if len(data) != expected["bytes"]:
         state = "truncated" if len(data) < expected["bytes"] else "damaged"
         raise CheckpointError(
@@ -346,9 +422,13 @@ def _parse_tree(
 def _read_manifest(directory: Path) -> dict[str, Any]:
     """The manifest's ``files`` table: file name -> ``{"bytes": int, "sha256": str}``."""
     path = directory / MANIFEST_FILE
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {directory} is incomplete: {MANIFEST_FILE} is missing")
-    manifest = _parse_json(directory, MANIFEST_FILE, path.read_bytes())
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise _Vanished(MANIFEST_FILE) from None
+    except IsADirectoryError:
+        raise CheckpointError(f"checkpoint {directory}: {MANIFEST_FILE} is a directory") from None
+    manifest = _parse_json(directory, MANIFEST_FILE, raw)
     files = manifest.get("files") if isinstance(manifest, dict) else None
     well_formed = isinstance(files, dict) and all(
         isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)
@@ -386,21 +466,71 @@ def load_checkpoint(
         CheckpointError: a one-line message when there is no checkpoint, or a file is missing, truncated or
             damaged (naming the file).
     """
-    _check_name(name)
-    run_dir = Path(run_dir)
-    directory = run_dir / name
-    if not directory.is_dir():
-        interrupted = run_dir / f".{name}.old"
-        if not interrupted.is_dir():
-            raise CheckpointError(f"no checkpoint in {run_dir}: {directory} does not exist")
-        directory = interrupted  # a save died mid-swap; this is the last complete checkpoint
+    return _load(Path(run_dir), name, map_location, state_only=False)
 
+
+def load_checkpoint_state(run_dir: str | os.PathLike, *, name: str = "checkpoint") -> dict[str, Any]:
+    """Only the ``extra`` dict (``state.json``) of the checkpoint ``RUN_DIR/<name>``, verified against its
+    manifest: a cheap look at a run's step, training time and configuration without reading its tensors.
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`.
+    """
+    return _load(Path(run_dir), name, "cpu", state_only=True)
+
+
+def _load(run_dir: Path, name: str, map_location: str | torch.device, state_only: bool) -> Any:
+    _check_name(name)
+    for attempt in range(_READ_ATTEMPTS):
+        directory = _resolve(run_dir, name)
+        if directory is None:
+            if attempt + 1 < _READ_ATTEMPTS and _versions(run_dir, name):  # an old-layout folder is being adopted
+                time.sleep(0.02)
+                continue
+            raise CheckpointError(f"no checkpoint in {run_dir}: {run_dir / name} does not exist")
+        try:
+            return _load_directory(directory, map_location, state_only)
+        except _Vanished as vanished:
+            if attempt + 1 == _READ_ATTEMPTS or _resolve(run_dir, name) == directory:
+                raise CheckpointError(
+                    f"checkpoint {directory} is incomplete: {vanished.args[0]} is missing"
+                ) from None
+            # the writer saved a newer version and deleted this one while we read it: read the newer one
+    raise AssertionError("unreachable")
+
+
+_READ_ATTEMPTS = 20
+
+
+class _Vanished(Exception):
+    """A file of the version being read does not exist (deleted by the writer, or never written)."""
+
+
+def _resolve(run_dir: Path, name: str) -> Path | None:
+    """The folder ``RUN_DIR/<name>`` stands for now: the version its link names, a pre-version folder, or the
+    ``.<name>.old`` folder that scheme leaves after a crash; ``None`` when there is none."""
+    final = run_dir / name
+    target = _pointed_version(run_dir, name)
+    if target is not None:
+        return run_dir / target
+    if final.is_dir():
+        return final
+    old = run_dir / f".{name}.old"
+    return old if old.is_dir() else None
+
+
+def _load_directory(directory: Path, map_location: str | torch.device, state_only: bool = False) -> Any:
     listed = _read_manifest(directory)
     has_optimizer = any(file in listed for file in _OPTIMIZER_FILES)
     expected_files = _REQUIRED_FILES + (_OPTIMIZER_FILES if has_optimizer else ())
     for file in expected_files:
         if file not in listed:
             raise CheckpointError(f"checkpoint {directory}: {MANIFEST_FILE} is damaged: it does not list {file}")
+    if state_only:
+        extra = _parse_json(directory, STATE_FILE, _read_verified(directory, STATE_FILE, listed[STATE_FILE]))
+        if not isinstance(extra, dict):
+            raise CheckpointError(f"checkpoint {directory}: {STATE_FILE} is damaged: not a JSON object")
+        return extra
     data = {file: _read_verified(directory, file, listed[file]) for file in expected_files}
 
     model_state = _parse_safetensors(directory, MODEL_FILE, data[MODEL_FILE], map_location)

@@ -18,6 +18,10 @@ Example::
     config = merge_from_args(RunConfig(), ["--optim.lr=20", "--seed=3"])
     assert config_from_dict(RunConfig, config_to_dict(config)) == config
 
+A dataclass may accept other names for its fields, in overrides and in stored configs, with a class attribute
+``config_aliases = {"old_name": "field_name"}`` (e.g. the loop's section was ``loop`` in tagger runs and is
+``train`` everywhere now).
+
 Supported field types: ``int``, ``float``, ``bool``, ``str``, :class:`pathlib.Path`, ``Literal[...]``,
 ``Optional[X]`` / ``X | None``, ``tuple[X, ...]``, ``tuple[X, Y]``, ``list[X]`` and nested dataclasses.
 """
@@ -146,11 +150,17 @@ def _split_override(arg: str) -> tuple[list[str], str]:
     return path, value
 
 
+def _aliases(cls: type) -> dict[str, str]:
+    """Other accepted names of ``cls``'s fields: ``{alias: field name}``."""
+    return dict(getattr(cls, "config_aliases", None) or {})
+
+
 def _with_value(config: Any, path: list[str], text: str, done: str) -> Any:
     """A copy of ``config`` with the field at ``path`` set from ``text``; ``done`` is the key walked so far."""
     cls = type(config)
     annotations = _field_types(cls)
     name, rest = path[0], path[1:]
+    name = _aliases(cls).get(name, name)
     key = f"{done}{name}"
     if name not in annotations:
         where = f"in {done[:-1]!r}" if done else "at the top level"
@@ -281,6 +291,15 @@ def _from_plain(value: Any, annotation: Any, key: str) -> Any:
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     annotations = _field_types(cls)
+    aliases = _aliases(cls)
+    if aliases:
+        renamed: dict[str, Any] = {}
+        for key, value in data.items():
+            name = aliases.get(key, key)
+            if name in renamed:
+                raise ConfigError(f"stored config sets {prefix + name!r} twice (also as {prefix + key!r})")
+            renamed[name] = value
+        data = renamed
     unknown = sorted(set(data) - set(annotations))
     if unknown:
         where = f"in {prefix[:-1]!r}" if prefix else "at the top level"

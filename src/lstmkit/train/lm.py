@@ -17,7 +17,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, ClassVar, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +26,10 @@ from ..data import BpttWindow, Corpus, Vocab, batchify, bptt_windows, check_leng
 from ..models import LanguageModel, LanguageModelConfig, LMHidden, detach_hidden
 from .checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from .distributed import Distributed, from_environment, single_process
 from .loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, StepInfo, TaskState, fit
 from .optim import NTASGD
+from .rundir import lock_run_dir
 from .seeding import seed_everything
 
 __all__ = [
@@ -119,6 +121,12 @@ class LMRunConfig:
     model: LanguageModelConfig = dataclasses.field(default_factory=LanguageModelConfig)
     optim: LMOptimConfig = dataclasses.field(default_factory=LMOptimConfig)
     train: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(max_epochs=750, log_every=200))
+
+    config_aliases: ClassVar[dict[str, str]] = {"loop": "train"}  # the tagger's former name of the section
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be an int >= 0 (0: torch's default), got {self.threads!r}")
 
 
 def _awd() -> LMRunConfig:
@@ -236,6 +244,10 @@ class LanguageModelTask:
     Args:
         config: the run's configuration.
         corpus: the loaded corpus (its vocabulary defines the model's output size).
+        distributed: this process' rank in a DDP run: the training stream is batchified into
+            ``N * batch_size`` columns and this rank trains on its ``batch_size`` of them (the global batch of one
+            process with ``N * batch_size``); validation columns are shared out and the sums all-reduced.
+            ``None``: one process.
 
     Raises:
         DataError: the training split is too short for one ``batch_size`` x ``bptt`` window, or the validation
@@ -246,16 +258,20 @@ class LanguageModelTask:
     higher_is_better = False
     show_perplexity = True
 
-    def __init__(self, config: LMRunConfig, corpus: Corpus) -> None:
+    def __init__(self, config: LMRunConfig, corpus: Corpus, distributed: Distributed | None = None) -> None:
         data = config.data
-        check_length(corpus.train, data.batch_size, data.bptt, "train")
+        ddp = self.distributed = distributed or single_process()
+        streams = data.batch_size * ddp.world_size
+        check_length(corpus.train, streams, data.bptt, "train")
         check_length(corpus.valid, data.eval_batch_size, 1, "valid")
         self.config = config
         self.corpus = corpus
         self.vocab: Vocab = corpus.vocab
-        self.train_data = batchify(corpus.train, data.batch_size)  # (R, B)
-        self.valid_data = batchify(corpus.valid, data.eval_batch_size)
+        self.train_data = batchify(corpus.train, streams)[:, ddp.shard(streams)].contiguous()  # (R, B)
+        self.valid_data = batchify(corpus.valid, data.eval_batch_size)[:, ddp.shard(data.eval_batch_size)]
         self.model = LanguageModel(len(self.vocab), config.model)
+        ddp.seed_streams(config.seed)  # after the initial weights: dropout masks differ across ranks
+        self.train_model = ddp.wrap(self.model)  # what training calls: DDP all-reduces the gradients
         self.optimizer = self._make_optimizer()
         self.compute_dtype = resolve_precision(config.precision)
         self.windows = torch.Generator().manual_seed(config.seed)  # window lengths: saved with the checkpoint
@@ -291,7 +307,7 @@ class LanguageModelTask:
         model.train()
         hidden = detach_hidden(self.hidden) if self.hidden is not None else None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.compute_dtype == torch.bfloat16):
-            out = model(window.inputs, hidden)
+            out = self.train_model(window.inputs, hidden)
             losses = model.loss(out, window.targets)
         optimizer.zero_grad(set_to_none=True)
         losses.loss.backward()
@@ -303,7 +319,8 @@ class LanguageModelTask:
         optimizer.step()
         for group in optimizer.param_groups:
             group["lr"] = base
-        self.hidden = tuple((h.detach().float(), c.detach().float()) for h, c in out.hidden)
+        weights = model.embedding.weight.dtype  # float32 also after bf16 autocast (float64 in the DDP parity test)
+        self.hidden = tuple((h.detach().to(weights), c.detach().to(weights)) for h, c in out.hidden)
         return {"loss": losses.cross_entropy.item(), "tokens": window.targets.numel(), "lr": base,
                 "ar": losses.ar.item(), "tar": losses.tar.item()}
 
@@ -312,16 +329,27 @@ class LanguageModelTask:
         optimizer = self.optimizer
         if isinstance(optimizer, NTASGD):
             with optimizer.swap_to_average():
-                loss, tokens = evaluate_stream(self.model, self.valid_data, self.config.data.bptt)
+                loss, tokens = self._valid_loss()
             optimizer.step_validation(loss)
         else:
-            loss, tokens = evaluate_stream(self.model, self.valid_data, self.config.data.bptt)
+            loss, tokens = self._valid_loss()
         result = {"loss": loss, "ppl": _exp(loss), "tokens": float(tokens)}
         if self.corpus.level == "char":
             result["bpc"] = loss / math.log(2)
         if isinstance(optimizer, NTASGD):
             result["averaging"] = float(optimizer.averaging)
         return result
+
+    def _valid_loss(self) -> tuple[float, int]:
+        """``evaluate_stream`` on the validation columns; under DDP each rank takes its share of the columns and
+        the sums are added up, so the figure is the one-process figure of the same weights."""
+        if not self.distributed.enabled:
+            return evaluate_stream(self.model, self.valid_data, self.config.data.bptt)
+        loss, tokens = 0.0, 0
+        if self.valid_data.size(1):
+            loss, tokens = evaluate_stream(self.model, self.valid_data, self.config.data.bptt)
+        total, count = self.distributed.sum([loss * tokens, tokens])
+        return total / count, int(count)
 
     def info(self) -> dict[str, Any]:
         """What a checkpoint needs besides tensors to rebuild and use the model."""
@@ -336,7 +364,8 @@ class LanguageModelTask:
         }
 
     def state_dict(self) -> TaskState:
-        hidden = None if self.hidden is None else [[h, c] for h, c in self.hidden]
+        gather = self.distributed.gather_columns  # under DDP: every rank's columns, (1, N * B, H)
+        hidden = None if self.hidden is None else [[gather(h, 1), gather(c, 1)] for h, c in self.hidden]
         training = {"optimizer": self.optimizer.state_dict(), "hidden": hidden}
         return TaskState(self.model.state_dict(), training, self.info())
 
@@ -360,7 +389,32 @@ class LanguageModelTask:
         except (ValueError, KeyError, TypeError) as error:
             raise CheckpointError(f"checkpoint's optimizer state does not fit this run: {error}") from None
         hidden = training.get("hidden")
-        self.hidden = None if hidden is None else tuple((h, c) for h, c in hidden)
+        streams = self.config.data.batch_size * self.distributed.world_size
+        if hidden is not None and any(h.size(1) != streams or c.size(1) != streams for h, c in hidden):
+            raise CheckpointError(f"the checkpoint's carried state has {hidden[0][0].size(1)} streams; this run "
+                                  f"trains {streams} (processes x data.batch_size)")
+        mine = self.distributed.shard(streams)
+        self.hidden = None if hidden is None else tuple((h[:, mine].contiguous(), c[:, mine].contiguous())
+                                                        for h, c in hidden)
+
+    def accept_world_size(self, saved: int, now: int, info: dict[str, Any]) -> None:
+        """A resume with another number of processes continues the same run when the global batch (processes x
+        ``data.batch_size``) is unchanged: the same batchify layout and carried state, and NT-ASGD, the optimizer and
+        the window lengths as saved; only the dropout streams of the ranks differ. Otherwise it is refused."""
+        try:
+            saved_batch = int(info["config"]["data"]["batch_size"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError("the checkpoint's configuration has no data.batch_size") from None
+        batch = self.config.data.batch_size
+        if saved * saved_batch == now * batch:
+            return
+        hint = f"torchrun --nproc_per_node {saved}"
+        if (saved * saved_batch) % now == 0:
+            hint += f", or --data.batch_size={saved * saved_batch // now} with {now}"
+        raise CheckpointError(
+            f"this run was trained with {saved} process(es) x data.batch_size {saved_batch} = {saved * saved_batch} "
+            f"streams; {now} x {batch} = {now * batch} would change the data layout; keep the global batch ({hint})"
+        )
 
     def generators(self) -> dict[str, torch.Generator]:
         return {"windows": self.windows}
@@ -424,6 +478,7 @@ def train_language_model(
     overrides: list[str] | tuple[str, ...] = (),
     echo=None,
     on_checkpoint=None,
+    distributed: Distributed | None = None,
 ) -> RunResult:
     """Train (or resume) a language model in ``run_dir``; the Python form of ``lstmkit train-lm``.
 
@@ -435,6 +490,9 @@ def train_language_model(
             larger ``--train.max_epochs``, or ``--data.path`` when the corpus has moved).
         echo: called with progress lines (e.g. ``print``); ``None`` is silent.
         on_checkpoint: passed to :func:`lstmkit.train.fit`.
+        distributed: the rank of this process in a DDP run; ``None`` takes it from the environment (torchrun's
+            variables: joins the process group, and leaves it at the end), which is one process without them.
+            Every rank calls this function; rank 0 reads the checkpoint and writes the run directory.
 
     Returns:
         The :class:`~lstmkit.train.RunResult`.
@@ -442,26 +500,43 @@ def train_language_model(
     Raises:
         DataError, ConfigError, CheckpointError, RunDirectoryError: bad input, before the run directory changes.
     """
-    run_dir = Path(run_dir)
+    ddp = distributed or from_environment()
+    try:
+        with ddp.failures_as_errors(), ddp.hold_on_main(lambda: lock_run_dir(run_dir)):
+            # rank 0 holds the run directory from before it reads the checkpoint: no other writer meanwhile
+            return _train_language_model_locked(config, Path(run_dir), resume, overrides,
+                                                echo if ddp.is_main else None, on_checkpoint, ddp)
+    finally:
+        if distributed is None:
+            ddp.close()
+
+
+def _train_language_model_locked(config, run_dir: Path, resume: bool, overrides, echo, on_checkpoint,
+                                 ddp: Distributed) -> RunResult:
     checkpoint = None
     if resume:
-        checkpoint = load_checkpoint(run_dir, name=LAST_CHECKPOINT)
+        checkpoint = ddp.run_on_main(lambda: load_checkpoint(run_dir, name=LAST_CHECKPOINT))
         config = merge_from_args(read_run_config(checkpoint.extra, checkpoint.path), list(overrides))
     else:
         config = merge_from_args(config or preset_config("small"), list(overrides))
-        if checkpoint_exists(run_dir, LAST_CHECKPOINT):
+        if ddp.run_on_main(lambda: checkpoint_exists(run_dir, LAST_CHECKPOINT)):
             raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
+    if config.data.path is not None:  # stored absolute: eval-lm and --resume work from any folder
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                      path=os.path.abspath(config.data.path)))
+    threads = ddp.set_threads(config.threads)
+    if ddp.enabled and echo is not None:
+        echo(ddp.describe(threads))
     seed_everything(config.seed)
     corpus = load_corpus(config.data.path, config.data.level)
     if checkpoint is not None:
         check_compatible(checkpoint.extra["task"], corpus.vocab, checkpoint.path)
-    task = LanguageModelTask(config, corpus)
+    task = LanguageModelTask(config, corpus, ddp)
     if echo is not None:
         unknown = ", ".join(f"{name} {count}" for name, count in corpus.unknown_counts.items() if count)
         echo(f"corpus: {corpus.level} level, vocabulary {len(corpus.vocab)}, train {corpus.train.numel()} / valid "
              f"{corpus.valid.numel()} / test {corpus.test.numel()} tokens; unseen in train -> <unk>: "
              f"{unknown or 'none'}")
         echo(f"model: {task.model.num_parameters():,} parameters, preset {config.preset}; run directory {run_dir}")
-    return fit(task, run_dir, config.train, checkpoint=checkpoint, echo=echo, on_checkpoint=on_checkpoint)
+    return fit(task, run_dir, config.train, checkpoint=checkpoint, echo=echo, on_checkpoint=on_checkpoint,
+               distributed=ddp)

@@ -8,12 +8,15 @@ regression) owns all of that and offers a small interface, :class:`Task`. :func:
             metrics = task.train_step(batch, info)                 # timed: counts against max_seconds
             every log_every steps   -> a "train" record in metrics.jsonl
             every eval_every steps  -> evaluate, track the best, checkpoint (evaluation is not timed)
+            checkpoint_seconds      -> checkpoint (wall clock since the last one), so a crash loses little
             SIGINT / SIGTERM        -> checkpoint, return (interrupted)
             a budget is spent       -> evaluate, checkpoint, return
             patience is spent       -> (after an evaluation) checkpoint, return: early stopping
         end of epoch                -> evaluate + checkpoint when eval_every == 0
 
-Checkpoints (see :mod:`lstmkit.train.checkpoint`) are written atomically:
+The run directory is locked for the whole run (:mod:`lstmkit.train.rundir`: one writer), metrics.jsonl is cut
+back to the checkpoint on resume, and checkpoints (see :mod:`lstmkit.train.checkpoint`: immutable versions behind
+an atomically replaced link) are written atomically:
 
 - ``RUN_DIR/checkpoint``: everything needed to continue exactly: the task's :class:`TaskState` (model tensors,
   training tensors such as the optimizer state, JSON info), the loop's counters and position in the epoch, and
@@ -44,8 +47,10 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_exists, save_checkpoint
-from .metrics import MetricsLogger
+from .distributed import Distributed, single_process
+from .metrics import METRICS_FILE, MetricsLogger, set_aside_metrics, truncate_metrics
 from .progress import TrainingProgress
+from .rundir import RunDirectoryError, lock_run_dir
 from .seeding import ExplicitGenerator, set_rng_state
 
 __all__ = [
@@ -68,10 +73,6 @@ BEST_CHECKPOINT = "best"
 """Name of the checkpoint holding the model of the best evaluation so far."""
 
 
-class RunDirectoryError(ValueError):
-    """The run directory cannot be used as asked (e.g. a new run in a directory that already holds one)."""
-
-
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
     """When to stop, evaluate and log. Budgets count across resumes; ``None`` means no limit."""
@@ -83,6 +84,8 @@ class LoopConfig:
     patience: int | None = None  # early stopping: stop after this many evaluations in a row without a new best
     log_every: int = 100  # append a "train" record to metrics.jsonl every this many steps
     progress: bool | None = None  # progress bar: True/False, or None to show it only on a terminal
+    checkpoint_seconds: float | None = 120.0  # also checkpoint after this many seconds (wall clock) without one,
+    # so that a crash or SIGKILL loses at most that much; None: only at evaluations, the end and on signals
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "max_steps"):
@@ -97,6 +100,8 @@ class LoopConfig:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        if self.checkpoint_seconds is not None and not self.checkpoint_seconds > 0:
+            raise ValueError(f"checkpoint_seconds must be > 0 or None, got {self.checkpoint_seconds}")
 
 
 class StepInfo(NamedTuple):
@@ -177,6 +182,8 @@ class Task(Protocol):
     #           state_dict() without its training part)
     # optional: batches_per_epoch() -> int | None  (length of the progress bar)
     # optional: show_perplexity: bool  (progress bar shows exp(loss); default True)
+    # optional: accept_world_size(saved: int, now: int, info: dict) -> None  (a resume with another number of
+    #           processes than the checkpoint's: raise CheckpointError to refuse; without it, it is refused)
 
 
 @dataclasses.dataclass
@@ -229,16 +236,25 @@ class RunResult(NamedTuple):
 
 
 class _SignalCatcher:
-    """Turn SIGINT / SIGTERM into a flag the loop checks between steps (a second SIGINT raises at once)."""
+    """Turn SIGINT / SIGTERM into a flag the loop checks between steps (a second SIGINT raises at once, or after
+    ``repeat_grace`` seconds: under torchrun every rank gets Ctrl-C from the terminal and again from torchrun)."""
 
-    def __init__(self) -> None:
+    def __init__(self, repeat_grace: float = 0.0) -> None:
         self.received: int | None = None
+        self.repeat_grace = repeat_grace
+        self._since = 0.0
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None and signum == signal.SIGINT:
+        if (self.received is not None and signum == signal.SIGINT
+                and time.monotonic() - self._since >= self.repeat_grace):
             raise KeyboardInterrupt
-        self.received = signum
+        self.note(signum)
+
+    def note(self, signum: int | None) -> None:
+        """Record ``signum`` as the signal that stops the run (the first one counts)."""
+        if signum is not None and self.received is None:
+            self.received, self._since = signum, time.monotonic()
 
     def __enter__(self) -> "_SignalCatcher":
         if threading.current_thread() is threading.main_thread():
@@ -293,6 +309,7 @@ def fit(
     checkpoint: Checkpoint | None = None,
     echo: Callable[[str], None] | None = None,
     on_checkpoint: Callable[[Path, LoopState], None] | None = None,
+    distributed: Distributed | None = None,
 ) -> RunResult:
     """Train ``task`` until a budget of ``config`` is spent or a signal arrives; checkpoint along the way.
 
@@ -304,40 +321,94 @@ def fit(
             to continue from; ``None`` starts a new run.
         echo: called with one line per evaluation and at the end (e.g. ``print``); ``None`` is silent.
         on_checkpoint: called after every ``RUN_DIR/checkpoint`` write with its path and the loop state.
+        distributed: this process' place among the ranks of a DDP run (:mod:`lstmkit.train.distributed`); every
+            rank calls ``fit`` and trains, rank 0 alone writes checkpoints, metrics, progress and ``echo`` lines.
+            ``None``: one process.
 
     Returns:
         :class:`RunResult`. On SIGINT or SIGTERM the checkpoint is written first and ``signal`` says which.
 
     Raises:
-        RunDirectoryError: a new run in a directory that already holds a checkpoint.
+        RunDirectoryError: a new run in a directory that already holds a checkpoint, or another process holds
+            the run directory (:mod:`lstmkit.train.rundir`: the lock is held until this function returns).
         CheckpointError: the checkpoint does not fit the task (the task's ``load_state_dict`` decides).
     """
     run_dir = Path(run_dir)
-    say = echo or (lambda line: None)
+    ddp = distributed or single_process()
+    with ddp.hold_on_main(lambda: lock_run_dir(run_dir)):  # one writer per run directory: rank 0 holds it
+        return _fit_locked(task, run_dir, config, checkpoint, echo, on_checkpoint, ddp)
+
+
+def _fit_locked(
+    task: Task,
+    run_dir: Path,
+    config: LoopConfig,
+    checkpoint: Checkpoint | None,
+    echo: Callable[[str], None] | None,
+    on_checkpoint: Callable[[Path, LoopState], None] | None,
+    ddp: Distributed,
+) -> RunResult:
+    say = (echo if ddp.is_main else None) or (lambda line: None)
     state = LoopState()
     if checkpoint is None:
-        if checkpoint_exists(run_dir, LAST_CHECKPOINT):
-            raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        def prepare() -> None:
+            if checkpoint_exists(run_dir, LAST_CHECKPOINT):
+                raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
+            run_dir.mkdir(parents=True, exist_ok=True)
+        ddp.run_on_main(prepare)
     else:
         loop_data = checkpoint.extra.get("loop")
         if not isinstance(loop_data, dict) or "task" not in checkpoint.extra:
             raise CheckpointError(f"checkpoint {checkpoint.path}: state.json has no training-loop state")
         state = LoopState.from_dict(loop_data)
-        task.load_state_dict(TaskState(checkpoint.model_state, checkpoint.optimizer_state, checkpoint.extra["task"]))
+        training, rank_states, saved_world = ddp.split_rank_states(checkpoint.optimizer_state)
+        if saved_world != ddp.world_size:
+            _accept_world_size(task, saved_world, ddp.world_size, checkpoint.extra["task"])
+        task.load_state_dict(TaskState(checkpoint.model_state, training, checkpoint.extra["task"]))
         try:
             set_rng_state(checkpoint.rng_state, _generators(task))
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"checkpoint {checkpoint.path}: random generators do not match: {error}") from None
+        ddp.restore_rank_states(rank_states)
 
-    metrics = MetricsLogger(run_dir)
+    def prepare_metrics() -> None:  # rank 0 alone touches metrics.jsonl
+        if checkpoint is None:
+            abandoned = set_aside_metrics(run_dir)
+            if abandoned is not None:
+                say(f"{run_dir / METRICS_FILE} was left by a run that wrote no checkpoint; moved to {abandoned}")
+        else:
+            dropped = truncate_metrics(run_dir, state.step)
+            if dropped:
+                say(f"dropped {dropped} metric records logged after the checkpoint (step {state.step}) from "
+                    f"{run_dir / METRICS_FILE}")
+
+    ddp.run_on_main(prepare_metrics)
+    metrics = MetricsLogger(run_dir) if ddp.is_main else _NoMetrics()
     try:
-        with _SignalCatcher() as signals:
-            stop_reason = _run(task, run_dir, config, state, metrics, signals, say, on_checkpoint)
+        with _SignalCatcher(repeat_grace=10.0 if ddp.enabled else 0.0) as signals, ddp.failures_as_errors():
+            stop_reason = _run(task, run_dir, config, state, metrics, signals, say, on_checkpoint, ddp)
     finally:
         metrics.close()
     caught = signals.received if stop_reason == "signal" else None
     return RunResult(state, stop_reason, caught, run_dir)
+
+
+class _NoMetrics:
+    """The metrics logger of ranks other than 0: rank 0 alone writes metrics.jsonl."""
+
+    def log(self, record: Any = None, **fields: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _accept_world_size(task: Task, saved: int, now: int, info: Any) -> None:
+    accept = getattr(task, "accept_world_size", None)
+    if accept is None:
+        raise CheckpointError(f"this run was trained with {saved} process{'es' if saved != 1 else ''}; resume it "
+                              f"with the same number (torchrun --nproc_per_node {saved}), not {now}")
+    accept(saved, now, info)
 
 
 def _generators(task: Task) -> dict[str, ExplicitGenerator]:
@@ -378,14 +449,20 @@ def _run(
     signals: _SignalCatcher,
     say: Callable[[str], None],
     on_checkpoint: Callable[[Path, LoopState], None] | None,
+    ddp: Distributed,
 ) -> str:
     show_perplexity = bool(getattr(task, "show_perplexity", True))
+    last_save = [time.monotonic(), state.step]  # when, and at which step, the last checkpoint was written
 
     def save() -> None:
-        task_state = task.state_dict()
+        task_state = task.state_dict()  # every rank: a task may gather its per-rank state here
+        training = ddp.attach_rank_states(task_state.training)
+        step_before, last_save[:] = last_save[1], [time.monotonic(), state.step]  # every rank: the timer
+        if not ddp.is_main:
+            return
         extra = {"task": task_state.info, "loop": state.to_dict()}
-        path = save_checkpoint(run_dir, task_state.model, task_state.training, extra,
-                               generators=_generators(task), name=LAST_CHECKPOINT)
+        path = _checked_save(run_dir, step_before, task_state.model, training, extra,
+                             generators=_generators(task), name=LAST_CHECKPOINT)
         if on_checkpoint is not None:
             on_checkpoint(path, state)
 
@@ -402,9 +479,10 @@ def _run(
         if improved:
             state.best_score, state.best_step = score, state.step
             export = getattr(task, "export_state", None)
-            best = export() if export is not None else task.state_dict()
-            save_checkpoint(run_dir, best.model, None, {"task": best.info, "loop": state.to_dict()},
-                            name=BEST_CHECKPOINT)
+            best = export() if export is not None else task.state_dict()  # every rank, as in save()
+        if improved and ddp.is_main:
+            _checked_save(run_dir, last_save[1], best.model, None, {"task": best.info, "loop": state.to_dict()},
+                          name=BEST_CHECKPOINT)
         metrics.log(split="valid", step=state.step, epoch=state.epoch, train_seconds=state.train_seconds,
                     best=improved, **result)
         numbers = " ".join(f"{key}={value:.4g}" for key, value in result.items())
@@ -424,7 +502,7 @@ def _run(
     while True:
         window = _TrainWindow()
         total = length() if length is not None else None
-        progress = TrainingProgress(total=total, desc=f"epoch {state.epoch + 1}", disable=_disable(config),
+        progress = TrainingProgress(total=total, desc=f"epoch {state.epoch + 1}", disable=_disable(config, ddp),
                                     show_perplexity=show_perplexity)
         try:
             iterator: Iterator[tuple[Any, Any]] = iter(task.batches(state.epoch, state.position))
@@ -437,6 +515,11 @@ def _run(
                 info = StepInfo(state.step, state.epoch, state.train_seconds, _budget_fraction(config, state))
                 step_metrics = task.train_step(batch, info)
                 seconds = time.perf_counter() - started
+                timer = (config.checkpoint_seconds is not None
+                         and time.monotonic() - last_save[0] >= config.checkpoint_seconds)
+                # several ranks: the same seconds, global loss and tokens, stop signal and timer on every rank
+                agreed = ddp.agree_step(seconds, step_metrics, signals.received, timer)
+                seconds, step_metrics, signalled = agreed.seconds, agreed.metrics, agreed.signal
                 state.train_seconds += seconds
                 state.step += 1
                 state.position = position
@@ -447,7 +530,8 @@ def _run(
                     metrics.log(split="train", step=state.step, epoch=state.epoch,
                                 train_seconds=state.train_seconds, **window.record())
                     window = _TrainWindow()
-                if signals.received is not None:
+                if signalled is not None:
+                    signals.note(signalled)
                     save()
                     say(f"stopped by signal {signals.received} at step {state.step}; checkpoint written to "
                         f"{run_dir / LAST_CHECKPOINT}")
@@ -464,23 +548,42 @@ def _run(
                     if reason is not None:
                         return reason
                     progress = TrainingProgress(total=total, desc=f"epoch {state.epoch + 1}",
-                                                disable=_disable(config), show_perplexity=show_perplexity)
+                                                disable=_disable(config, ddp), show_perplexity=show_perplexity)
+                elif agreed.checkpoint_due:
+                    save()  # on the timer: a crash loses at most checkpoint_seconds of training
         finally:
             progress.close()
         if state.position is None:
             raise ValueError(f"the task yielded no training batches for epoch {state.epoch}")
         state.epoch += 1
         state.position = None
+        signalled = ddp.agree_signal(signals.received)  # the same decision on every rank
+        signals.note(signalled)
         if config.eval_every == 0:
             evaluate()
         reason = _spent(config, state)
         if reason is not None:
             return finish(reason)
-        if config.eval_every == 0 or signals.received is not None:
+        if config.eval_every == 0 or signalled is not None:
             save()
-        if signals.received is not None:
+        if signalled is not None:
             return "signal"
 
 
-def _disable(config: LoopConfig) -> bool | None:
+def _checked_save(run_dir: Path, last_step: int, *args: Any, **kwargs: Any) -> Path:
+    """:func:`save_checkpoint`, with a failure to write (disk full, permission denied) said in one line that
+    also says the previous checkpoint is intact (a failed save never touches it)."""
+    try:
+        return save_checkpoint(run_dir, *args, **kwargs)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        name = kwargs.get("name", LAST_CHECKPOINT)
+        previous = (f"the previous checkpoint (step {last_step}) is intact"
+                    if checkpoint_exists(run_dir, LAST_CHECKPOINT) else "no checkpoint was written before")
+        raise OSError(error.errno, f"cannot write the {name} checkpoint in {run_dir}: {reason}; {previous}") from None
+
+
+def _disable(config: LoopConfig, ddp: Distributed) -> bool | None:
+    if not ddp.is_main:
+        return True
     return None if config.progress is None else not config.progress

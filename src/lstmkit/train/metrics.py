@@ -4,8 +4,9 @@ The file is opened for appending, so a resumed run adds to what the interrupted 
 flushed as it is written, so a crash loses at most the line being written. The next :class:`MetricsLogger`
 starts on a fresh line after such a fragment, and :func:`read_metrics` skips it.
 
-Records logged after the last checkpoint of an interrupted run are logged again by the resumed run; readers
-that care keep the last record per (split, step).
+The training loop keeps the file consistent with the checkpoint: on resume it first drops the records logged
+after the checkpoint it resumes from (:func:`truncate_metrics`; the resumed run logs those steps again), and a
+new run never appends to a file left by a run that wrote no checkpoint (:func:`set_aside_metrics`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,49 @@ def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as file:
         file.seek(-1, os.SEEK_END)
         return file.read(1) == b"\n"
+
+
+def truncate_metrics(run_dir: str | os.PathLike, last_step: int) -> int:
+    """Drop the records of ``RUN_DIR/metrics.jsonl`` whose ``step`` is after ``last_step`` (and any line cut off
+    by a crash), rewriting the file atomically; returns how many lines were dropped (0: the file is untouched)."""
+    from .checkpoint import atomic_write_bytes
+
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                dropped += 1
+                continue
+            step = record.get("step") if isinstance(record, dict) else None
+            if isinstance(step, (int, float)) and step > last_step:
+                dropped += 1
+                continue
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if dropped:
+        atomic_write_bytes(path, "".join(kept).encode("utf-8"))
+    return dropped
+
+
+def set_aside_metrics(run_dir: str | os.PathLike) -> Path | None:
+    """Rename a ``RUN_DIR/metrics.jsonl`` that a new run finds (left by a run killed before its first
+    checkpoint) to ``metrics.abandoned-N.jsonl``, so that the new run starts a file of its own; returns the
+    new name, or ``None`` when there was no such file."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return None
+    number = 1
+    while (path.parent / f"metrics.abandoned-{number}.jsonl").exists():
+        number += 1
+    target = path.parent / f"metrics.abandoned-{number}.jsonl"
+    os.replace(path, target)
+    return target
 
 
 def read_metrics(run_dir: str | os.PathLike, strict: bool = False) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -39,9 +39,11 @@ from lstmkit.data import (
 )
 from lstmkit.models import Tagger, TaggerConfig
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
 from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from .distributed import Distributed, from_environment, single_process
 from .loop import LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
+from .rundir import RunDirectoryError, lock_run_dir
 from .seeding import seed_everything
 
 __all__ = ["TaggerOptimConfig", "TrainTaggerConfig", "TaggingTask", "train_tagger", "read_tagger_info"]
@@ -91,13 +93,20 @@ class TrainTaggerConfig:
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     model: TaggerConfig = dataclasses.field(default_factory=TaggerConfig)
     optim: TaggerOptimConfig = dataclasses.field(default_factory=TaggerOptimConfig)
-    loop: LoopConfig = dataclasses.field(default_factory=_default_loop)
+    train: LoopConfig = dataclasses.field(default_factory=_default_loop)  # the loop: budgets, evaluation, checkpoints
+
+    config_aliases: ClassVar[dict[str, str]] = {"loop": "train"}  # the section's name before issue 14
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("batch sizes must be positive")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be an int >= 0 (0: torch's default), got {self.threads!r}")
+
+    @property
+    def loop(self) -> LoopConfig:
+        """The loop's settings under their former name (read-only; the field is :attr:`train`)."""
+        return self.train
 
 
 def _batches_of(
@@ -113,6 +122,10 @@ class TaggingTask:
         config: the run's configuration.
         train: training sentences; dev: development sentences (the early-stopping score is their accuracy).
         vocabs: vocabularies; built from ``train`` when ``None`` (a resumed run passes the stored ones).
+        distributed: this process' rank in a DDP run: it trains on every N-th batch of the epoch's plan
+            (:meth:`~lstmkit.train.distributed.Distributed.shard_batches`), its loss weighted by its share of the
+            step's words so that the averaged gradient is that of the mean over all ranks' words; the dev batches are
+            shared out and the sums all-reduced. ``None``: one process.
     """
 
     score_name = "accuracy"
@@ -125,7 +138,9 @@ class TaggingTask:
         train: Sequence[Sentence],
         dev: Sequence[Sentence],
         vocabs: TaggingVocabs | None = None,
+        distributed: Distributed | None = None,
     ) -> None:
+        ddp = self.distributed = distributed or single_process()
         self.config = config
         self.vocabs = vocabs if vocabs is not None else TaggingVocabs.build(train, config.tagset)
         seed_everything(config.seed)
@@ -136,11 +151,14 @@ class TaggingTask:
         )
         # the weights that are evaluated and kept: an exponential moving average of the trained ones, or themselves
         self.averaged = copy.deepcopy(self.model).eval() if optim.average else self.model
+        ddp.seed_streams(config.seed)  # after the initial weights: dropout masks differ across ranks
+        self.train_model = ddp.wrap(self.model)  # what training calls: DDP all-reduces the gradients
         self.averaged_steps = 0
         self.train_sentences = encode_sentences(train, self.vocabs)
         self.train_lengths = [len(sentence.word_ids) for sentence in self.train_sentences]
         dev_sentences = encode_sentences(dev, self.vocabs)
         dev_plan = batch_plan([len(sentence.word_ids) for sentence in dev_sentences], config.eval_batch_size)
+        dev_plan = dev_plan[ddp.rank::ddp.world_size]  # this rank's share of the dev batches
         self.dev_batches = _batches_of(dev_sentences, dev_plan, self.vocabs, config.model.max_word_chars)
 
     # ------------------------------------------------------------------------------------------- the Task API
@@ -151,10 +169,10 @@ class TaggingTask:
         return batch_plan(self.train_lengths, self.config.batch_size, generator)
 
     def batches_per_epoch(self) -> int:
-        return len(self.epoch_plan(0))
+        return len(self.distributed.shard_batches(self.epoch_plan(0)))
 
     def batches(self, epoch: int, position: Any) -> Iterator[tuple[Any, int]]:
-        plan = self.epoch_plan(epoch)
+        plan = self.distributed.shard_batches(self.epoch_plan(epoch))
         for index in range(int(position or 0), len(plan)):
             batch = make_batch(
                 [self.train_sentences[i] for i in plan[index]], self.vocabs, self.config.model.max_word_chars
@@ -170,10 +188,14 @@ class TaggingTask:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        output = self.model(batch)
+        output = self.train_model(batch)
         loss = self.model.loss(output, batch.tags)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.distributed.enabled:  # DDP averages over ranks: weight each by its share of the step's words
+            words = self.distributed.sum([batch.num_tokens])[0]
+            (loss * (self.distributed.world_size * batch.num_tokens / words)).backward()
+        else:
+            loss.backward()
         if self.config.optim.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.clip)
         self.optimizer.step()
@@ -201,6 +223,8 @@ class TaggingTask:
             loss_sum += model.loss(output, batch.tags).item() * n
             correct += int((model.predict(output) == batch.tags)[output.mask].sum())
             tokens += n
+        if self.distributed.enabled:
+            loss_sum, correct, tokens = self.distributed.sum([loss_sum, correct, tokens])
         return {"accuracy": correct / tokens, "loss": loss_sum / tokens}
 
     def info(self) -> dict[str, Any]:
@@ -239,11 +263,6 @@ def _read_splits(config: TrainTaggerConfig) -> tuple[list[Sentence], list[Senten
     return read_conllu(files["train"]), read_conllu(files["dev"])
 
 
-def _set_threads(config: TrainTaggerConfig) -> None:
-    if config.threads:
-        torch.set_num_threads(config.threads)
-
-
 def train_tagger(
     config: TrainTaggerConfig | None,
     run_dir: str | os.PathLike,
@@ -251,6 +270,7 @@ def train_tagger(
     resume: bool = False,
     loop_overrides: Sequence[str] = (),
     echo=None,
+    distributed: Distributed | None = None,
 ) -> RunResult:
     """Train a tagger into ``run_dir``, or continue the run there.
 
@@ -258,9 +278,13 @@ def train_tagger(
         config: the run's configuration (ignored with ``resume``: the stored one is used).
         run_dir: the run directory; a new run needs one without a checkpoint.
         resume: continue from ``RUN_DIR/checkpoint`` exactly where it stopped.
-        loop_overrides: with ``resume``, ``--loop.key=value`` changes to the stored loop settings (e.g. a larger
-            ``max_seconds``); nothing else of a run can change.
+        loop_overrides: with ``resume``, ``--train.key=value`` changes to the stored loop settings (e.g. a larger
+            ``max_seconds``; ``--loop.`` is accepted too), ``--data=DIR`` (the treebank has moved) and
+            ``--threads=N``; nothing else of a run can change.
         echo: called with a line per evaluation (e.g. ``print``).
+        distributed: the rank of this process in a DDP run; ``None`` takes it from the environment (torchrun's
+            variables: joins the process group, and leaves it at the end), which is one process without them.
+            A resume needs the number of processes the run was trained with.
 
     Returns:
         The loop's :class:`~lstmkit.train.RunResult`.
@@ -269,23 +293,44 @@ def train_tagger(
         DataError: a missing or malformed treebank. CheckpointError: ``resume`` without a usable checkpoint.
         RunDirectoryError: a new run in a used directory. ConfigError: a bad override.
     """
-    run_dir = Path(run_dir)
+    ddp = distributed or from_environment()
+    try:
+        with ddp.failures_as_errors(), ddp.hold_on_main(lambda: lock_run_dir(run_dir)):
+            # rank 0 holds the run directory from before it reads the checkpoint: no other writer meanwhile
+            return _train_tagger_locked(config, Path(run_dir), resume, loop_overrides,
+                                        echo if ddp.is_main else None, ddp)
+    finally:
+        if distributed is None:
+            ddp.close()
+
+
+def _train_tagger_locked(config, run_dir: Path, resume: bool, loop_overrides, echo, ddp: Distributed) -> RunResult:
     checkpoint = None
     if resume:
-        checkpoint = load_checkpoint(run_dir, name=LAST_CHECKPOINT)
+        checkpoint = ddp.run_on_main(lambda: load_checkpoint(run_dir, name=LAST_CHECKPOINT))
         config, vocabs = read_tagger_info(checkpoint.extra.get("task"), run_dir)
         for override in loop_overrides:
-            if not override.startswith("--loop."):
-                raise ConfigError(f"{override!r}: on --resume only --loop.* settings (budgets) can change")
+            if not override.startswith(("--train.", "--loop.", "--data=", "--threads=")):
+                raise ConfigError(f"{override!r}: on --resume only --train.* settings (budgets), --data and "
+                                  "--threads can change")
         config = merge_from_args(config, loop_overrides)
     else:
         if config is None:
             raise ValueError("a new run needs a config")
+        if ddp.run_on_main(lambda: checkpoint_exists(run_dir, LAST_CHECKPOINT)):
+            raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
         vocabs = None
-    _set_threads(config)
+    if config.data:  # stored absolute: eval-tagger and --resume work from any folder
+        config = dataclasses.replace(config, data=os.path.abspath(config.data))
+    threads = ddp.set_threads(config.threads)
+    if ddp.enabled and echo is not None:
+        echo(ddp.describe(threads))
     train, dev = _read_splits(config)
-    task = TaggingTask(config, train, dev, vocabs)
-    return fit(task, run_dir, config.loop, checkpoint=checkpoint, echo=echo)
+    task = TaggingTask(config, train, dev, vocabs, ddp)
+    if echo is not None:
+        echo(f"treebank {config.data}: {len(train)} training and {len(dev)} dev sentences, tagset "
+             f"{config.tagset.upper()}; run directory {run_dir}")
+    return fit(task, run_dir, config.train, checkpoint=checkpoint, echo=echo, distributed=ddp)
 
 
 

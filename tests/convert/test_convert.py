@@ -1,4 +1,4 @@
-"""Tests for lstmkit.explain.convert.
+"""Tests for lstmkit.convert.
 
 Every foreign convention gets a small reference implementation below, written from that convention's own
 formulas and storage layout (not from torch's). Fed the converted weights, each must reproduce torch.nn.LSTM over a
@@ -15,8 +15,8 @@ import torch
 
 import lstmkit.convert
 import lstmkit.explain
-from lstmkit.explain import convert
-from lstmkit.explain.convert import (
+from lstmkit.convert import layouts
+from lstmkit.convert import (
     cell_to_layer,
     from_course_cell,
     from_haste,
@@ -481,14 +481,15 @@ def test_non_numeric_input_raises_type_error_naming_the_argument():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_module_is_reachable_from_lstmkit_explain_and_lstmkit_convert():
-    assert lstmkit.explain.convert is convert
-    for name in convert.__all__:
-        assert getattr(lstmkit.convert, name) is getattr(convert, name)
+def test_the_package_exports_the_converters_and_explain_no_longer_does():
+    for name in lstmkit.convert.__all__:
+        assert getattr(lstmkit.convert, name) is getattr(layouts, name)
+    assert not hasattr(lstmkit.explain, "convert"), "interop lives in lstmkit.convert, not in explain"
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(convert, extraglobs={"torch": torch})
+@pytest.mark.parametrize("module", [layouts, lstmkit.convert], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, extraglobs={"torch": torch})
     assert result.attempted > 0 and result.failed == 0
 
 
