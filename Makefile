@@ -6,7 +6,9 @@ STAMP := $(VENV)/.lstmkit-installed
 
 .PHONY: setup test bench bench-quick bench-lm bench-ceiling demo tour clean
 
-setup: $(STAMP)
+EXT_STAMP := $(VENV)/.lstmkit-cpp-built
+
+setup: $(STAMP) $(EXT_STAMP)
 
 # torch 2.13.0 first (the CPU build on this machine): any other torch spec would pull the CUDA packages.
 $(STAMP): pyproject.toml
@@ -14,6 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q torch==2.13.0
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $(STAMP)
+
+# The optional C++ kernels (csrc/): compiled in place into src/lstmkit/; one line and the Python path without a
+# compiler. Under CI=true a failed build with a compiler present fails set-up.
+$(EXT_STAMP): $(STAMP) csrc/lstm_layer.cpp csrc/build.py
+	$(PY) csrc/build.py
+	touch $(EXT_STAMP)
 
 test: setup
 	$(PY) -m pytest -q
@@ -39,4 +47,4 @@ tour: setup
 	$(PY) -m lstmkit.tour
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache src/lstmkit/ops/_C*.so

@@ -32,9 +32,10 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_lstm import measure, step_fn  # noqa: E402  (also puts src/ on sys.path)
+import bench_lstm  # noqa: E402  (also puts src/ on sys.path)
+from bench_lstm import measure, step_fn  # noqa: E402
 import lstmkit  # noqa: E402
-from lstmkit.ops import resolve_impl  # noqa: E402
+from lstmkit.ops import fused_backend, resolve_impl  # noqa: E402
 from lstmkit.ops.functional import _ragged  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
 
@@ -130,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", action="store_true", help="instead: lstmkit.LSTMCell with each variant option, "
                         "looped over T steps in Python, impl fused / reference / auto against a torch.nn.LSTMCell "
                         "loop (default grid H 128,512 and B 16,64)")
+    parser.add_argument("--clock", choices=tuple(bench_lstm.CLOCKS), default="wall",
+                        help="wall: elapsed time; cpu: this process's CPU time (with --threads 1, less disturbed by "
+                        "other processes on a busy machine)")
     parser.add_argument("--json", type=Path, help="write every measurement to this file")
     args = parser.parse_args(argv)
+    bench_lstm.clock = bench_lstm.CLOCKS[args.clock]
     kinds = [k for k in args.kinds.split(",") if k]
     modes = [m for m in args.modes.split(",") if m]
     if any(k not in KINDS for k in kinds) or any(m not in ("inference", "training") for m in modes):
@@ -147,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.malloc == "keep" and not keep_freed_memory():
         print("--malloc keep: not glibc, nothing changed", file=sys.stderr)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}; malloc {args.malloc}; "
+          f"fused kernel {fused_backend()}; {args.clock} clock; "
           f"T={args.steps}; medians of up to {repeats} interleaved samples; ratios = time / "
           + ("a torch.nn.LSTMCell loop's" if args.cells else "torch.nn.LSTM's"))
     if args.cells:

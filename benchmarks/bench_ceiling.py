@@ -39,6 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lstm import Case, build, measure, step_fn  # noqa: E402  (also puts src/ on sys.path)
+from lstmkit.ops import fused_backend  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
 from variant_loops import LSTMKIT_OPTIONS  # noqa: E402
 
@@ -146,11 +147,11 @@ def run_cell(case: Case, options: list[str], repeats: int, budget: float, cache:
     cell = floor_cell(case, 5, cache)
     fns: dict[str, Callable[[], None]] = {}
     if case.proj:
-        for peer in ("torch", "auto"):
+        for peer in ("torch", "auto", "fused"):
             module, make = build(peer, case)
             fns[peer] = step_fn(module, make, "training")
     else:
-        for peer in ("torch", "fused", "cell-loop"):
+        for peer in ("torch", "fused", "fused-python", "cell-loop"):
             module, make = build(peer, case)
             fns[peer] = step_fn(module, make, "training")
         for option in options:
@@ -301,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
                 goal = f"{target:.1f}x" if target else "-"
                 print(f"{cell['name']:<28} {cell['floor_ms']:>9.1f} {peer:<24} {peer_ms:>9.1f} {possible:>8.2f}x "
                       f"{reached:>7.2f}x {goal:>7}", flush=True)
+            for peer in ("fused", "fused-python"):  # issue 11: the fused step <= 1.15x the floor at H >= 512
+                if peer in cell["ms"]:
+                    label = f"lstmkit {peer} ({fused_backend() if peer == 'fused' else 'python'}) / floor"
+                    print(f"{cell['name']:<28} {cell['floor_ms']:>9.1f} {label:<24} {cell['ms'][peer]:>9.1f} "
+                          f"{cell['ms'][peer] / cell['floor_ms']:>8.2f}x {'':>8} {'1.15x' if peer == 'fused' else '-':>7}",
+                          flush=True)
     print(f"total {time.perf_counter() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -14,6 +14,7 @@ Letters: T time steps, B batch, H hidden = input size, L layers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import platform
@@ -31,10 +32,13 @@ from torch.nn.utils.rnn import pack_padded_sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lstmkit  # noqa: E402
+from lstmkit.ops import fused_backend, use_fused_backend  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
 from variant_loops import LSTMKIT_OPTIONS, UserLoopLSTM  # noqa: E402
 
-PEERS = ("torch", "auto", "native", "fused", "reference", "cell-loop")  # the core table
+PEERS = ("torch", "auto", "native", "fused", "fused-python", "reference", "cell-loop")  # the core table
+# "fused" is impl="fused" as users get it: the C++ kernel when built (lstmkit.ops.fused_backend()); "fused-python"
+# forces the readable Python kernel of the same operator
 VARIANT_PEERS = ("torch", "lstmkit", "user-loop")  # the variants table
 
 
@@ -51,6 +55,18 @@ class Case:
     def name(self) -> str:
         extra = (" packed" if self.packed else "") + (f" proj={self.proj}" if self.proj else "")
         return f"T={self.T} B={self.B} H={self.H} L={self.layers}{extra}" + (f" {self.option}" if self.option else "")
+
+
+class OnBackend(torch.nn.Module):
+    """Runs ``module`` with the fused operator's kernel forced to ``backend``."""
+
+    def __init__(self, module: torch.nn.Module, backend: str):
+        super().__init__()
+        self.module, self.backend = module, backend
+
+    def forward(self, x):
+        with use_fused_backend(self.backend):
+            return self.module(x)
 
 
 class CellLoop(torch.nn.Module):
@@ -85,6 +101,8 @@ def build(peer: str, case: Case, seed: int = 0) -> tuple[torch.nn.Module, Callab
         module = lstmkit.LSTM(case.H, case.H, case.layers, **LSTMKIT_OPTIONS[case.option])
     elif peer == "torch":
         module = torch.nn.LSTM(case.H, case.H, case.layers, proj_size=case.proj)
+    elif peer == "fused-python":
+        module = OnBackend(lstmkit.LSTM(case.H, case.H, case.layers, proj_size=case.proj, impl="fused"), "python")
     else:
         module = lstmkit.LSTM(case.H, case.H, case.layers, proj_size=case.proj, impl=peer)
     g = torch.Generator().manual_seed(seed + 1)
@@ -106,11 +124,18 @@ def _output_tensor(out):
     return out.data if hasattr(out, "batch_sizes") else out
 
 
+AUTOCAST = False  # --autocast: every step under torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def _precision():
+    return torch.autocast("cpu", dtype=torch.bfloat16) if AUTOCAST else contextlib.nullcontext()
+
+
 def step_fn(module: torch.nn.Module, make: Callable[[], object], mode: str) -> Callable[[], None]:
     if mode == "inference":
 
         def run():
-            with torch.inference_mode():
+            with torch.inference_mode(), _precision():
                 module(make())
 
     else:
@@ -119,8 +144,9 @@ def step_fn(module: torch.nn.Module, make: Callable[[], object], mode: str) -> C
         def run():
             for p in params:
                 p.grad = None
-            out, _ = module(make())
-            _output_tensor(out).sum().backward()
+            with _precision():
+                out, _ = module(make())
+            _output_tensor(out).float().sum().backward()
 
     return run
 
@@ -259,10 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--malloc", choices=("default", "keep"), default="default",
                         help="default: glibc as every process starts; keep: lstmkit.runtime.keep_freed_memory() first "
                         "(what the lstmkit commands do), for both peers alike")
+    parser.add_argument("--autocast", action="store_true", help="every peer under torch.autocast('cpu', "
+                        "dtype=torch.bfloat16): GEMMs in bfloat16")
     parser.add_argument("--memory-child", nargs=2, metavar=("PEER", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    global clock
+    global clock, AUTOCAST
     clock = CLOCKS[args.clock]
+    AUTOCAST = args.autocast
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.malloc == "keep" and not keep_freed_memory():
@@ -278,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget or (4.0 if args.quick else 20.0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}; {args.clock} clock; malloc {args.malloc}; medians of up to {repeats} interleaved samples; "
-          "ratio = time / torch.nn.LSTM's")
+          f"fused kernel {fused_backend()}{'; autocast bfloat16' if args.autocast else ''}; ratio = time / torch.nn.LSTM's")
     plain, special = grids(args.quick)
     if args.cases:
         wanted = args.cases.split(",")
@@ -300,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for case in plain:
         rows += run_case(case, peers, ("inference", "training"), repeats, 1, budget)
-    special_peers = tuple(p for p in peers if p in ("torch", "auto", "fused"))
+    special_peers = tuple(p for p in peers if p in ("torch", "auto", "fused", "fused-python"))
     for case in special:
         rows += run_case(case, special_peers, ("inference", "training"), repeats, 1, budget)
     print_table(rows)

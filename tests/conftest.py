@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import data_root
+from helpers import FUSED_KERNELS, data_root
+from lstmkit.ops import use_fused_backend
 from tiny_treebank import write_treebank
 
 
@@ -54,3 +55,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=FUSED_KERNELS)
+def fused_kernel(request):
+    """Run the test once per kernel of the fused operator: the C++ one (when built) and the Python one, the
+    readable specification. Modules whose tests exercise impl="fused" use it with ``pytest.mark.usefixtures``."""
+    with use_fused_backend(request.param):
+        yield request.param

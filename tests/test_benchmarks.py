@@ -28,7 +28,7 @@ def test_bench_lstm_times_every_peer_against_torch(tmp_path):
     assert "malloc keep" in stdout
     rows = json.loads(report.read_text())["rows"]
     peers = {(r["peer"], r["mode"]) for r in rows if r["name"] == "T=35 B=16 H=128 L=1"}
-    for peer in ("torch", "auto", "native", "fused", "reference", "cell-loop"):
+    for peer in ("torch", "auto", "native", "fused", "fused-python", "reference", "cell-loop"):
         assert {(peer, "training"), (peer, "inference")} <= peers
     assert all(r["ms"] > 0 for r in rows)
     torch_row = next(r for r in rows if r["peer"] == "torch" and r["mode"] == "training")
@@ -102,8 +102,10 @@ def test_bench_ceiling_reports_floor_and_peers(tmp_path):
         assert cell["floor_ms"] > 0
         # the floor is below every peer's time: no implementation does the GEMMs and nothing else faster than that
         assert all(ms > cell["floor_ms"] for ms in cell["ms"].values())
-    assert set(cells[0]["ms"]) == {"torch", "fused", "cell-loop", "lstmkit:peephole", "user-loop:peephole"}
-    assert set(cells[1]["ms"]) == {"torch", "auto"}
+    assert set(cells[0]["ms"]) == {"torch", "fused", "fused-python", "cell-loop", "lstmkit:peephole",
+                                   "user-loop:peephole"}
+    assert set(cells[1]["ms"]) == {"torch", "auto", "fused"}
+    assert "lstmkit fused (" in stdout and ") / floor" in stdout  # issue 11's ratio to the floor
 
 
 def test_bench_auto_reports_both_sides_and_the_choice(tmp_path):

@@ -14,6 +14,8 @@ import lstmkit
 from lstmkit.ops import lstm_layer_fused, lstm_layer_ref
 from lstmkit.ops.reference import Variant
 
+pytestmark = pytest.mark.usefixtures("fused_kernel")  # each test on the C++ and the Python kernel
+
 OPTIONS = {
     "recurrent_dropout": dict(recurrent_dropout=0.3),
     "zoneout": dict(zoneout=(0.3, 0.2)),
@@ -232,15 +234,15 @@ def test_recurrent_dropout_one_mask_per_sequence_and_identity_in_eval(monkeypatc
     torch.testing.assert_close(lstm(x)[0], plain(x)[0], rtol=1e-5, atol=1e-6)
     lstm.train()
     seen = []
-    import lstmkit.ops.fused as fused
+    import lstmkit.ops.functional as functional
 
-    original = fused.LSTMLayerFunction.apply
+    original = functional.lstm_layer_fused
 
-    def spy(*args):
-        seen.append(args[15])  # the recurrent mask argument
-        return original(*args)
+    def spy(*args, **kwargs):
+        seen.append(kwargs["variant"].recurrent_mask)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(fused.LSTMLayerFunction, "apply", spy)
+    monkeypatch.setattr(functional, "lstm_layer_fused", spy)
     lstm(x)
     lstm(x)
     first, second = seen

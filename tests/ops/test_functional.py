@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lstmkit.ops import lstm_layer, resolve_impl
+from helpers import FUSED_KERNELS
+from lstmkit.ops import lstm_layer, resolve_impl, use_fused_backend
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -45,28 +46,48 @@ def test_auto_resolution_on_cpu():
 
 
 def test_auto_keeps_torch_loop_where_a_step_is_too_small_for_the_fused_path():
-    """Measured rule (RESULTS.md, "auto's choice where torch leaves oneDNN"): torch's C++ fallback loop wins
-    without grad for small hidden sizes or one sequence; the fused path everywhere else."""
+    """Measured rule for the Python kernel (RESULTS.md, "auto's choice where torch leaves oneDNN"): torch's C++
+    fallback loop wins without grad for small hidden sizes or one sequence; the fused path everywhere else."""
+    cpu = torch.device("cpu")
+    with use_fused_backend("python"):
+
+        def auto(hidden, batch, needs_grad, packed=True, projected=False, dtype=torch.float32):
+            return resolve_impl("auto", device=cpu, dtype=dtype, packed=packed, projected=projected, hidden=hidden,
+                                batch=batch, needs_grad=needs_grad)
+
+        assert auto(128, 16, needs_grad=True) == "fused"  # training: the fused backward pays off
+        assert auto(128, 1, needs_grad=True) == "fused"
+        assert auto(128, 1, needs_grad=True, packed=False, projected=True) == "fused"
+        assert auto(256, 64, needs_grad=False) == "native"  # inference, small packed steps
+        assert auto(384, 4, needs_grad=False) == "fused"
+        assert auto(384, 16, needs_grad=False, packed=False, projected=True) == "native"
+        assert auto(512, 16, needs_grad=False, packed=False, projected=True) == "fused"
+        assert auto(256, 16, needs_grad=False, packed=False, dtype=torch.float64) == "native"
+        assert auto(1024, 1, needs_grad=False, packed=False, projected=True) == "fused"
+        assert auto(512, 1, needs_grad=False, packed=False, projected=True) == "native"
+        # without the sizes (the old signature) auto takes the fused path, as before
+        assert resolve_impl("auto", device=cpu, dtype=torch.float32, packed=True, projected=False, needs_grad=False) == "fused"
+        # a plain padded float32 call stays on oneDNN whatever the sizes
+        assert auto(8, 1, needs_grad=False, packed=False) == "native"
+
+
+@pytest.mark.skipif("cpp" not in FUSED_KERNELS, reason="the C++ extension is not built")
+def test_auto_with_the_cpp_kernel_takes_the_fused_path_for_every_batch():
+    """Measured rule for the C++ kernel: without grad it beats torch's fallback loop for every float32 batch of more
+    than one sequence; torch keeps one projected sequence at H >= 512, and float64 inference."""
     cpu = torch.device("cpu")
 
     def auto(hidden, batch, needs_grad, packed=True, projected=False, dtype=torch.float32):
         return resolve_impl("auto", device=cpu, dtype=dtype, packed=packed, projected=projected, hidden=hidden,
                             batch=batch, needs_grad=needs_grad)
 
-    assert auto(128, 16, needs_grad=True) == "fused"  # training: the fused backward pays off
-    assert auto(128, 1, needs_grad=True) == "fused"
-    assert auto(128, 1, needs_grad=True, packed=False, projected=True) == "fused"
-    assert auto(256, 64, needs_grad=False) == "native"  # inference, small packed steps
-    assert auto(384, 4, needs_grad=False) == "fused"
-    assert auto(384, 16, needs_grad=False, packed=False, projected=True) == "native"
-    assert auto(512, 16, needs_grad=False, packed=False, projected=True) == "fused"
-    assert auto(256, 16, needs_grad=False, packed=False, dtype=torch.float64) == "native"
-    assert auto(1024, 1, needs_grad=False, packed=False, projected=True) == "fused"
-    assert auto(512, 1, needs_grad=False, packed=False, projected=True) == "native"
-    # without the sizes (the old signature) auto takes the fused path, as before
-    assert resolve_impl("auto", device=cpu, dtype=torch.float32, packed=True, projected=False, needs_grad=False) == "fused"
-    # a plain padded float32 call stays on oneDNN whatever the sizes
-    assert auto(8, 1, needs_grad=False, packed=False) == "native"
+    with use_fused_backend("cpp"):
+        assert auto(128, 4, needs_grad=False) == "fused"
+        assert auto(128, 1, needs_grad=False, packed=False, projected=True) == "fused"
+        assert auto(512, 1, needs_grad=False, packed=False, projected=True) == "native"
+        assert auto(512, 64, needs_grad=False, packed=False, dtype=torch.float64) == "native"
+        assert auto(128, 1, needs_grad=True, packed=False, dtype=torch.float64) == "fused"
+        assert auto(8, 1, needs_grad=False, packed=False) == "native"  # plain padded float32: oneDNN
 
 
 def _run_packed(monkeypatch, lengths: list[int], hidden: int):
@@ -88,12 +109,14 @@ def _run_packed(monkeypatch, lengths: list[int], hidden: int):
     return bool(calls), out, reference(packed)[0].data
 
 
+@pytest.mark.parametrize("kernel", FUSED_KERNELS)
 @pytest.mark.parametrize("grad", [True, False])
-def test_module_auto_picks_by_grad_mode(grad, monkeypatch):
-    """A small packed batch: in training lstmkit.LSTM(impl='auto') runs the fused layer, under no_grad torch's."""
-    with torch.set_grad_enabled(grad):
+def test_module_auto_picks_by_grad_mode(grad, kernel, monkeypatch):
+    """A small packed batch: in training lstmkit.LSTM(impl='auto') runs the fused layer; under no_grad torch's
+    with the Python kernel, still the fused layer with the C++ one."""
+    with torch.set_grad_enabled(grad), use_fused_backend(kernel):
         ran_fused, out, expected = _run_packed(monkeypatch, [6, 5, 3, 2], hidden=16)
-    assert ran_fused == grad
+    assert ran_fused == (grad or kernel == "cpp")
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
 
 

@@ -11,10 +11,18 @@ from torch.profiler import profile
 
 import lstmkit
 from lstmkit.ops import fused
-from lstmkit.ops.fused import LSTMLayerFunction, matmul_backend, set_matmul_backend, use_matmul
+from lstmkit.ops import layer_op, use_fused_backend
+from lstmkit.ops.fused import matmul_backend, set_matmul_backend, use_matmul
 from helpers import compare_modules, make_input
 
 ONEDNN = fused._onednn_available()
+
+
+@pytest.fixture(autouse=True)
+def python_kernel():
+    """The matmul backends are the Python kernel's (the C++ kernel calls MKL through ATen)."""
+    with use_fused_backend("python"):
+        yield
 
 
 def _onednn_calls(fn) -> int:
@@ -25,9 +33,12 @@ def _onednn_calls(fn) -> int:
 
 
 def test_backward_names_every_argument_of_forward():
-    """The backward reads ctx.needs_input_grad by these names, so they must be forward's arguments, in order."""
-    params = list(inspect.signature(LSTMLayerFunction.forward).parameters)[1:]  # after ctx
-    assert list(fused._Inputs._fields) == params
+    """The autograd formula reads ctx.needs_input_grad by these names, so they must be the operator's arguments,
+    in order; the gradients the backward operator returns are named after those inputs."""
+    schema = torch.ops.lstmkit.lstm_layer.default._schema
+    assert list(layer_op._INPUTS) == [a.name for a in schema.arguments]
+    assert list(inspect.signature(layer_op.lstm_layer_op._init_fn).parameters) == list(layer_op._INPUTS)
+    assert set(fused.GRADIENTS) - {"bias"} <= set(layer_op._INPUTS)
 
 
 def test_use_matmul_is_scoped_and_checked():

@@ -10,6 +10,8 @@ from torch.autograd import gradcheck
 
 from lstmkit.ops import lstm_layer_fused, lstm_layer_ref
 
+pytestmark = pytest.mark.usefixtures("fused_kernel")  # each test on the C++ and the Python kernel
+
 
 def _args(T=4, B=3, I=2, H=3, P=0, bias=True, packed=False, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -1,0 +1,901 @@
+// The CPU kernels of lstmkit::lstm_layer and lstmkit::lstm_layer_backward (see src/lstmkit/ops/layer_op.py).
+//
+// Same arguments, results and workspace layout as the readable Python kernels in src/lstmkit/ops/fused.py, which
+// are the specification; this file is that algorithm with the time loop in C++ and, per step, one pass over the
+// rows for the gate activations and the cell update instead of a dozen tensor ops.
+//
+// Letters: T steps, B batch, I input features, H hidden units, P = size of h (proj_size or H),
+// N = rows of packed time-major data (T * B when padded).
+//
+// Forward, per layer call:
+//   gates = x @ w_ih.T + b                       (N, 4H)  one GEMM for all steps (LN(x @ w_ih.T) + b with ln_ih)
+//   for t in processing order:
+//     gates[t] += h_in @ w_hh.T                  (B_t, 4H) one GEMM (MKL, beta = 1, in place)
+//     one pass per row: i f g o, c, tanh c, h (the variant's extras at compile time, no branches inside)
+//     h = h_raw @ w_hr.T with a projection       (B_t, P)
+// Backward: the Python kernel's loop (per step: one pass for d(pre-activations) and dc, one GEMM for dh), then one
+// GEMM each for dx, dw_ih, dw_hh (and dw_hr).
+//
+// Precision: float32 and float64 compute in their own type. bfloat16 runs its GEMMs in bfloat16 (MKL/oneDNN
+// accumulate in float32) and carries the cell state and the pointwise arithmetic in float32; the workspace is
+// stored in the input's dtype, as the fake kernel says.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#ifndef LSTMKIT_SOURCE_HASH
+#define LSTMKIT_SOURCE_HASH "unknown"
+#endif
+
+namespace {
+
+using at::Tensor;
+using c10::optional;
+
+constexpr double kLayerNormEps = 1e-5;
+
+// ------------------------------------------------------------------------------------------------ element access
+
+// Raw storage type and arithmetic type of each dtype: bfloat16 is read as uint16 bits and computed in float.
+template <typename S> struct Num { using raw = S; using acc = S; };
+template <> struct Num<c10::BFloat16> { using raw = uint16_t; using acc = float; };
+
+inline float load(const float* p, int64_t j) { return p[j]; }
+inline double load(const double* p, int64_t j) { return p[j]; }
+inline float load(const uint16_t* p, int64_t j) {
+  uint32_t u = static_cast<uint32_t>(p[j]) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+inline void store(float* p, int64_t j, float v) { p[j] = v; }
+inline void store(double* p, int64_t j, double v) { p[j] = v; }
+inline void store(uint16_t* p, int64_t j, float v) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  p[j] = static_cast<uint16_t>(u >> 16);
+}
+
+template <typename S> typename Num<S>::raw* ptr(const Tensor& t) {
+  return t.defined() && t.numel() ? reinterpret_cast<typename Num<S>::raw*>(t.data_ptr()) : nullptr;
+}
+
+// ------------------------------------------------------------------------------------------------ activations
+
+// exp for float written with plain arithmetic so that the compiler vectorises the loops that call it: 2^k * p(r)
+// with r = x - k ln2 in [-ln2/2, ln2/2] and p the degree-7 Taylor polynomial (relative error < 2e-7).
+// (Comparisons instead of std::fmin / std::fmax / std::clamp throughout: those are library calls under strict
+// IEEE semantics, which keep GCC from vectorising the loop.)
+template <typename A> inline A clamp(A x, A lo, A hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+inline float exp_approx(float x) {
+  x = clamp(x, -87.0f, 88.0f);
+  // k = round(x / ln2) by the 1.5 * 2^23 trick: the addition rounds away the fraction (no library call)
+  const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = (x - k * 0.693145751953125f) - k * 1.42860682030941723212e-6f;
+  float p = 1.98412698412698412e-4f;
+  p = p * r + 1.38888888888888889e-3f;
+  p = p * r + 8.33333333333333333e-3f;
+  p = p * r + 4.16666666666666667e-2f;
+  p = p * r + 1.66666666666666667e-1f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+inline float sigmoid(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
+// tanh: below |z| = 0.625 an odd polynomial (the coefficients of Cephes' tanhf, S. Moshier), above it
+// 1 - 2 / (exp(2|z|) + 1); relative error < 1.4e-7 everywhere (both are computed, then one is selected)
+inline float tanh_(float z) {
+  const float a = std::fabs(z), s = z * z;
+  float p = -5.70498872745e-3f;
+  p = p * s + 2.06390887954e-2f;
+  p = p * s - 5.37397155531e-2f;
+  p = p * s + 1.33314422036e-1f;
+  p = p * s - 3.33332819422e-1f;
+  const float small = z + z * s * p;
+  const float large = std::copysign(1.0f - 2.0f / (exp_approx(2.0f * a) + 1.0f), z);
+  return a < 0.625f ? small : large;
+}
+inline double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
+inline double tanh_(double z) { return std::tanh(z); }
+// a + w (b - a), exact at w = 0 and w = 1 (torch.lerp's two-sided form), so a zoned-out unit keeps its value
+template <typename A> inline A lerp(A a, A b, A w) { return w < A(0.5) ? a + w * (b - a) : b - (b - a) * (A(1) - w); }
+
+// ------------------------------------------------------------------------------------------------ per-step GEMM
+
+// The per-step products are small (B_t rows): at H = 128 the dispatcher's few microseconds per at::addmm_out are
+// a tenth of a step. libtorch exports MKL's Fortran BLAS (sgemm_, dgemm_) on x86; when the symbols are there the
+// step calls them directly, else (weak symbols, null) it goes through ATen, which calls the same BLAS.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+}
+
+// c (n, m) = a (n, k) @ b (k, m) (+ c when accumulate); rows of each contiguous, row strides as given
+// BLAS's leading dimension of a row-major (r, s) matrix: its row stride, which must be >= s (torch leaves the stride
+// of a size-1 dimension arbitrary, e.g. w.t().contiguous() of an (8, 1) w keeps stride 1: then any value >= s works)
+int64_t leading(const Tensor& t) { return t.size(0) <= 1 ? std::max<int64_t>(1, t.size(1)) : t.stride(0); }
+bool blas_rows(const Tensor& t) {
+  return (t.size(1) <= 1 || t.stride(1) == 1) && leading(t) >= std::max<int64_t>(1, t.size(1));
+}
+
+void step_gemm(Tensor& c, const Tensor& a, const Tensor& b, bool accumulate) {
+  const bool rows_ok = blas_rows(a) && blas_rows(b) && blas_rows(c);
+  const int n = a.size(0), k = a.size(1), m = b.size(1);
+  const int lda = leading(a), ldb = leading(b), ldc = leading(c);
+  const char none = 'N';
+  if (rows_ok && n > 0 && a.scalar_type() == at::kFloat && sgemm_ != nullptr) {
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    // column-major view: c^T (m, n) = b^T (m, k) a^T (k, n)
+    sgemm_(&none, &none, &m, &n, &k, &one, b.data_ptr<float>(), &ldb, a.data_ptr<float>(), &lda, &beta,
+           c.data_ptr<float>(), &ldc);
+  } else if (rows_ok && n > 0 && a.scalar_type() == at::kDouble && dgemm_ != nullptr) {
+    const double one = 1.0, beta = accumulate ? 1.0 : 0.0;
+    dgemm_(&none, &none, &m, &n, &k, &one, b.data_ptr<double>(), &ldb, a.data_ptr<double>(), &lda, &beta,
+           c.data_ptr<double>(), &ldc);
+  } else if (accumulate) {
+    at::addmm_out(c, c, a, b);
+  } else {
+    at::mm_out(c, a, b);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ row bookkeeping
+
+// Where each step's rows live: step t owns rows [offset[t], offset[t] + size[t]); its sequences are the first
+// size[t] of the batch. State buffers hold [outputs (N); initial (B)], as in fused.py.
+struct Schedule {
+  std::vector<int64_t> size, offset, order;
+  int64_t total = 0, batch = 0;
+  bool uniform = true;
+  bool reverse = false;
+  // previous state row (in the [outputs; initial] buffer) of row b of step t
+  int64_t prev_row(int64_t t, int64_t b) const {
+    const int64_t nb = reverse ? t + 1 : t - 1;
+    if (nb >= 0 && nb < static_cast<int64_t>(size.size()) && b < size[nb]) return offset[nb] + b;
+    return total + b;
+  }
+};
+
+Schedule make_schedule(const Tensor& x, const optional<Tensor>& batch_sizes, int64_t batch, bool reverse) {
+  Schedule s;
+  s.reverse = reverse;
+  s.batch = batch;
+  if (batch_sizes.has_value() && batch_sizes->defined()) {
+    Tensor sizes = batch_sizes->to(at::kLong).contiguous();
+    const int64_t* p = sizes.data_ptr<int64_t>();
+    s.size.assign(p, p + sizes.numel());
+  } else {
+    TORCH_CHECK(x.dim() == 3, "lstmkit::lstm_layer: x must be (T, B, I) without batch_sizes, got ", x.sizes());
+    s.size.assign(x.size(0), x.size(1));
+  }
+  const int64_t steps = s.size.size();
+  s.offset.resize(steps);
+  int64_t at_row = 0;
+  for (int64_t t = 0; t < steps; ++t) {
+    s.offset[t] = at_row;
+    at_row += s.size[t];
+    s.uniform = s.uniform && s.size[t] == batch;
+  }
+  s.total = at_row;
+  s.order.resize(steps);
+  for (int64_t k = 0; k < steps; ++k) s.order[k] = reverse ? steps - 1 - k : k;
+  return s;
+}
+
+// (B_t, .) view of the previous states of step t's rows, or a copy into `scratch` when they are not contiguous
+// (reverse direction, packed input: sequences that start at this step take their initial state).
+Tensor rows_before(const Tensor& buf, const Schedule& s, int64_t t, Tensor& scratch) {
+  const int64_t n = s.size[t];
+  const int64_t nb = s.reverse ? t + 1 : t - 1;
+  const int64_t steps = s.size.size();
+  if (nb < 0 || nb >= steps) return buf.narrow(0, s.total, n);
+  const int64_t have = std::min(n, s.size[nb]);
+  if (have == n) return buf.narrow(0, s.offset[nb], n);
+  Tensor out = scratch.narrow(0, 0, n);
+  out.narrow(0, 0, have).copy_(buf.narrow(0, s.offset[nb], have));
+  out.narrow(0, have, n - have).copy_(buf.narrow(0, s.total + have, n - have));
+  return out;
+}
+
+int64_t grain_for(int64_t row_elements) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_elements)); }
+
+// ------------------------------------------------------------------------------------------------ forward pass
+
+template <typename S>
+struct ForwardStep {
+  using R = typename Num<S>::raw;
+  using A = typename Num<S>::acc;
+  int64_t H = 0, P = 0;
+  R* gates = nullptr;          // step rows (n, 4H): pre-activations in, activated gates out
+  const A* c_buf = nullptr;    // (N + B, H) cells, accumulation type
+  A* c_out = nullptr;          // step rows (n, H) of c_buf: the carried cell
+  R* c_new = nullptr;          // (n, H) new cell before zoneout (zoneout of c)
+  R* tanh_c = nullptr;         // (n, H)
+  R* h_out = nullptr;          // (n, P) h, or (n, H) h_raw with a projection
+  const R* h_buf = nullptr;    // (N + B, P) previous h for zoneout of h
+  const R* peephole = nullptr; // (3, H)
+  const R* zh = nullptr; int64_t zh_stride = 0;  // zoneout of h: rows of this step, or one row of p (stride 0)
+  const R* zc = nullptr; int64_t zc_stride = 0;
+  const R* ln_c_w = nullptr; const R* ln_c_b = nullptr;
+  R* stats_c = nullptr; int64_t stats_stride = 0;  // (2, N) row 0 mean, row 1 rstd; this step's first row
+  A clip = std::numeric_limits<A>::infinity();
+  const Schedule* sched = nullptr;
+  int64_t t = 0;
+};
+
+// One row of one step in two sweeps over its H units, the row still in L1: (1) i, f, g and the new cell,
+// (2) o, tanh of the (normalised) cell and h. One sweep doing everything measured 3.4x slower (GCC runs out of
+// vector registers with five activations in one loop body).
+template <typename S, bool PEEP, bool ZH, bool ZC, bool LNC, bool PROJ>
+void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end) {
+  using A = typename Num<S>::acc;
+  const int64_t H = a.H;
+  const A clip = a.clip;  // locals: stores through the row pointers could alias the struct's fields
+  const auto* peep = a.peephole;
+  const auto* ln_w = a.ln_c_w;
+  const auto* ln_b = a.ln_c_b;
+  for (int64_t b = begin; b < end; ++b) {
+    auto* z = a.gates + b * 4 * H;
+    const A* c_prev = a.c_buf + a.sched->prev_row(a.t, b) * H;
+    A* c_out = a.c_out + b * H;
+    auto* tc = a.tanh_c + b * H;
+    auto* h = a.h_out + b * (PROJ ? H : a.P);
+    const auto* h_prev = a.h_buf + a.sched->prev_row(a.t, b) * a.P;
+    const auto* zh = a.zh + b * a.zh_stride;
+    const auto* zc = a.zc + b * a.zc_stride;
+    // the new cell before zoneout: c_new's row with zoneout of c, else the carried cell itself
+    auto* c_new = a.c_new + b * H;
+    A sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < H; ++j) {
+      A zi = load(z, j), zf = load(z, H + j);
+      const A cp = c_prev[j];
+      if constexpr (PEEP) {
+        zi += load(peep, j) * cp;
+        zf += load(peep, H + j) * cp;
+      }
+      const A i = sigmoid(zi), f = sigmoid(zf), g = tanh_(static_cast<A>(load(z, 2 * H + j)));
+      const A c = clamp(f * cp + i * g, -clip, clip);
+      store(z, j, i);
+      store(z, H + j, f);
+      store(z, 2 * H + j, g);
+      if constexpr (ZC) {
+        store(c_new, j, c);
+        c_out[j] = lerp(c, cp, static_cast<A>(load(zc, j)));
+      } else {
+        c_out[j] = c;
+      }
+      if constexpr (LNC) sum += c;
+    }
+    A mean = 0, rstd = 0;
+    if constexpr (LNC) {
+      mean = sum / static_cast<A>(H);
+      A var = 0;
+#pragma omp simd reduction(+ : var)
+      for (int64_t j = 0; j < H; ++j) {
+        const A c = ZC ? static_cast<A>(load(c_new, j)) : c_out[j];
+        var += (c - mean) * (c - mean);
+      }
+      rstd = A(1) / std::sqrt(var / static_cast<A>(H) + static_cast<A>(kLayerNormEps));
+      store(a.stats_c, b, mean);
+      store(a.stats_c, a.stats_stride + b, rstd);
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const A c = ZC ? static_cast<A>(load(c_new, j)) : c_out[j];
+      A zo = load(z, 3 * H + j);
+      if constexpr (PEEP) zo += load(peep, 2 * H + j) * c;
+      const A o = sigmoid(zo);
+      store(z, 3 * H + j, o);
+      A th;
+      if constexpr (LNC) th = tanh_((c - mean) * rstd * load(ln_w, j) + load(ln_b, j));
+      else th = tanh_(c);
+      store(tc, j, th);
+      A hv = o * th;
+      if constexpr (ZH && !PROJ) hv = lerp(hv, static_cast<A>(load(h_prev, j)), static_cast<A>(load(zh, j)));
+      store(h, j, hv);
+    }
+  }
+}
+
+template <typename S>
+using ForwardFn = void (*)(const ForwardStep<S>&, int64_t, int64_t);
+
+// compile-time specialisation per variant combination: 32 instances per dtype, chosen once per call
+template <typename S>
+ForwardFn<S> pick_forward(bool peep, bool zh, bool zc, bool lnc, bool proj) {
+  ForwardFn<S> table[32] = {
+#define F(i) &forward_rows<S, (i & 16) != 0, (i & 8) != 0, (i & 4) != 0, (i & 2) != 0, (i & 1) != 0>
+      F(0),  F(1),  F(2),  F(3),  F(4),  F(5),  F(6),  F(7),  F(8),  F(9),  F(10), F(11), F(12), F(13), F(14), F(15),
+      F(16), F(17), F(18), F(19), F(20), F(21), F(22), F(23), F(24), F(25), F(26), F(27), F(28), F(29), F(30), F(31),
+#undef F
+  };
+  return table[(peep << 4) | (zh << 3) | (zc << 2) | (lnc << 1) | int(proj)];
+}
+
+// LN over R h (one row of 4H) then added to the gates' input part: gates += LN(rh) (stats into stats_hh)
+template <typename S>
+void add_normed_rows(typename Num<S>::raw* gates, const typename Num<S>::raw* rh, const typename Num<S>::raw* w,
+                     const typename Num<S>::raw* bias, typename Num<S>::raw* stats, int64_t stats_stride,
+                     int64_t G, int64_t begin, int64_t end) {
+  using A = typename Num<S>::acc;
+  for (int64_t b = begin; b < end; ++b) {
+    const auto* r = rh + b * G;
+    auto* z = gates + b * G;
+    A sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < G; ++j) sum += load(r, j);
+    const A mean = sum / static_cast<A>(G);
+    A var = 0;
+#pragma omp simd reduction(+ : var)
+    for (int64_t j = 0; j < G; ++j) var += (load(r, j) - mean) * (load(r, j) - mean);
+    const A rstd = A(1) / std::sqrt(var / static_cast<A>(G) + static_cast<A>(kLayerNormEps));
+    store(stats, b, mean);
+    store(stats, stats_stride + b, rstd);
+#pragma omp simd
+    for (int64_t j = 0; j < G; ++j) store(z, j, load(z, j) + (load(r, j) - mean) * rstd * load(w, j) + load(bias, j));
+  }
+}
+
+Tensor opt(const optional<Tensor>& t) { return t.has_value() ? *t : Tensor(); }
+Tensor contig(const optional<Tensor>& t) { return t.has_value() && t->defined() ? t->contiguous() : Tensor(); }
+
+template <typename S>
+std::vector<Tensor> forward_impl(
+    const Tensor& x_in, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, const optional<Tensor>& w_hr_opt,
+    const optional<Tensor>& batch_sizes, bool reverse, const optional<Tensor>& peephole_opt,
+    const optional<Tensor>& ln_ih_w, const optional<Tensor>& ln_ih_b, const optional<Tensor>& ln_hh_w_opt,
+    const optional<Tensor>& ln_hh_b_opt, const optional<Tensor>& ln_c_w_opt, const optional<Tensor>& ln_c_b_opt,
+    const optional<Tensor>& rec_mask_opt, const optional<Tensor>& zh_mask, const optional<Tensor>& zc_mask,
+    double zoneout_h, double zoneout_c, optional<double> cell_clip, bool need_ws) {
+  using A = typename Num<S>::acc;
+  const auto acc_dtype = c10::CppTypeToScalarType<A>::value;
+  const int64_t batch = h0.size(0), P = h0.size(1), H = c0.size(1), G = 4 * H;
+  const Schedule s = make_schedule(x_in, batch_sizes, batch, reverse);
+  const int64_t N = s.total;
+  const Tensor x = x_in.reshape({N, x_in.size(-1)});
+  const Tensor w_hr = contig(w_hr_opt);
+  const bool proj = w_hr.defined();
+  const Tensor peephole = contig(peephole_opt);
+  const Tensor ln_hh_w = contig(ln_hh_w_opt), ln_hh_b = contig(ln_hh_b_opt);
+  const Tensor ln_c_w = contig(ln_c_w_opt), ln_c_b = contig(ln_c_b_opt);
+  const Tensor rec_mask = contig(rec_mask_opt);
+  const bool zoning_h = (zh_mask.has_value() && zh_mask->defined()) || zoneout_h > 0;
+  const bool zoning_c = (zc_mask.has_value() && zc_mask->defined()) || zoneout_c > 0;
+  const auto opts = x.options();
+
+  // the input GEMM for all steps
+  Tensor bias;
+  if (b_ih.has_value() && b_hh.has_value()) bias = *b_ih + *b_hh;
+  else if (b_ih.has_value()) bias = *b_ih;
+  else if (b_hh.has_value()) bias = *b_hh;
+  Tensor gates, x_proj, stats_ih;
+  if (ln_ih_w.has_value()) {
+    x_proj = at::mm(x, w_ih.t());
+    auto normed = at::native_layer_norm(x_proj, {G}, opt(ln_ih_w), opt(ln_ih_b), kLayerNormEps);
+    gates = std::get<0>(normed);
+    if (bias.defined()) gates.add_(bias);
+    stats_ih = at::stack({std::get<1>(normed).view({-1}), std::get<2>(normed).view({-1})}).to(x.scalar_type());
+  } else if (bias.defined()) {
+    gates = at::addmm(bias, x, w_ih.t());
+  } else {
+    gates = at::mm(x, w_ih.t());
+  }
+
+  const int64_t keep_rows = need_ws ? N : batch;  // everything for the backward, or one step's scratch
+  Tensor h_buf = at::empty({N + batch, P}, opts);
+  Tensor c_buf = at::empty({N + batch, H}, opts.dtype(acc_dtype));
+  h_buf.narrow(0, N, batch).copy_(h0);
+  c_buf.narrow(0, N, batch).copy_(c0);
+  Tensor tanh_c = at::empty({keep_rows, H}, opts);
+  Tensor h_raw = proj ? at::empty({keep_rows, H}, opts) : Tensor();
+  Tensor c_new = zoning_c ? at::empty({keep_rows, H}, opts) : Tensor();
+  Tensor rh = ln_hh_w.defined() ? at::empty({keep_rows, G}, opts) : Tensor();
+  Tensor stats_hh = ln_hh_w.defined() ? at::empty({2, keep_rows}, opts) : Tensor();
+  Tensor stats_c = ln_c_w.defined() ? at::empty({2, keep_rows}, opts) : Tensor();
+  Tensor zh_rows, zc_rows, zh_const, zc_const;
+  if (zoning_h) {
+    if (zh_mask.has_value() && zh_mask->defined()) zh_rows = zh_mask->reshape({N, P}).contiguous();
+    else zh_const = at::full({P}, zoneout_h, opts);
+  }
+  if (zoning_c) {
+    if (zc_mask.has_value() && zc_mask->defined()) zc_rows = zc_mask->reshape({N, H}).contiguous();
+    else zc_const = at::full({H}, zoneout_c, opts);
+  }
+  Tensor h_scratch = at::empty({batch, P}, opts);  // previous h gathered (reverse direction, packed input)
+  Tensor h_masked = rec_mask.defined() ? at::empty({batch, P}, opts) : Tensor();  // h_prev * recurrent mask
+  // MKL runs (n, K) x (K, M) about 1.3x faster with the right operand contiguous than as a transposed view
+  const Tensor w_hh_t = w_hh.t().contiguous(), w_hr_t = proj ? w_hr.t().contiguous() : Tensor();
+
+  ForwardStep<S> a;
+  a.H = H;
+  a.P = P;
+  a.c_buf = c_buf.template data_ptr<A>();
+  a.h_buf = ptr<S>(h_buf);
+  a.peephole = ptr<S>(peephole);
+  a.ln_c_w = ptr<S>(ln_c_w);
+  a.ln_c_b = ptr<S>(ln_c_b);
+  if (cell_clip.has_value()) a.clip = static_cast<A>(*cell_clip);
+  a.sched = &s;
+  auto rows_fn = pick_forward<S>(peephole.defined(), zoning_h, zoning_c, ln_c_w.defined(), proj);
+
+  for (const int64_t t : s.order) {
+    const int64_t n = s.size[t], row = s.offset[t];
+    const int64_t keep = need_ws ? row : 0;
+    Tensor h_prev = rows_before(h_buf, s, t, h_scratch);  // (n, P)
+    Tensor h_in = h_prev;
+    if (rec_mask.defined()) {
+      Tensor out = h_masked.narrow(0, 0, n);
+      h_in = at::mul_out(out, h_prev, rec_mask.narrow(0, 0, n));
+    }
+    Tensor z = gates.narrow(0, row, n);  // (n, 4H)
+    if (ln_hh_w.defined()) {
+      Tensor r = rh.narrow(0, keep, n);
+      step_gemm(r, h_in, w_hh_t, false);
+      auto* stats = ptr<S>(stats_hh) + keep;
+      const int64_t stride = keep_rows;
+      at::parallel_for(0, n, grain_for(G), [&](int64_t b0, int64_t b1) {
+        add_normed_rows<S>(ptr<S>(z), ptr<S>(r), ptr<S>(ln_hh_w), ptr<S>(ln_hh_b), stats, stride, G, b0, b1);
+      });
+    } else {
+      step_gemm(z, h_in, w_hh_t, true);  // z += h_in @ w_hh.T, one BLAS call with beta = 1
+    }
+    a.t = t;
+    a.gates = ptr<S>(z);
+    a.c_out = c_buf.template data_ptr<A>() + row * H;
+    a.c_new = zoning_c ? ptr<S>(c_new) + keep * H : nullptr;
+    a.tanh_c = ptr<S>(tanh_c) + keep * H;
+    a.h_out = proj ? ptr<S>(h_raw) + keep * H : ptr<S>(h_buf) + row * P;
+    if (zoning_h) {
+      a.zh = zh_rows.defined() ? ptr<S>(zh_rows) + row * P : ptr<S>(zh_const);
+      a.zh_stride = zh_rows.defined() ? P : 0;
+    }
+    if (zoning_c) {
+      a.zc = zc_rows.defined() ? ptr<S>(zc_rows) + row * H : ptr<S>(zc_const);
+      a.zc_stride = zc_rows.defined() ? H : 0;
+    }
+    if (ln_c_w.defined()) {
+      a.stats_c = ptr<S>(stats_c) + keep;
+      a.stats_stride = keep_rows;
+    }
+    at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1); });
+    if (proj) {
+      Tensor h = h_buf.narrow(0, row, n);
+      step_gemm(h, h_raw.narrow(0, keep, n), w_hr_t, false);
+      if (zoning_h) {  // keep the previous h where d = 1, on the projected h
+        h.lerp_(h_prev, zh_rows.defined() ? zh_rows.narrow(0, row, n) : zh_const);
+      }
+    }
+  }
+
+  const std::vector<int64_t> out_shape =
+      x_in.dim() == 3 ? std::vector<int64_t>{x_in.size(0), x_in.size(1), P} : std::vector<int64_t>{N, P};
+  Tensor output = h_buf.narrow(0, 0, N).view(out_shape);
+  Tensor h_n, c_n;
+  if (s.uniform) {
+    const int64_t first = s.offset[s.order.back()];
+    h_n = h_buf.narrow(0, first, batch).clone();
+    c_n = c_buf.narrow(0, first, batch).to(x.scalar_type(), false, true);
+  } else {
+    std::vector<int64_t> last(batch);
+    if (reverse) {
+      for (int64_t b = 0; b < batch; ++b) last[b] = b;  // every sequence ends at step 0
+    } else {
+      for (int64_t t = 0; t < static_cast<int64_t>(s.size.size()); ++t)
+        for (int64_t b = 0; b < s.size[t]; ++b) last[b] = s.offset[t] + b;
+    }
+    Tensor index = at::tensor(last, at::kLong);
+    h_n = h_buf.index_select(0, index);
+    c_n = c_buf.index_select(0, index).to(x.scalar_type());
+  }
+  auto none = [&] { return at::empty({0}, opts); };
+  if (!need_ws) {
+    std::vector<Tensor> result{output, h_n, c_n};
+    for (int k = 0; k < 10; ++k) result.push_back(none());
+    return result;
+  }
+  Tensor cells = c_buf.narrow(0, 0, N);
+  if (cells.scalar_type() != x.scalar_type()) cells = cells.to(x.scalar_type());
+  auto or_none = [&](const Tensor& t) { return t.defined() ? t : none(); };
+  return {output, h_n, c_n, gates, cells, or_none(c_new), tanh_c, or_none(h_raw), or_none(x_proj), or_none(rh),
+          or_none(stats_ih), or_none(stats_hh), or_none(stats_c)};
+}
+
+// ------------------------------------------------------------------------------------------------ backward pass
+
+template <typename S>
+struct BackwardStep {
+  using R = typename Num<S>::raw;
+  using A = typename Num<S>::acc;
+  int64_t H = 0;
+  const R* gates = nullptr;    // (n, 4H) activated i f g o
+  const R* tanh_c = nullptr;   // (n, H)
+  const R* c_prev = nullptr;   // (n, H)
+  const R* c_new = nullptr;    // (n, H) new cell before zoneout
+  const R* dh = nullptr;       // (n, H) gradient of h (before the projection)
+  R* dh_sum = nullptr;         // when set: the dh rows, to which dh_rec is added first (no projection, no zoneout)
+  const R* dh_rec = nullptr;   // (n, P) gradient of h fed back from the next step
+  A* dc = nullptr;             // (n, H) gradient of the carried cell in, of the previous cell out
+  R* dz = nullptr;             // (n, 4H) gradient of the pre-activations out
+  R* d_normed = nullptr;       // (n, H) gradient of LN_c's output (layer norm of c)
+  const R* peephole = nullptr;
+  const R* zc = nullptr; int64_t zc_stride = 0;
+  const R* ln_c_w = nullptr;
+  const R* stats_c = nullptr; int64_t stats_stride = 0;
+  A clip = std::numeric_limits<A>::infinity();
+};
+
+template <typename S, bool PEEP, bool ZC, bool LNC>
+void backward_rows(const BackwardStep<S>& a, int64_t begin, int64_t end) {
+  using A = typename Num<S>::acc;
+  const int64_t H = a.H;
+  const A clip = a.clip;  // locals: stores through the row pointers could alias the struct's fields
+  const auto* peep = a.peephole;
+  const auto* ln_w = a.ln_c_w;
+  for (int64_t b = begin; b < end; ++b) {
+    const auto* z = a.gates + b * 4 * H;
+    const auto* tc = a.tanh_c + b * H;
+    const auto* cp = a.c_prev + b * H;
+    const auto* cn = a.c_new + b * H;
+    const auto* dh = a.dh + b * H;
+    const auto* zc = a.zc + b * a.zc_stride;
+    A* dc = a.dc + b * H;
+    auto* dz = a.dz + b * 4 * H;
+    if (a.dh_sum != nullptr) {  // dh = grad_output + the gradient fed back, in this row's sweep
+      auto* d = a.dh_sum + b * H;
+      const auto* r = a.dh_rec + b * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) store(d, j, static_cast<A>(load(d, j)) + static_cast<A>(load(r, j)));
+    }
+    A mean = 0, rstd = 0, sum_g = 0, sum_gx = 0;
+    auto* dn = LNC ? a.d_normed + b * H : nullptr;
+    if constexpr (LNC) {
+      // dc += LN_c backward of dh * o * (1 - tanh^2): needs two row sums first
+      mean = load(a.stats_c, b);
+      rstd = load(a.stats_c, a.stats_stride + b);
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+      for (int64_t j = 0; j < H; ++j) {
+        const A o = load(z, 3 * H + j), t = load(tc, j);
+        const A d = load(dh, j) * o * (A(1) - t * t);
+        store(dn, j, d);
+        const A gw = d * load(ln_w, j);
+        sum_g += gw;
+        sum_gx += gw * (load(cn, j) - mean) * rstd;
+      }
+      sum_g /= static_cast<A>(H);
+      sum_gx /= static_cast<A>(H);
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const A i = load(z, j), f = load(z, H + j), g = load(z, 2 * H + j), o = load(z, 3 * H + j);
+      const A t = load(tc, j), c = load(cn, j), d_h = load(dh, j);
+      A d_c = dc[j];
+      A to_prev = 0;
+      if constexpr (ZC) {
+        const A k = load(zc, j);
+        to_prev = d_c * k;
+        d_c = d_c * (A(1) - k);
+      }
+      const A dzo = d_h * t * o * (A(1) - o);
+      if constexpr (LNC) {
+        const A xhat = (c - mean) * rstd;
+        const A gw = load(dn, j) * load(ln_w, j);
+        d_c += rstd * (gw - sum_g - xhat * sum_gx);
+      } else {
+        d_c += d_h * o * (A(1) - t * t);
+      }
+      if constexpr (PEEP) d_c += dzo * load(peep, 2 * H + j);
+      d_c = std::fabs(c) < clip ? d_c : A(0);
+      const A c_p = load(cp, j);
+      const A dzi = d_c * g * i * (A(1) - i);
+      const A dzf = d_c * c_p * f * (A(1) - f);
+      const A dzg = d_c * i * (A(1) - g * g);
+      store(dz, j, dzi);
+      store(dz, H + j, dzf);
+      store(dz, 2 * H + j, dzg);
+      store(dz, 3 * H + j, dzo);
+      A prev = d_c * f + to_prev;
+      if constexpr (PEEP) prev += dzi * load(peep, j) + dzf * load(peep, H + j);
+      dc[j] = prev;
+    }
+  }
+}
+
+template <typename S>
+using BackwardFn = void (*)(const BackwardStep<S>&, int64_t, int64_t);
+
+template <typename S>
+BackwardFn<S> pick_backward(bool peep, bool zc, bool lnc) {
+  BackwardFn<S> table[8] = {
+#define F(i) &backward_rows<S, (i & 4) != 0, (i & 2) != 0, (i & 1) != 0>
+      F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7),
+#undef F
+  };
+  return table[(peep << 2) | (zc << 1) | int(lnc)];
+}
+
+// d(rh) of one row of LN over R h: rstd * (g w - mean(g w) - xhat mean(g w xhat)), g = dz row
+template <typename S>
+void ln_backward_rows(const typename Num<S>::raw* dz, const typename Num<S>::raw* rh, const typename Num<S>::raw* w,
+                      const typename Num<S>::raw* stats, int64_t stats_stride, typename Num<S>::raw* out, int64_t G,
+                      int64_t begin, int64_t end) {
+  using A = typename Num<S>::acc;
+  for (int64_t b = begin; b < end; ++b) {
+    const auto* g = dz + b * G;
+    const auto* r = rh + b * G;
+    auto* o = out + b * G;
+    const A mean = load(stats, b), rstd = load(stats, stats_stride + b);
+    A sum_g = 0, sum_gx = 0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+    for (int64_t j = 0; j < G; ++j) {
+      const A gw = load(g, j) * load(w, j);
+      sum_g += gw;
+      sum_gx += gw * (load(r, j) - mean) * rstd;
+    }
+    sum_g /= static_cast<A>(G);
+    sum_gx /= static_cast<A>(G);
+#pragma omp simd
+    for (int64_t j = 0; j < G; ++j) {
+      const A xhat = (load(r, j) - mean) * rstd;
+      store(o, j, rstd * (load(g, j) * load(w, j) - sum_g - xhat * sum_gx));
+    }
+  }
+}
+
+Tensor gather_prev(const Tensor& outputs, const Tensor& init, const Schedule& s) {
+  // (N, .) previous state of every row
+  const int64_t N = s.total;
+  Tensor buf = at::cat({outputs.reshape({N, outputs.size(-1)}), init});
+  if (s.uniform) {
+    if (s.reverse) return buf.narrow(0, s.batch, N);
+    return at::cat({init, buf.narrow(0, 0, N - s.batch)});
+  }
+  std::vector<int64_t> prev(N);
+  for (int64_t t = 0; t < static_cast<int64_t>(s.size.size()); ++t)
+    for (int64_t b = 0; b < s.size[t]; ++b) prev[s.offset[t] + b] = s.prev_row(t, b);
+  return buf.index_select(0, at::tensor(prev, at::kLong));
+}
+
+template <typename S>
+std::vector<Tensor> backward_impl(
+    const Tensor& grad_output, const Tensor& grad_h_n, const Tensor& grad_c_n, const Tensor& x_in, const Tensor& h0,
+    const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh, const optional<Tensor>& w_hr_opt,
+    const optional<Tensor>& batch_sizes, bool reverse, const optional<Tensor>& peephole_opt,
+    const optional<Tensor>& ln_ih_w, const optional<Tensor>& ln_ih_b, const optional<Tensor>& ln_hh_w_opt,
+    const optional<Tensor>& ln_hh_b, const optional<Tensor>& ln_c_w_opt, const optional<Tensor>& ln_c_b,
+    const optional<Tensor>& rec_mask_opt, const optional<Tensor>& zh_mask, const optional<Tensor>& zc_mask,
+    double zoneout_h, double zoneout_c, optional<double> cell_clip, const Tensor& output, const Tensor& gates,
+    const Tensor& cells, const Tensor& c_new_ws, const Tensor& tanh_c, const Tensor& h_raw, const Tensor& x_proj,
+    const Tensor& rh, const Tensor& stats_ih, const Tensor& stats_hh, const Tensor& stats_c,
+    const std::vector<bool>& want) {
+  using A = typename Num<S>::acc;
+  const auto acc_dtype = c10::CppTypeToScalarType<A>::value;
+  const int64_t batch = h0.size(0), P = h0.size(1), H = c0.size(1), G = 4 * H;
+  const Schedule s = make_schedule(x_in, batch_sizes, batch, reverse);
+  const int64_t N = s.total;
+  const Tensor x = x_in.reshape({N, x_in.size(-1)});
+  const auto opts = x.options();
+  const Tensor w_hr = contig(w_hr_opt);
+  const bool proj = w_hr.defined();
+  const Tensor peephole = contig(peephole_opt);
+  const Tensor ln_hh_w = contig(ln_hh_w_opt), ln_c_w = contig(ln_c_w_opt);
+  const Tensor rec_mask = contig(rec_mask_opt);
+  const bool zoning_h = (zh_mask.has_value() && zh_mask->defined()) || zoneout_h > 0;
+  const bool zoning_c = (zc_mask.has_value() && zc_mask->defined()) || zoneout_c > 0;
+  Tensor zh_rows, zc_rows, zc_const;
+  if (zoning_h && zh_mask.has_value() && zh_mask->defined()) zh_rows = zh_mask->reshape({N, P}).contiguous();
+  if (zoning_c) {
+    if (zc_mask.has_value() && zc_mask->defined()) zc_rows = zc_mask->reshape({N, H}).contiguous();
+    else zc_const = at::full({H}, zoneout_c, opts);
+  }
+
+  const Tensor c_prev = gather_prev(cells, c0, s).contiguous();  // (N, H)
+  const Tensor c_new = zoning_c ? c_new_ws : cells;               // (N, H) new cells before zoneout
+  Tensor dz = at::empty({N, G}, opts);
+  Tensor d_rh = ln_hh_w.defined() ? at::empty({N, G}, opts) : Tensor();
+  Tensor d_normed = ln_c_w.defined() ? at::empty({N, H}, opts) : Tensor();
+  Tensor dh_all = grad_output.reshape({N, P}).clone();   // (N, P) gradient of every output h
+  Tensor dh_state = grad_h_n.clone();                     // (B, P) gradient of the h fed back
+  Tensor dc_state = grad_c_n.to(acc_dtype, false, true);  // (B, H) gradient of the carried cell
+  Tensor dh_cell = proj ? at::empty({batch, H}, opts) : Tensor();
+  Tensor dh_to_prev = zoning_h ? at::empty({batch, P}, opts) : Tensor();
+  const Tensor w_hr_n = proj ? w_hr : Tensor();
+
+  BackwardStep<S> a;
+  a.H = H;
+  a.peephole = ptr<S>(peephole);
+  a.ln_c_w = ptr<S>(ln_c_w);
+  if (cell_clip.has_value()) a.clip = static_cast<A>(*cell_clip);
+  auto rows_fn = pick_backward<S>(peephole.defined(), zoning_c, ln_c_w.defined());
+
+  for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) {
+    const int64_t t = *it, n = s.size[t], row = s.offset[t];
+    Tensor dh = dh_all.narrow(0, row, n);
+    const bool sum_in_rows = !proj && !zoning_h;  // then the row sweep adds the fed-back gradient itself
+    if (!sum_in_rows) dh.add_(dh_state.narrow(0, 0, n));
+    if (zoning_h) {  // h = h_new + d (h_prev - h_new)
+      Tensor keep = zh_rows.defined() ? zh_rows.narrow(0, row, n) : at::scalar_tensor(zoneout_h, opts);
+      Tensor to_prev = dh_to_prev.narrow(0, 0, n);
+      at::mul_out(to_prev, dh, keep);
+      dh.sub_(dh_to_prev.narrow(0, 0, n));
+    }
+    Tensor d_cell = dh;
+    if (proj) {
+      d_cell = dh_cell.narrow(0, 0, n);
+      step_gemm(d_cell, dh, w_hr_n, false);
+    }
+    a.gates = ptr<S>(gates) + row * G;
+    a.tanh_c = ptr<S>(tanh_c) + row * H;
+    a.c_prev = ptr<S>(c_prev) + row * H;
+    a.c_new = ptr<S>(c_new) + row * H;
+    a.dh = ptr<S>(d_cell);
+    a.dh_sum = sum_in_rows ? ptr<S>(dh) : nullptr;
+    a.dh_rec = sum_in_rows ? ptr<S>(dh_state) : nullptr;
+    a.dc = dc_state.template data_ptr<A>();
+    a.dz = ptr<S>(dz) + row * G;
+    if (zoning_c) {
+      a.zc = zc_rows.defined() ? ptr<S>(zc_rows) + row * H : ptr<S>(zc_const);
+      a.zc_stride = zc_rows.defined() ? H : 0;
+    }
+    if (ln_c_w.defined()) {
+      a.d_normed = ptr<S>(d_normed) + row * H;
+      a.stats_c = ptr<S>(stats_c) + row;
+      a.stats_stride = N;
+    }
+    at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1); });
+    Tensor dz_t = dz.narrow(0, row, n);
+    Tensor back = dz_t;
+    if (ln_hh_w.defined()) {
+      back = d_rh.narrow(0, row, n);
+      auto* stats = ptr<S>(stats_hh) + row;
+      at::parallel_for(0, n, grain_for(2 * G), [&](int64_t b0, int64_t b1) {
+        ln_backward_rows<S>(ptr<S>(dz_t), ptr<S>(rh) + row * G, ptr<S>(ln_hh_w), stats, N, ptr<S>(back), G, b0, b1);
+      });
+    }
+    Tensor dhs = dh_state.narrow(0, 0, n);
+    step_gemm(dhs, back, w_hh, false);  // (n, P) gradient of the h fed back
+    if (rec_mask.defined()) dhs.mul_(rec_mask.narrow(0, 0, n));
+    if (zoning_h) dhs.add_(dh_to_prev.narrow(0, 0, n));
+  }
+
+  // the weight gradients: one GEMM each over all rows
+  auto none = [&] { return at::empty({0}, opts); };
+  std::vector<Tensor> g(14);
+  g[1] = dh_state;
+  g[2] = dc_state.to(x.scalar_type());
+  Tensor d_x_proj = dz;
+  if (ln_ih_w.has_value() && ln_ih_w->defined()) {
+    Tensor mean = stats_ih[0].unsqueeze(1).contiguous(), rstd = stats_ih[1].unsqueeze(1).contiguous();
+    auto r = at::native_layer_norm_backward(dz, x_proj, {G}, mean, rstd, opt(ln_ih_w), opt(ln_ih_b),
+                                            {true, want[8], want[9]});
+    d_x_proj = std::get<0>(r);
+    g[8] = std::get<1>(r);
+    g[9] = std::get<2>(r);
+  }
+  if (want[0]) g[0] = at::mm(d_x_proj, w_ih).view(x_in.sizes());
+  if (want[3]) g[3] = at::mm(d_x_proj.t(), x);
+  if (want[4]) {
+    Tensor h_prev = gather_prev(output, h0, s);
+    if (rec_mask.defined()) {
+      std::vector<int64_t> bidx(N);
+      for (int64_t t = 0; t < static_cast<int64_t>(s.size.size()); ++t)
+        for (int64_t b = 0; b < s.size[t]; ++b) bidx[s.offset[t] + b] = b;
+      h_prev = h_prev * rec_mask.index_select(0, at::tensor(bidx, at::kLong));
+    }
+    g[4] = at::mm((d_rh.defined() ? d_rh : dz).t(), h_prev);
+  }
+  if (want[5]) g[5] = dz.sum(0);
+  if (proj && want[6]) g[6] = at::mm(dh_all.t(), h_raw);
+  if (peephole.defined() && want[7]) {
+    g[7] = at::stack({(dz.narrow(1, 0, H) * c_prev).sum(0), (dz.narrow(1, H, H) * c_prev).sum(0),
+                      (dz.narrow(1, 3 * H, H) * c_new).sum(0)});
+  }
+  if (ln_hh_w.defined() && (want[10] || want[11])) {
+    Tensor mean = stats_hh[0].unsqueeze(1).contiguous(), rstd = stats_hh[1].unsqueeze(1).contiguous();
+    auto r = at::native_layer_norm_backward(dz, rh, {G}, mean, rstd, ln_hh_w, opt(ln_hh_b), {false, want[10], want[11]});
+    g[10] = std::get<1>(r);
+    g[11] = std::get<2>(r);
+  }
+  if (ln_c_w.defined() && (want[12] || want[13])) {
+    Tensor mean = stats_c[0].unsqueeze(1).contiguous(), rstd = stats_c[1].unsqueeze(1).contiguous();
+    auto r = at::native_layer_norm_backward(d_normed, c_new, {H}, mean, rstd, ln_c_w, opt(ln_c_b),
+                                            {false, want[12], want[13]});
+    g[12] = std::get<1>(r);
+    g[13] = std::get<2>(r);
+  }
+  for (int k = 0; k < 14; ++k)
+    if (!want[k] || !g[k].defined()) g[k] = none();
+  return g;
+}
+
+void check_args(const Tensor& x, const Tensor& h0, const Tensor& c0) {
+  TORCH_CHECK(x.device().is_cpu(), "lstmkit::lstm_layer C++ kernel: x must be on the CPU, got ", x.device());
+  TORCH_CHECK(h0.scalar_type() == x.scalar_type() && c0.scalar_type() == x.scalar_type(),
+              "lstmkit::lstm_layer: h0, c0 and x must share a dtype, got ", h0.scalar_type(), ", ",
+              c0.scalar_type(), " and ", x.scalar_type());
+}
+
+std::vector<Tensor> forward(
+    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, const optional<Tensor>& w_hr,
+    const optional<Tensor>& batch_sizes, bool reverse, const optional<Tensor>& peephole,
+    const optional<Tensor>& ln_ih_w, const optional<Tensor>& ln_ih_b, const optional<Tensor>& ln_hh_w,
+    const optional<Tensor>& ln_hh_b, const optional<Tensor>& ln_c_w, const optional<Tensor>& ln_c_b,
+    const optional<Tensor>& rec_mask, const optional<Tensor>& zh_mask, const optional<Tensor>& zc_mask,
+    double zoneout_h, double zoneout_c, optional<double> cell_clip, bool need_ws) {
+  check_args(x, h0, c0);
+  const Tensor xc = x.contiguous(), h0c = h0.contiguous(), c0c = c0.contiguous();
+  switch (x.scalar_type()) {
+#define CASE(S, T)                                                                                                \
+  case at::k##S:                                                                                                  \
+    return forward_impl<T>(xc, h0c, c0c, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, peephole, ln_ih_w,   \
+                           ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, rec_mask, zh_mask, zc_mask, zoneout_h,     \
+                           zoneout_c, cell_clip, need_ws);
+    CASE(Float, float)
+    CASE(Double, double)
+    CASE(BFloat16, c10::BFloat16)
+#undef CASE
+    default:
+      TORCH_CHECK(false, "lstmkit::lstm_layer C++ kernel: dtype ", x.scalar_type(),
+                  " is not supported (float32, float64, bfloat16)");
+  }
+}
+
+std::vector<Tensor> backward(
+    const Tensor& grad_output, const Tensor& grad_h_n, const Tensor& grad_c_n, const Tensor& x, const Tensor& h0,
+    const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh, const optional<Tensor>& w_hr,
+    const optional<Tensor>& batch_sizes, bool reverse, const optional<Tensor>& peephole,
+    const optional<Tensor>& ln_ih_w, const optional<Tensor>& ln_ih_b, const optional<Tensor>& ln_hh_w,
+    const optional<Tensor>& ln_hh_b, const optional<Tensor>& ln_c_w, const optional<Tensor>& ln_c_b,
+    const optional<Tensor>& rec_mask, const optional<Tensor>& zh_mask, const optional<Tensor>& zc_mask,
+    double zoneout_h, double zoneout_c, optional<double> cell_clip, const Tensor& output, const Tensor& gates,
+    const Tensor& cells, const Tensor& c_new, const Tensor& tanh_c, const Tensor& h_raw, const Tensor& x_proj,
+    const Tensor& rh, const Tensor& stats_ih, const Tensor& stats_hh, const Tensor& stats_c,
+    const std::vector<bool>& output_mask) {
+  check_args(x, h0, c0);
+  TORCH_CHECK(output_mask.size() == 14, "lstmkit::lstm_layer_backward: output_mask needs 14 entries, got ",
+              output_mask.size());
+  TORCH_CHECK(gates.numel() > 0, "lstmkit::lstm_layer_backward: the forward kept no workspace (need_workspace)");
+  const auto c = [](const Tensor& t) { return t.contiguous(); };
+  const auto go = grad_output.to(x.scalar_type()).contiguous();
+  const auto gh = grad_h_n.to(x.scalar_type()).contiguous(), gc = grad_c_n.to(x.scalar_type()).contiguous();
+  switch (x.scalar_type()) {
+#define CASE(S, T)                                                                                                \
+  case at::k##S:                                                                                                  \
+    return backward_impl<T>(go, gh, gc, c(x), c(h0), c(c0), w_ih, w_hh, w_hr, batch_sizes, reverse, peephole,     \
+                            ln_ih_w, ln_ih_b, ln_hh_w, ln_hh_b, ln_c_w, ln_c_b, rec_mask, zh_mask, zc_mask,       \
+                            zoneout_h, zoneout_c, cell_clip, c(output), c(gates), c(cells), c(c_new), c(tanh_c), \
+                            c(h_raw), c(x_proj), c(rh), c(stats_ih), c(stats_hh), c(stats_c), output_mask);
+    CASE(Float, float)
+    CASE(Double, double)
+    CASE(BFloat16, c10::BFloat16)
+#undef CASE
+    default:
+      TORCH_CHECK(false, "lstmkit::lstm_layer_backward C++ kernel: dtype ", x.scalar_type(),
+                  " is not supported (float32, float64, bfloat16)");
+  }
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "lstmkit's C++ CPU kernels of lstmkit::lstm_layer and its backward (see lstmkit/ops/layer_op.py)";
+  m.def("forward", &forward, "forward of lstmkit::lstm_layer");
+  m.def("backward", &backward, "backward of lstmkit::lstm_layer");
+  m.attr("source_hash") = LSTMKIT_SOURCE_HASH;
+}
