@@ -43,6 +43,37 @@ def assert_close(actual, expected, rtol: float = 1e-5, name: str = "") -> None:
         raise AssertionError(f"{name}: max error {worst:.3e} relative (allowed {rtol:.0e})")
 
 
+def assert_same_as_torch(theirs, ours, rtol: float = 1e-5):
+    """Call ``theirs()`` (torch) and ``ours()`` (lstmkit) on the same inputs: either both raise, with the same
+    exception type and the same message, or both return the same structure (tuples, lists, PackedSequences,
+    tensors of the same shape and dtype with values within ``rtol``, other values equal). Returns ours."""
+    try:
+        expected = theirs()
+    except Exception as error:  # torch refused: so must we, in its words
+        try:
+            ours()
+        except Exception as mine:
+            assert (type(mine), str(mine)) == (type(error), str(error)), f"raised {mine!r}, torch raised {error!r}"
+            return None
+        raise AssertionError(f"torch raised {error!r}, lstmkit returned") from None
+    actual = ours()
+    _assert_same_structure(actual, expected, rtol, "result")
+    return actual
+
+
+def _assert_same_structure(actual, expected, rtol: float, name: str) -> None:
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(actual, torch.Tensor), f"{name}: {type(actual).__name__}, torch gave a tensor"
+        assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype}, torch {expected.dtype}"
+        assert_close(actual, expected, rtol=rtol, name=name)
+    elif isinstance(expected, (tuple, list)):  # PackedSequence is a tuple too
+        assert type(actual) is type(expected) and len(actual) == len(expected), f"{name}: {actual!r} vs {expected!r}"
+        for k, (a, e) in enumerate(zip(actual, expected)):
+            _assert_same_structure(a, e, rtol, f"{name}[{k}]")
+    else:
+        assert actual == expected, f"{name}: {actual!r}, torch {expected!r}"
+
+
 def make_input(kind: str, T: int, B: int, I: int, batch_first: bool, dtype=torch.float32, seed: int = 0):
     """kind: 'batched', 'unbatched', 'packed' (sorted lengths) or 'unsorted' (enforce_sorted=False)."""
     g = torch.Generator().manual_seed(seed)

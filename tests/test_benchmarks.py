@@ -136,6 +136,13 @@ def test_bench_auto_cells_times_each_impl(tmp_path):
     assert all(r[impl] > 0 for r in rows for impl in ("fused", "reference", "auto"))
 
 
+def test_bench_classify_reports_sentences_per_second_against_the_peer():
+    stdout = _run([str(BENCH / "bench_classify.py"), "--threads", "1", "--repeats", "1", "--limit", "40",
+                   "--data", str(REPO / "no-such-folder")])
+    assert "40 sentences of random sentences" in stdout
+    assert "predictions agree with the peer on 40/40 sentences" in stdout
+    assert "lstmkit float32" in stdout and "x the peer" in stdout
+
 def test_bench_ddp_runs_two_processes(tmp_path):
     corpus = write_word_corpus(tmp_path / "corpus", train_lines=400)
     stdout = _run([str(BENCH / "bench_ddp.py"), "--data", str(corpus), "--layouts", "2x1", "--rounds", "1",

@@ -30,6 +30,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-tagger": ("lstmkit.commands.train_tagger", "train or resume a BiLSTM part-of-speech tagger on CoNLL-U"),
     "eval-tagger": ("lstmkit.commands.eval_tagger", "accuracy, per-tag F1 and a confusion matrix of a trained tagger"),
     "tag": ("lstmkit.commands.tag", "tag plain text or CoNLL-U with a trained tagger"),
+    "export": ("lstmkit.commands.export", "write a trained model as ONNX (onnxruntime) or a torch.export program"),
+    "finetune-lm": ("lstmkit.commands.finetune_lm", "fine-tune a language model on a classification task's text"),
+    "train-classifier": ("lstmkit.commands.train_classifier",
+                         "train or resume a sentence classifier (SST-2, SST-5, MR) on a language model's encoder"),
+    "eval-classifier": ("lstmkit.commands.eval_classifier",
+                        "accuracy, per-class F1 and a confusion matrix of a trained classifier"),
+    "classify": ("lstmkit.commands.classify", "classify text, one line at a time, with a trained classifier"),
 }
 
 
@@ -46,6 +53,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("lstmkit.train", "CheckpointError"),
         ("lstmkit.train", "RunDirectoryError"),
         ("lstmkit.explain", "ExplainError"),
+        ("lstmkit.export", "ExportError"),
     ):
         try:
             kinds.append(getattr(importlib.import_module(module), name))

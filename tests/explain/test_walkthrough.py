@@ -137,7 +137,7 @@ def test_command_options(capsys):
             "--hidden-size", "4", "--steps", "3", "--batch", "1", "--seed", "7"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "lstm = lstmkit.LSTM(3, 4, num_layers=2, dropout=0.5, bidirectional=True, proj_size=2)" in out
+    assert "lstm = lstmkit.LSTM(3, 4, proj_size=2, num_layers=2, dropout=0.5, bidirectional=True)" in out
     assert "x: (T, B, I) = (3, 1, 3)" in out
     assert "Bidirectional: which part is which" in out and "Projection (LSTMP)" in out
     assert "FAILED" not in out

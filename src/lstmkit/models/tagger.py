@@ -78,7 +78,11 @@ def tagging_loss(logits: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
         tags: ``(B, T)`` gold tag ids (any value at padding).
         mask: ``(B, T)`` bool, True at real words.
     """
-    return F.cross_entropy(logits[mask], tags[mask])  # (N, K) against (N,), N real words
+    # every position's loss, then the mean over the real ones: the same value as selecting them first
+    # (logits[mask]), without a shape that depends on the data, so torch.compile traces it whole
+    per_word = F.cross_entropy(logits.flatten(0, 1), tags.masked_fill(~mask, 0).flatten(), reduction="none")  # (B T,)
+    weights = mask.flatten().to(per_word.dtype)
+    return (per_word * weights).sum() / weights.sum()
 
 
 class Tagger(nn.Module):
@@ -178,8 +182,11 @@ class Tagger(nn.Module):
     def encode_words(self, char_ids: Tensor, char_lengths: Tensor) -> Tensor:
         """The spelling vector of each form: last states of the character BiLSTM, ``(U, 2Hc)``."""
         chars = self.char_embedding(char_ids)  # (U, C, Ec)
-        packed = pack_padded_sequence(chars, char_lengths, batch_first=True, enforce_sorted=False)
-        _, (h_n, _) = self.char_lstm(packed)  # h_n: (2, U, Hc), each form's own last step per direction
+        if torch.compiler.is_compiling():  # padded, states frozen past each length: no graph break
+            _, (h_n, _) = self.char_lstm(chars, lengths=char_lengths)
+        else:
+            packed = pack_padded_sequence(chars, char_lengths.cpu(), batch_first=True, enforce_sorted=False)
+            _, (h_n, _) = self.char_lstm(packed)  # h_n: (2, U, Hc), each form's own last step per direction
         return torch.cat([h_n[0], h_n[1]], dim=-1)  # (U, 2Hc)
 
     def forward(self, batch: TaggingBatch) -> TaggerOutput:
@@ -193,9 +200,14 @@ class Tagger(nn.Module):
         words = self.word_embedding(self.word_dropout(batch.word_ids))  # (B, T, E)
         x = torch.cat([words, spellings[batch.word_index]], dim=-1)  # (B, T, E + 2Hc)
         x = self.dropout(x)
-        packed = pack_padded_sequence(x, batch.lengths.cpu(), batch_first=True, enforce_sorted=False)
-        hidden, _ = self.sentence_lstm(packed)
-        hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=steps)  # (B, T, 2H), zeros at padding
+        if torch.compiler.is_compiling():
+            # the same result as packing, computed on the padded tensor (lstmkit.LSTM's lengths=): torch.compile
+            # cannot trace pack_padded_sequence. Eager code keeps packing, which computes only the real steps.
+            hidden, _ = self.sentence_lstm(x, lengths=batch.lengths)  # (B, T, 2H), zeros at padding
+        else:
+            packed = pack_padded_sequence(x, batch.lengths.cpu(), batch_first=True, enforce_sorted=False)
+            hidden, _ = self.sentence_lstm(packed)
+            hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=steps)  # (B, T, 2H), zeros at padding
         logits = self.output(self.dropout(hidden))  # (B, T, K)
         return TaggerOutput(logits, batch.mask.to(logits.device))
 

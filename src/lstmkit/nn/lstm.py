@@ -1,7 +1,8 @@
 """Drop-in replacements for ``torch.nn.LSTM`` and ``torch.nn.LSTMCell``.
 
 Same constructor arguments and defaults, parameter names and shapes, gate layout (i, f, g, o), initialisation,
-input forms, return values and validation errors as torch, so state_dicts load both ways. The extra keyword
+input forms, return values and validation errors as torch, so state_dicts load both ways; ``LSTM`` is an
+``nn.RNNBase`` and ``LSTMCell`` an ``nn.RNNCellBase`` (why not ``nn.LSTM``: see :class:`LSTM`). The extra keyword
 ``impl`` picks the computation (see :func:`lstmkit.ops.resolve_impl`).
 
 Letters: T time steps, B batch, I input features, H hidden units, P = proj_size or H, L layers, D directions.
@@ -15,7 +16,7 @@ import warnings
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
 from ..ops.masks import bernoulli_mask, check_probability, drop_weight
@@ -42,14 +43,9 @@ def _check_impl(impl: str) -> str:
     return impl
 
 
-def _check_state(name: str, tensor: Tensor, like: Tensor, expected: tuple[int, ...]) -> None:
-    """torch's hidden-size check, plus the dtype and device checks torch leaves to its kernels."""
-    if tuple(tensor.shape) != expected:
-        raise RuntimeError(f"Expected {name} size {expected}, got {list(tensor.shape)}")
-    if tensor.dtype != like.dtype:
-        raise ValueError(f"{name} has dtype {tensor.dtype} but the input has dtype {like.dtype}")
-    if tensor.device != like.device:
-        raise ValueError(f"{name} is on {tensor.device} but the input is on {like.device}")
+def _autocast_on(x: Tensor) -> bool:
+    """Whether autocast is on for ``x``'s device (then dtypes may differ: the LSTM runs in autocast's dtype)."""
+    return torch.is_autocast_enabled(x.device.type)
 
 
 def _apply_permutation(tensor: Tensor, permutation: Tensor | None) -> Tensor:
@@ -75,7 +71,7 @@ def _check_finite(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
-class LSTM(nn.Module):
+class LSTM(nn.RNNBase):
     r"""A multi-layer LSTM, the same module as ``torch.nn.LSTM`` with a choice of implementation.
 
     For each element of the input sequence, each layer computes
@@ -141,6 +137,8 @@ class LSTM(nn.Module):
         - input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a ``PackedSequence``.
         - h_0: (D * L, B, P) or (D * L, P) for unbatched input; zeros if not given.
         - c_0: (D * L, B, H) or (D * L, H); zeros if not given.
+        - lengths (keyword, not in torch): (B,) with padded batched input; the result of packing, running and
+          padding back, computed so that torch.compile and torch.export trace it whole (see :meth:`forward`).
 
     Outputs: output, (h_n, c_n)
         - output: (T, B, D * P) (batch-first or unbatched like the input), a ``PackedSequence`` for packed input.
@@ -156,6 +154,23 @@ class LSTM(nn.Module):
         With ``layer_norm``: ln_ih_weight_l[k], ln_ih_bias_l[k] (4H,), ln_hh_weight_l[k], ln_hh_bias_l[k] (4H,),
         ln_c_weight_l[k], ln_c_bias_l[k] (H,); gains start at 1, biases at 0. They are registered after torch's
         parameters, so the same seed gives torch's initial weights.
+
+    Why an ``nn.RNNBase`` and not an ``nn.LSTM``: what matters is that code written for ``nn.LSTM`` runs
+    unchanged. Subclassing RNNBase gives torch's own constructor checks, parameter registration and
+    initialisation, ``flatten_parameters``, ``check_input``, ``check_hidden_size``, ``get_expected_hidden_size``,
+    ``_flat_weights`` (kept in step with the parameters through assignment, ``.to()``, copies and pickling),
+    ``all_weights``, ``mode`` and ``isinstance(m, nn.RNNBase)``; ``check_forward_args``,
+    ``get_expected_cell_size`` and ``permute_hidden`` are nn.LSTM's, written here. Not subclassing ``nn.LSTM``
+    is deliberate: torch.compile (dynamo) refuses to trace any ``nn.LSTM`` instance ("Dynamo does not support
+    RNN, GRU, or LSTM"), so every model holding one would break the graph; and code that special-cases
+    ``nn.LSTM`` to call torch's kernel with ``_flat_weights`` would silently drop the variants. Variant parameters
+    register after torch's; weight dropout hands a dropped copy of ``weight_hh`` to the op each call, so the
+    registered parameters (and ``_flat_weights``) are never replaced.
+
+    Contract details, each tested against torch (tests/nn/test_torch_contract.py): double backward
+    (``create_graph=True``) and batched gradients (``is_grads_batched=True``) work on every impl; an empty batch
+    returns torch's shapes and zero time steps raise torch's RuntimeError; under autocast every impl computes in
+    autocast's dtype, as torch does for padded input; ``repr`` is torch's, then the options torch lacks.
 
     Example::
 
@@ -187,9 +202,16 @@ class LSTM(nn.Module):
         peephole: bool = False,
         cell_clip: float | None = None,
     ) -> None:
-        super().__init__()
+        # argument types torch's RNNBase lets through (bool sizes) refused first, in torch's words (issue 14)
+        _check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, proj_size=proj_size)
+        # torch's own checks, parameters (same names, shapes and registration order) and RNNBase's bookkeeping
+        # (_flat_weights, _all_weights, mode); RNNBase.__init__ ends with reset_parameters(), which initialises
+        # torch's weights exactly as torch.nn.LSTM does while the variants are not registered yet
+        super().__init__(
+            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
+            device=device, dtype=dtype,
+        )
         _check_flags(bidirectional=bidirectional, layer_norm=layer_norm, peephole=peephole)
-        _check_sizes(num_layers=num_layers, proj_size=proj_size)
         _check_finite("forget_bias", forget_bias)
         check_probability(weight_dropout, "weight_dropout", allow_one=False)
         check_probability(recurrent_dropout, "recurrent_dropout", allow_one=False)
@@ -198,39 +220,6 @@ class LSTM(nn.Module):
             raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
         if forget_bias and not bias:
             raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
-        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
-            raise ValueError(
-                "dropout should be a number in range [0, 1] representing the probability of an element being zeroed"
-            )
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
-                f"num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
-                stacklevel=2,
-            )
-        for name, value, kind in (("bias", bias, bool), ("batch_first", batch_first, bool)):
-            if not isinstance(value, kind):
-                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"{name} must be greater than zero")
-        if num_layers <= 0:
-            raise ValueError("num_layers must be greater than zero")
-        if proj_size < 0:
-            raise ValueError("proj_size should be a positive integer or zero to disable projections")
-        if proj_size >= hidden_size:
-            raise ValueError("proj_size has to be smaller than hidden_size")
-
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
-        self.bidirectional = bidirectional
-        self.proj_size = proj_size
         self.impl = _check_impl(impl)
         self.weight_dropout = float(weight_dropout)
         self.forget_bias = float(forget_bias)
@@ -242,32 +231,13 @@ class LSTM(nn.Module):
 
         factory = {"device": device, "dtype": dtype}
         directions = 2 if bidirectional else 1
-        real_hidden = proj_size if proj_size > 0 else hidden_size
-        self._flat_weights_names: list[str] = []
-        self._all_weights: list[list[str]] = []
-        # registration order = torch's, so the same seed gives the same initial weights
-        for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else real_hidden * directions
-            for direction in range(directions):
-                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                shapes = {"weight_ih": (4 * hidden_size, layer_input), "weight_hh": (4 * hidden_size, real_hidden)}
-                if bias:
-                    shapes.update(bias_ih=(4 * hidden_size,), bias_hh=(4 * hidden_size,))
-                if proj_size > 0:
-                    shapes["weight_hr"] = (proj_size, hidden_size)
-                names = []
-                for kind, shape in shapes.items():
-                    setattr(self, kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
-                    names.append(kind + suffix)
-                self._flat_weights_names.extend(names)
-                self._all_weights.append(names)
         # per layer and direction: the names of (w_ih, w_hh, b_ih, b_hh, w_hr), None where absent
         self._layer_names = [
             tuple(next((n for n in names if n.startswith(kind + "_l")), None) for kind in LAYER_KINDS)
             for names in self._all_weights
         ]
         # the variants' parameters come after all of torch's, so torch's weights get the same initial values
-        self._variant_names: list[dict[str, str]] = []
+        variant_names: list[dict[str, str]] = []
         for layer in range(num_layers):
             for direction in range(directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
@@ -282,17 +252,25 @@ class LSTM(nn.Module):
                     )
                 for kind, shape in shapes.items():
                     setattr(self, kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
-                self._variant_names.append({kind: kind + suffix for kind in shapes})
-        self.reset_parameters()
+                variant_names.append({kind: kind + suffix for kind in shapes})
+        self._variant_names = variant_names
+        self._reset_variants()
 
     def reset_parameters(self) -> None:
-        """Every parameter from U(-1/sqrt(H), 1/sqrt(H)), in registration order (as torch does); then
-        ``forget_bias`` is added to the forget-gate rows of each ``bias_ih``."""
+        """Every parameter from U(-1/sqrt(H), 1/sqrt(H)), in registration order (as torch does: torch's weights
+        first, then the variants'); layer-norm gains 1 and biases 0; then ``forget_bias`` is added to the
+        forget-gate rows of each ``bias_ih``."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        for name in self._flat_weights_names:
+            nn.init.uniform_(getattr(self, name), -bound, bound)
+        if "_variant_names" in self.__dict__:  # not while RNNBase.__init__ calls this, before the variants exist
+            self._reset_variants()
+
+    def _reset_variants(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
         for names in self._variant_names:  # layer-norm gains 1 and biases 0; peepholes keep the uniform draw
             for kind, name in names.items():
+                nn.init.uniform_(getattr(self, name), -bound, bound)
                 if kind.startswith("ln_"):
                     nn.init.ones_(getattr(self, name)) if kind.endswith("weight") else nn.init.zeros_(getattr(self, name))
         if self.forget_bias:
@@ -300,11 +278,6 @@ class LSTM(nn.Module):
                 for names in self._all_weights:
                     bias_ih = getattr(self, names[2])  # weight_ih, weight_hh, bias_ih, ...
                     bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
-
-    @property
-    def all_weights(self) -> list[list[nn.Parameter]]:
-        """Parameters grouped per layer and direction, as ``torch.nn.LSTM.all_weights``."""
-        return [[getattr(self, name) for name in names] for names in self._all_weights]
 
     def layer_weights(self) -> list[LayerWeights]:
         """One :class:`~lstmkit.ops.LayerWeights` per layer and direction, in torch's flat order, as this forward
@@ -346,10 +319,10 @@ class LSTM(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
+        """torch.nn.LSTM's text for torch's arguments (same order and formatting), then the options it lacks."""
+        s = super().extra_repr()
         defaults = {
-            "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
-            "proj_size": 0, "impl": "auto", "weight_dropout": 0.0, "forget_bias": 0.0, "recurrent_dropout": 0.0,
+            "impl": "auto", "weight_dropout": 0.0, "forget_bias": 0.0, "recurrent_dropout": 0.0,
             "zoneout": (0.0, 0.0), "layer_norm": False, "peephole": False, "cell_clip": None,
         }
         for name, default in defaults.items():
@@ -358,29 +331,118 @@ class LSTM(nn.Module):
                 s += f", {name}={value!r}"
         return s
 
-    def _check_input(self, x: Tensor, packed: bool) -> None:
-        weight = self.weight_ih_l0
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(
+    # ---- torch.nn.LSTM's methods beyond RNNBase's, with its semantics: h and c as a pair
+
+    def get_expected_cell_size(self, input: Tensor, batch_sizes: Tensor | None) -> tuple[int, int, int]:
+        """(L * D, B, H): the shape c_0 must have for this input (torch.nn.LSTM's method)."""
+        batch = int(batch_sizes[0]) if batch_sizes is not None else input.size(0 if self.batch_first else 1)
+        return (self.num_layers * (2 if self.bidirectional else 1), batch, self.hidden_size)
+
+    def check_forward_args(self, input: Tensor, hidden: tuple[Tensor, Tensor], batch_sizes: Tensor | None) -> None:
+        """torch.nn.LSTM's checks of a forward call: the input (RNNBase.check_input), then h_0's and c_0's sizes."""
+        self.check_input(input, batch_sizes)
+        self.check_hidden_size(hidden[0], self.get_expected_hidden_size(input, batch_sizes), "Expected hidden[0] size {}, got {}")
+        self.check_hidden_size(hidden[1], self.get_expected_cell_size(input, batch_sizes), "Expected hidden[1] size {}, got {}")
+
+    def permute_hidden(self, hx: tuple[Tensor, Tensor], permutation: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Reorder the batch of both states (torch.nn.LSTM's method; used for unsorted PackedSequences)."""
+        if permutation is None:
+            return hx
+        return _apply_permutation(hx[0], permutation), _apply_permutation(hx[1], permutation)
+
+    def _check_packed(self, x: Tensor) -> None:
+        """torch leaves packed input to its kernel, whose RuntimeErrors speak of matrices; same type, clearer text."""
+        weight = self._flat_weights[0]
+        if x.dim() != 2:
+            raise RuntimeError(f"input must have 2 dimensions, got {x.dim()}")
+        if x.size(-1) != self.input_size:
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}")
+        if x.dtype != weight.dtype and not _autocast_on(x):
+            raise RuntimeError(
                 f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
                 f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})"
             )
-        if x.device != weight.device:
-            raise ValueError(f"input is on {x.device} but the LSTM's weights are on {weight.device}; move one of them")
-        expected_dim = 2 if packed else 3
-        if x.dim() != expected_dim:
-            raise RuntimeError(f"input must have {expected_dim} dimensions, got {x.dim()}")
-        if x.size(-1) != self.input_size:
-            raise RuntimeError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.size(-1)}"
-            )
-        if not packed and (x.size(0) == 0 or x.size(1) == 0):
-            raise ValueError(
-                f"LSTM: input has an empty time or batch dimension (shape {tuple(x.shape)}); "
-                "give at least one step of one sequence"
-            )
 
-    def forward(self, input, hx: tuple[Tensor, Tensor] | None = None):
+    def _check_devices_and_dtypes(self, x: Tensor, hx: tuple[Tensor, Tensor]) -> None:
+        """What torch's kernel checks after the Python checks, as RuntimeErrors; the states' messages name them."""
+        weight = self._flat_weights[0]
+        if x.device != weight.device:
+            raise RuntimeError(
+                "Input and parameter tensors are not at the same device, "
+                f"found input tensor at {x.device} and parameter tensor at {weight.device}"
+            )
+        for name, state in (("hidden[0]", hx[0]), ("hidden[1]", hx[1])):
+            if state.device != x.device:
+                raise RuntimeError(
+                    "Input and hidden tensors are not at the same device, "
+                    f"found input tensor at {x.device} and hidden tensor at {state.device}"
+                )
+            if state.dtype != x.dtype and not _autocast_on(x):
+                raise RuntimeError(f"{name} has dtype {state.dtype} but the input has dtype {x.dtype}")
+
+    def _check_lengths(self, input, lengths: Tensor) -> None:
+        if isinstance(input, PackedSequence) or input.dim() != 3:
+            kind = "a PackedSequence" if isinstance(input, PackedSequence) else f"{input.dim()}-D input"
+            raise ValueError(f"lengths needs padded batched input (T, B, I), or (B, T, I) with batch_first; got {kind}")
+        steps, batch = (input.size(1), input.size(0)) if self.batch_first else (input.size(0), input.size(1))
+        if not isinstance(lengths, Tensor) or lengths.dim() != 1 or lengths.size(0) != batch or lengths.is_floating_point():
+            got = f"{lengths.dtype} of shape {tuple(lengths.shape)}" if isinstance(lengths, Tensor) else type(lengths).__name__
+            raise ValueError(f"lengths must be an integer tensor of shape ({batch},), one per sequence, got {got}")
+        if not torch.compiler.is_compiling() and batch and not bool(((lengths >= 1) & (lengths <= steps)).all()):
+            raise ValueError(f"lengths must be in [1, {steps}] (the input has {steps} steps), got {lengths.tolist()}")
+
+    def _forward_packed_compiling(self, input: PackedSequence, hx):
+        """A PackedSequence under torch.compile / torch.export: unpacked to a padded (T, B) batch with gathers whose
+        shapes come from shapes only, run with ``lengths`` (states frozen past each length), and gathered back
+        into packed rows: the result of packed input, with no value of ``batch_sizes`` read in Python. The batch
+        size B is ``len(sorted_indices)`` (``enforce_sorted=False``) or h_0's; a sorted PackedSequence without
+        h_0 leaves only ``batch_sizes[0]``, a value, which dynamo turns into a graph break."""
+        x, batch_sizes, sorted_indices, unsorted_indices = input
+        self._check_packed(x)
+        if self.impl == "native":
+            raise ValueError("impl='native' (torch's kernel) cannot run packed input under torch.compile; use 'auto' or 'fused'")
+        if sorted_indices is not None:
+            batch = sorted_indices.numel()
+        elif hx is not None:
+            batch = hx[0].size(-2)
+        else:
+            batch = int(batch_sizes[0])
+        sizes = batch_sizes.to(x.device)  # (T,)
+        offsets = torch.cumsum(sizes, 0) - sizes  # (T,) first row of each step
+        column = torch.arange(batch, device=x.device)
+        valid = column[None, :] < sizes[:, None]  # (T, B) which sequences run at each step
+        rows = (offsets[:, None] + column[None, :]).masked_fill(~valid, 0)  # (T, B) packed row of each (t, b)
+        padded = x[rows] * valid.unsqueeze(-1).to(x.dtype)  # (T, B, I), in the packed (sorted) batch order
+        lengths = valid.sum(0)  # (B,)
+        if hx is not None:
+            hx = self.permute_hidden(hx, sorted_indices)
+        out, (h_n, c_n) = self.forward(padded.transpose(0, 1) if self.batch_first else padded, hx, lengths=lengths)
+        out = out.transpose(0, 1) if self.batch_first else out  # (T, B, D * P)
+        step = torch.repeat_interleave(torch.arange(sizes.numel(), device=x.device), sizes, output_size=x.size(0))
+        output = out[step, torch.arange(x.size(0), device=x.device) - offsets[step]]  # (N, D * P)
+        return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), self.permute_hidden(
+            (h_n, c_n), unsorted_indices
+        )
+
+    def forward(self, input, hx: tuple[Tensor, Tensor] | None = None, *, lengths: Tensor | None = None):
+        """Inputs and outputs as in the class docstring. ``lengths`` (B,) with padded batched input: the result of packing it
+        (``enforce_sorted=False``), running, and padding back with zeros to the input's length, computed on the
+        padded tensor with each sequence's state frozen past its length (:func:`lstmkit.ops.lstm`). No shape
+        depends on the data, so torch.compile and torch.export trace it whole, where ``pack_padded_sequence`` is
+        a graph break (dynamo does not trace it) and packed input makes the batch size a value of
+        ``batch_sizes``. Eager and compiled code draw the same random masks. ``impl="native"`` packs instead
+        (torch's kernel has no frozen steps), in eager code only."""
+        if lengths is not None:
+            self._check_lengths(input, lengths)
+            if self.impl == "native":
+                if torch.compiler.is_compiling():
+                    raise ValueError("impl='native' (torch's kernel) cannot run lengths= under torch.compile; use 'auto' or 'fused'")
+                steps = input.size(1 if self.batch_first else 0)
+                packed = pack_padded_sequence(input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
+                output, state = self.forward(packed, hx)
+                return pad_packed_sequence(output, batch_first=self.batch_first, total_length=steps)[0], state
+        if isinstance(input, PackedSequence) and torch.compiler.is_compiling():
+            return self._forward_packed_compiling(input, hx)
         directions = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
         packed = isinstance(input, PackedSequence)
@@ -388,6 +450,7 @@ class LSTM(nn.Module):
         is_batched = True
         if packed:
             x, batch_sizes, sorted_indices, unsorted_indices = input
+            self._check_packed(x)
             batch = int(batch_sizes[0])
         else:
             x = input
@@ -396,15 +459,15 @@ class LSTM(nn.Module):
             is_batched = x.dim() == 3
             if not is_batched:
                 x = x.unsqueeze(0 if self.batch_first else 1)
-            batch = x.size(0) if self.batch_first else x.size(1)
-        self._check_input(x, packed)
-
+            batch = x.size(0 if self.batch_first else 1)
+        layers = self.num_layers * directions
         if hx is None:
-            layers = self.num_layers * directions
             hx = (
-                x.new_zeros(layers, batch, real_hidden),
-                x.new_zeros(layers, batch, self.hidden_size),
+                torch.zeros(layers, batch, real_hidden, dtype=x.dtype, device=x.device),
+                torch.zeros(layers, batch, self.hidden_size, dtype=x.dtype, device=x.device),
             )
+            if not packed:
+                self.check_forward_args(x, hx, None)
         else:
             want = 3 if is_batched else 2
             if hx[0].dim() != want or hx[1].dim() != want:
@@ -415,10 +478,15 @@ class LSTM(nn.Module):
                 )
             if not is_batched:
                 hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
-            layers = self.num_layers * directions
-            _check_state("hidden[0]", hx[0], x, (layers, batch, real_hidden))
-            _check_state("hidden[1]", hx[1], x, (layers, batch, self.hidden_size))
-            hx = (_apply_permutation(hx[0], sorted_indices), _apply_permutation(hx[1], sorted_indices))
+            if packed:  # sizes checked before the permutation, so a wrong batch is named, not an index error
+                self.check_hidden_size(hx[0], (layers, batch, real_hidden), "Expected hidden[0] size {}, got {}")
+                self.check_hidden_size(hx[1], (layers, batch, self.hidden_size), "Expected hidden[1] size {}, got {}")
+            else:
+                self.check_forward_args(x, hx, None)
+            hx = self.permute_hidden(hx, sorted_indices)
+        self._check_devices_and_dtypes(x, hx)
+        if not packed and x.size(1 if self.batch_first else 0) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
         output, (h_n, c_n) = lstm(
             x,
@@ -433,17 +501,19 @@ class LSTM(nn.Module):
             impl=self.impl,
             variants=self.variants() if self.has_variant() else None,
             recurrent_dropout=self.recurrent_dropout if self.training else 0.0,
+            lengths=lengths,
         )
         if packed:
-            output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
-            return output, (_apply_permutation(h_n, unsorted_indices), _apply_permutation(c_n, unsorted_indices))
+            return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), self.permute_hidden(
+                (h_n, c_n), unsorted_indices
+            )
         if not is_batched:
             output = output.squeeze(0 if self.batch_first else 1)
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return output, (h_n, c_n)
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(nn.RNNCellBase):
     r"""One LSTM step, the same module as ``torch.nn.LSTMCell`` with a choice of implementation.
 
     .. math::
@@ -470,6 +540,11 @@ class LSTMCell(nn.Module):
     Attributes:
         weight_ih (4H, I), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,); rows in the order i, f, g, o.
 
+    An ``nn.RNNCellBase``, like torch's cell: the same parameters and initialisation (``hidden_size=0`` allowed),
+    and torch's errors in its order and words on every impl (a hidden or batch size that does not match, a
+    dtype that does not match the weights, a non-tuple ``hx``). ``forward`` reads ``self.training`` only for
+    zoneout.
+
     Example::
 
         >>> cell = lstmkit.LSTMCell(10, 20)
@@ -493,55 +568,56 @@ class LSTMCell(nn.Module):
         peephole: bool = False,
         cell_clip: float | None = None,
     ) -> None:
-        super().__init__()
+        _check_sizes(input_size=input_size, hidden_size=hidden_size)  # bool sizes refused (issue 14)
+        # torch's parameters (names, shapes, order, initialisation). As torch's cell: sizes of 0 are allowed, and
+        # bias is not type-checked (it is printed as given), so neither is refused here (issue 12)
+        super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
         factory = {"device": device, "dtype": dtype}
-        _check_flags(bias=bias, layer_norm=layer_norm, peephole=peephole)
-        _check_sizes(input_size=input_size, hidden_size=hidden_size)
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if value <= 0:
-                raise ValueError(f"{name} must be greater than zero")
+        _check_flags(layer_norm=layer_norm, peephole=peephole)
         _check_finite("forget_bias", forget_bias)
         if forget_bias and not bias:
             raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
         if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
             raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.bias = bias
         self.impl = _check_impl(impl)
         self.forget_bias = float(forget_bias)
         self.zoneout = _zoneout_pair(zoneout)
         self.layer_norm = bool(layer_norm)
         self.peephole = bool(peephole)
         self.cell_clip = float(cell_clip) if cell_clip is not None else None
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **factory))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        variant_names = []
         if peephole:
-            for name in ("weight_ci", "weight_cf", "weight_co"):
-                setattr(self, name, nn.Parameter(torch.empty(hidden_size, **factory)))
+            variant_names += ["weight_ci", "weight_cf", "weight_co"]
         if layer_norm:
-            for part, size in (("ih", 4 * hidden_size), ("hh", 4 * hidden_size), ("c", hidden_size)):
-                setattr(self, f"ln_{part}_weight", nn.Parameter(torch.empty(size, **factory)))
-                setattr(self, f"ln_{part}_bias", nn.Parameter(torch.empty(size, **factory)))
-        self.reset_parameters()
+            variant_names += [f"ln_{part}_{kind}" for part in ("ih", "hh", "c") for kind in ("weight", "bias")]
+        for name in variant_names:
+            size = 4 * hidden_size if name.startswith(("ln_ih", "ln_hh")) else hidden_size
+            setattr(self, name, nn.Parameter(torch.empty(size, **factory)))
+        self._variant_names = variant_names
+        self._reset_variants()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        """torch's initialisation, U(-1/sqrt(H), 1/sqrt(H)) for every parameter in registration order; layer-norm
+        gains 1 and biases 0; ``forget_bias`` added to the forget-gate rows of ``bias_ih``."""
+        super().reset_parameters()
+        if "_variant_names" in self.__dict__:  # not while RNNCellBase.__init__ calls this
+            with torch.no_grad():
+                self._finish_variants()
+
+    def _reset_variants(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for name in self._variant_names:
+            nn.init.uniform_(getattr(self, name), -bound, bound)
         with torch.no_grad():
-            if self.layer_norm:
-                for part in ("ih", "hh", "c"):
-                    getattr(self, f"ln_{part}_weight").fill_(1.0)
-                    getattr(self, f"ln_{part}_bias").zero_()
-            if self.forget_bias:
-                self.bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
+            self._finish_variants()
+
+    def _finish_variants(self) -> None:
+        if self.layer_norm:
+            for part in ("ih", "hh", "c"):
+                getattr(self, f"ln_{part}_weight").fill_(1.0)
+                getattr(self, f"ln_{part}_bias").zero_()
+        if self.forget_bias:
+            self.bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
 
     def variant(self) -> Variant:
         """This cell's extras; zoneout as probabilities (the forward draws masks in training)."""
@@ -556,8 +632,9 @@ class LSTMCell(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        defaults = {"bias": True, "impl": "auto", "forget_bias": 0.0, "zoneout": (0.0, 0.0), "layer_norm": False,
+        """torch.nn.LSTMCell's text (``bias`` printed as torch prints it), then the options it lacks."""
+        s = super().extra_repr()
+        defaults = {"impl": "auto", "forget_bias": 0.0, "zoneout": (0.0, 0.0), "layer_norm": False,
                     "peephole": False, "cell_clip": None}
         for name, default in defaults.items():
             if getattr(self, name) != default:
@@ -565,6 +642,7 @@ class LSTMCell(nn.Module):
         return s
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        # torch.nn.LSTMCell's steps in its order; the size and dtype checks of torch's kernel follow in lstm_cell
         if input.dim() not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if hx is not None:
@@ -573,26 +651,16 @@ class LSTMCell(nn.Module):
                     raise ValueError(f"LSTMCell: Expected hx[{index}] to be 1D or 2D, got {value.dim()}D instead")
         is_batched = input.dim() == 2
         x = input if is_batched else input.unsqueeze(0)
-        if x.dtype != self.weight_ih.dtype:
-            raise ValueError(f"LSTMCell: input dtype ({x.dtype}) does not match weight dtype ({self.weight_ih.dtype})")
-        if x.device != self.weight_ih.device:
-            raise ValueError(f"LSTMCell: input is on {x.device} but the weights are on {self.weight_ih.device}")
-        if x.size(1) != self.input_size:
-            raise RuntimeError(f"input has inconsistent input_size: got {x.size(1)} expected {self.input_size}")
         if hx is None:
-            zeros = x.new_zeros(x.size(0), self.hidden_size)
+            zeros = torch.zeros(x.size(0), self.hidden_size, dtype=x.dtype, device=x.device)
             hx = (zeros, zeros)
-        else:
-            hx = hx if is_batched else (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
-            for index, value in enumerate(hx):
-                expected = (x.size(0), self.hidden_size)
-                if tuple(value.shape) != expected:
-                    raise RuntimeError(f"hx[{index}] must have shape {expected} to match the input batch, got {tuple(value.shape)}")
-                if value.dtype != x.dtype or value.device != x.device:
-                    raise ValueError(f"hx[{index}] is {value.dtype} on {value.device} but the input is {x.dtype} on {x.device}")
+        elif not is_batched:
+            hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
         variant = self.variant()
-        if self.training:  # zoneout: a fresh keep-previous mask per unit for this step
-            z_h, z_c = self.zoneout
+        # zoneout draws a fresh keep-previous mask per unit for this step in training; nothing else reads
+        # self.training, so a cell without variants runs even where that attribute is missing, as torch's does
+        z_h, z_c = self.zoneout
+        if (z_h > 0 or z_c > 0) and self.training:
             variant = variant._replace(
                 zoneout_h=bernoulli_mask(hx[0].shape, z_h, device=x.device, dtype=x.dtype) if z_h > 0 else 0.0,
                 zoneout_c=bernoulli_mask(hx[1].shape, z_c, device=x.device, dtype=x.dtype) if z_c > 0 else 0.0,
@@ -601,4 +669,3 @@ class LSTMCell(nn.Module):
         if not is_batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c
-

@@ -68,6 +68,10 @@ def resolve_impl(
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, got {impl!r}")
+    if impl == "auto" and torch.compiler.is_exporting():
+        # torch.export: torch's kernel and the reference loop unroll over time and fix T (pytorch#91439); the
+        # operator lstmkit::lstm_layer is one node whose fake kernel keeps T and B symbolic
+        return "fused"
     if variant:
         if impl == "native":
             raise ValueError(f"impl='native' (torch's kernel) cannot compute {variant}; use impl='fused' or 'reference'")
@@ -111,6 +115,13 @@ def _fallback_beats_fused(
     return hidden < (512 if projected or dtype == torch.float64 else 384)
 
 
+def _compiled_impl(impl: str) -> str:
+    """``"auto"`` under torch.compile is the fused operator: one graph node whose fake kernel keeps T and B
+    symbolic. torch's kernel is decomposed into a loop unrolled at one length, so every new sequence length
+    (a language model's variable windows) would compile again, until dynamo gives up and runs eagerly."""
+    return "fused" if impl == "auto" and torch.compiler.is_compiling() else impl
+
+
 def _ragged(batch_sizes: Tensor | Sequence[int] | None) -> bool:
     """Whether packed input has sequences of different lengths (torch leaves oneDNN only for those)."""
     if batch_sizes is None or len(batch_sizes) == 0:
@@ -144,8 +155,8 @@ def _check_layer_args(x: Tensor, hx, weights: LayerWeights, batch_sizes) -> tupl
     if batch_sizes is None:
         if x.dim() != 3:
             raise ValueError(f"x must be 3-D (T, B, I) without batch_sizes, got {x.dim()}-D of shape {tuple(x.shape)}")
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"x must have at least one time step and one sequence, got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
         batch = x.shape[1]
     else:
         if x.dim() != 2:
@@ -244,6 +255,7 @@ def lstm_layer(
         ``output`` ((T, B, P) or (N, P)) and ``(h_n (B, P), c_n (B, H))``.
     """
     weights = LayerWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    impl = _compiled_impl(impl)
     _, hidden, proj = _check_layer_args(x, hx, weights, batch_sizes)
     if hx is None:
         batch = x.shape[1] if batch_sizes is None else int(batch_sizes[0])
@@ -255,7 +267,7 @@ def lstm_layer(
     )
     if which == "native":
         return _layer_native(x, hx, weights, reverse, batch_sizes)
-    layer = lstm_layer_fused if which == "fused" else lstm_layer_ref
+    layer = lstm_layer_fused if which == "fused" and not _empty(hx) else lstm_layer_ref
     return layer(x, hx, *weights, reverse=reverse, batch_sizes=batch_sizes, variant=variant)
 
 
@@ -276,6 +288,7 @@ def lstm(
     impl: str = "auto",
     variants: Sequence[Variant] | None = None,
     recurrent_dropout: float = 0.0,
+    lengths: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """A stack of LSTM layers, as ``torch.nn.LSTM`` computes it (arguments already validated by the module).
 
@@ -287,14 +300,31 @@ def lstm(
         variants: one :class:`~lstmkit.ops.reference.Variant` per layer and direction (weights, cell clip, and
             zoneout as probabilities); in training the zoneout masks are drawn here, per layer and direction.
         recurrent_dropout: in training, one mask per sequence, layer and direction on the h fed back.
+        lengths: (B,) for padded ``x``: sequence b has ``lengths[b]`` steps. The result equals packing, running and
+            padding back with zeros, computed on the padded tensor (static shapes: what torch.compile and export
+            need): past its length each sequence's state is frozen, by a zoneout keep-mask of 1 there (lerp
+            with weight 1 returns the previous state exactly, and passes no gradient to the new one), so the
+            reverse direction starts at each sequence's own last step from h_0, and h_n, c_n are each sequence's
+            state after its last step. Not with ``batch_sizes``; ``impl="native"`` refuses it.
 
     Returns:
         ``output`` in the layout of ``x`` with P * D features, and ``(h_n, c_n)`` shaped like ``hx``.
     """
+    if _autocast_dtype(x) is not None:
+        return _autocast_stack(
+            x, hx, weights, num_layers=num_layers, bidirectional=bidirectional, dropout=dropout, training=training,
+            batch_first=batch_first, batch_sizes=batch_sizes, impl=impl, variants=variants,
+            recurrent_dropout=recurrent_dropout, lengths=lengths,
+        )
+    if lengths is not None and batch_sizes is not None:
+        raise ValueError("lengths is for padded input; packed input already carries its batch_sizes")
+    impl = _compiled_impl(impl)
     directions = 2 if bidirectional else 1
     projected = weights[0].w_hr is not None
     variants = list(variants) if variants is not None else [NO_VARIANT] * len(weights)
     active = describe_variant(variants[0], recurrent_dropout)
+    if lengths is not None:
+        active = ", ".join(filter(None, (active, "lengths")))
     which = resolve_impl(
         impl, device=x.device, dtype=x.dtype, packed=_ragged(batch_sizes), projected=projected, variant=active,
         hidden=weights[0].w_hh.shape[0] // 4, batch=hx[0].shape[1],
@@ -310,9 +340,13 @@ def lstm(
             out, h_n, c_n = torch._VF.lstm(x, batch_sizes, hx, flat, has_bias, num_layers, dropout, training, bidirectional)
         return out, (h_n, c_n)
 
-    layer_fn = lstm_layer_fused if which == "fused" else lstm_layer_ref
+    layer_fn = lstm_layer_fused if which == "fused" and not _empty((hx[0][0], hx[1][0])) else lstm_layer_ref
     sizes = None if batch_sizes is None else tuple(int(s) for s in batch_sizes)
     layer_input = x.transpose(0, 1) if (batch_first and batch_sizes is None) else x  # time-major
+    padding = None
+    if lengths is not None:  # (T, B, 1) True past each sequence's end
+        steps = torch.arange(layer_input.shape[0], device=x.device)
+        padding = (steps[:, None] >= lengths.to(x.device)[None, :]).unsqueeze(-1)
     h_n: list[Tensor] = []
     c_n: list[Tensor] = []
     for layer in range(num_layers):
@@ -321,6 +355,8 @@ def lstm(
             k = layer * directions + direction
             state = (hx[0][k], hx[1][k])
             variant = _draw_masks(variants[k], recurrent_dropout, training, layer_input, state) if active else NO_VARIANT
+            if padding is not None:
+                variant = _freeze_padding(variant, padding, state)
             out, (h, c) = layer_fn(
                 layer_input, state, *weights[k], reverse=direction == 1, batch_sizes=sizes, variant=variant
             )
@@ -330,8 +366,58 @@ def lstm(
         layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, dropout, training=True)
+    if padding is not None:
+        layer_input = layer_input.masked_fill(padding, 0.0)  # zeros past the ends, as pad_packed_sequence gives
     output = layer_input.transpose(0, 1) if (batch_first and batch_sizes is None) else layer_input
     return output, (torch.stack(h_n), torch.stack(c_n))
+
+
+def _freeze_padding(variant: Variant, padding: Tensor, state: tuple[Tensor, Tensor]) -> Variant:
+    """Zoneout keep-masks (T, B, P) / (T, B, H) that are 1 on padded steps: the drawn masks, or zoneout's eval
+    probability (0 without zoneout), elsewhere."""
+    h0, c0 = state
+
+    def keep(zone, size: int) -> Tensor:
+        shape = (*padding.shape[:2], size)
+        base = zone if isinstance(zone, Tensor) else torch.full((), float(zone), dtype=h0.dtype, device=h0.device)
+        return torch.where(padding, torch.ones((), dtype=h0.dtype, device=h0.device), base).expand(shape)
+
+    return variant._replace(zoneout_h=keep(variant.zoneout_h, h0.shape[-1]), zoneout_c=keep(variant.zoneout_c, c0.shape[-1]))
+
+
+def _empty(hx: tuple[Tensor, Tensor]) -> bool:
+    """Whether the states hold no numbers (B = 0, or H = 0 for a cell): nothing to fuse, so the reference equations
+    return the empty result (with torch's shapes, connected to the graph) on every implementation but native."""
+    return hx[0].numel() == 0 or hx[1].numel() == 0
+
+
+def _autocast_dtype(x: Tensor) -> torch.dtype | None:
+    """The dtype autocast runs an LSTM in on ``x``'s device, or None when autocast is off there."""
+    device = x.device.type
+    if not x.is_floating_point() or not torch.is_autocast_enabled(device):
+        return None
+    return torch.get_autocast_dtype(device)
+
+
+def _autocast_stack(x: Tensor, hx, weights: Sequence[LayerWeights], *, variants, **options):
+    """:func:`lstm` under autocast, as autocast treats torch's ``aten::lstm`` (a lower-precision op): every
+    floating input, state and weight cast to autocast's dtype, the whole stack computed in it with autocast
+    off, the outputs in that dtype. Without this the fused path would multiply a float32 input by bfloat16
+    weights ("mat1 and mat2 must have the same dtype")."""
+    dtype = _autocast_dtype(x)
+
+    def cast(t):
+        if isinstance(t, Tensor) and t.is_floating_point():
+            return t.to(dtype)
+        if isinstance(t, tuple):  # layer-norm (gain, bias) pairs
+            return tuple(cast(u) for u in t)
+        return t
+
+    weights = [LayerWeights(*(cast(w) for w in layer)) for layer in weights]
+    if variants is not None:
+        variants = [Variant(*(cast(field) for field in v)) for v in variants]
+    with torch.autocast(x.device.type, enabled=False):
+        return lstm(cast(x), (cast(hx[0]), cast(hx[1])), weights, variants=variants, **options)
 
 
 def describe_variant(variant: Variant, recurrent_dropout: float = 0.0) -> str:
@@ -368,6 +454,42 @@ def _draw_masks(variant: Variant, recurrent_dropout: float, training: bool, x: T
     return variant._replace(recurrent_mask=mask, zoneout_h=zone_h, zoneout_c=zone_c)
 
 
+_SCALAR_NAMES = {
+    torch.float64: "Double", torch.float32: "Float", torch.float16: "Half", torch.bfloat16: "BFloat16",
+    torch.int64: "Long", torch.int32: "Int", torch.int16: "Short", torch.int8: "Char", torch.uint8: "Byte",
+    torch.bool: "Bool",
+}
+
+
+def _check_cell_args(x: Tensor, hx, w_ih: Tensor, w_hh: Tensor) -> None:
+    """torch's checks of one cell step (``aten::lstm_cell``), in its order and words, so every impl fails alike:
+    hx a pair of tensors, the input size, then for h and c the batch before the hidden size; then the dtypes of
+    the two matmuls (torch promotes a c of another dtype, so that is no error). Under autocast torch casts the
+    matmuls, so dtypes are not compared there."""
+    if not isinstance(hx, (tuple, list)):
+        raise TypeError(f"lstm_cell(): argument 'hx' (position 2) must be tuple of Tensors, not {type(hx).__name__}")
+    if len(hx) != 2:
+        raise RuntimeError("lstm_cell expects two hidden states")
+    if x.size(1) != w_ih.size(1):
+        raise RuntimeError(f"input has inconsistent input_size: got {x.size(1)} expected {w_ih.size(1)}")
+    hidden = w_hh.size(1)
+    for k, state in enumerate(hx):
+        if state.size(0) != x.size(0):
+            raise RuntimeError(f"Input batch size {x.size(0)} doesn't match hidden{k} batch size {state.size(0)}")
+        if state.size(1) != hidden:
+            raise RuntimeError(f"hidden{k} has inconsistent hidden_size: got {state.size(1)}, expected {hidden}")
+    for k, t in enumerate((w_ih, *hx)):
+        if t.device != x.device:  # torch's kernels say "Tensor on device cpu is not on the expected device meta!"
+            name = "the weights" if k == 0 else f"hidden{k - 1}"
+            raise RuntimeError(f"lstm_cell: {name} {'are' if k == 0 else 'is'} on {t.device} but the input is on {x.device}")
+    if _autocast_dtype(x) is not None:
+        return
+    for a, b in ((x, w_ih), (hx[0], w_hh)):
+        if a.dtype != b.dtype:
+            names = (_SCALAR_NAMES.get(a.dtype, str(a.dtype)), _SCALAR_NAMES.get(b.dtype, str(b.dtype)))
+            raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {names[0]} and {names[1]}")
+
+
 def lstm_cell(
     x: Tensor,
     hx: tuple[Tensor, Tensor],
@@ -383,11 +505,16 @@ def lstm_cell(
     ``variant`` asks for something the kernel cannot do, the reference cell: for a single step the equations with
     autograd are faster than the fused layer, whose buffers, weight reorder and backward set-up pay off only over
     many steps (benchmarks/RESULTS.md, "lstmkit.LSTMCell with a variant"). Zoneout masks here are one step's."""
+    _check_cell_args(x, hx, w_ih, w_hh)
     which = resolve_impl(
         impl, device=x.device, dtype=x.dtype, packed=False, projected=False, variant=describe_variant(variant), steps=1
     )
     if which == "native":
         return torch._VF.lstm_cell(x, hx, w_ih, w_hh, b_ih, b_hh)
+    if which == "fused" and (_empty(hx) or _autocast_dtype(x) is not None or hx[1].dtype != x.dtype):
+        # nothing to fuse, or what torch's cell does by type promotion and autocast's casts of its matmuls
+        # (float32 states stay float32, a float64 c makes the result float64): the reference equations do the same
+        which = "reference"
     if which == "fused":
         as_steps = variant._replace(
             zoneout_h=variant.zoneout_h.unsqueeze(0) if isinstance(variant.zoneout_h, Tensor) else variant.zoneout_h,

@@ -21,7 +21,9 @@ kernels read and write the same workspace layout, so their forward and backward 
 
 Double backward: when the backward runs with ``create_graph=True`` the gradients are recomputed through the
 reference equations (:func:`lstmkit.ops.reference.lstm_layer_ref`) with autograd, which is differentiable again;
-the operator's own backward is not.
+the operator's own backward is not. Batched gradients (``torch.autograd.grad(..., is_grads_batched=True)``) need
+no rule here: the legacy vmap that call uses runs ``lstmkit::lstm_layer_backward`` once per vector through
+PyTorch's batching fallback (tests/nn/test_torch_contract.py compares both with torch.nn.LSTM).
 """
 
 from __future__ import annotations

@@ -75,11 +75,20 @@ def survivor_scale(keep: float) -> float:
     return 1.0 / realised if realised > 0 else 0.0
 
 
+def _random_words(count: int, generator: torch.Generator | None, device) -> Tensor:
+    """``count`` int64 words of 64 uniform bits, the numbers ``empty(count).random_(-2**63, None)`` draws.
+
+    Written out of place so that torch.compile traces it (dynamo refuses the in-place ``random_``): ``randint``
+    over [-2**63, 2**63 - 1) consumes the same 64-bit draws and returns each plus 2**63, i.e. with the top bit
+    flipped, which the xor flips back. So eager masks are unchanged, and a compiled model draws the same ones
+    when inductor is told to use torch's generator (``torch._inductor.config.fallback_random``)."""
+    words = torch.randint(-(2**63), 2**63 - 1, (count,), dtype=torch.int64, device=device, generator=generator)
+    return torch.bitwise_xor(words, -(2**63))
+
+
 def _uniform_int16(count: int, generator: torch.Generator | None, device) -> Tensor:
-    """``count`` independent integers, uniform in [-32768, 32767]."""
-    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
-    words.random_(-(2**63), None, generator=generator)  # [-2**63, 2**63): 64 uniform bits per word
-    return words.view(torch.int16)[:count]
+    """``count`` independent integers, uniform in [-32768, 32767]: 16-bit slices of 64-bit random words."""
+    return _random_words((count + 3) // 4, generator, device).view(torch.int16)[:count]
 
 
 def bernoulli_mask(

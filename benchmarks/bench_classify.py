@@ -1,0 +1,139 @@
+"""Throughput of ``lstmkit classify`` (sentences per second) against a peer built on plain ``torch.nn.LSTM``.
+
+Ours: :func:`lstmkit.classify.classify_texts` on raw lines (tokenize, encode, sortish batches, the classifier under
+``torch.inference_mode``, softmax, the best label), in float32 and with ``precision="auto"`` (bfloat16 autocast
+where the CPU has native bfloat16). The peer (our own code): the same tokenized, encoded and sorted
+batches through ``torch.nn.LSTM`` layers holding the same weights, the same concat pooling and head. Both run in
+the same process in alternating blocks; the report gives the median sentences per second of each and the ratio.
+
+    python benchmarks/bench_classify.py --run runs/sst2 --threads 2          # a trained classifier
+    python benchmarks/bench_classify.py --threads 2                          # random weights of the default sizes
+
+The sentences are MR's 10,662 lines (``--data``, else ``$LSTMKIT_DATA/rt_polarity``, else
+``../shared/data/rt_polarity``); without them, random sentences of 5-40 words stand in (said in the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from lstmkit.classify.api import LoadedClassifier, classify_texts, load_classifier  # noqa: E402
+from lstmkit.classify.data import make_batch, read_mr, tokenize  # noqa: E402
+from lstmkit.classify.model import Classifier, concat_pool  # noqa: E402
+from lstmkit.classify.task import ClassifierRunConfig, encode_examples  # noqa: E402
+from lstmkit.data import EOS, UNK, Vocab, batch_plan  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def sentences(data: str | None) -> tuple[list[str], str]:
+    root = Path(data or os.environ.get("LSTMKIT_DATA", REPO.parent / "shared" / "data")) / (
+        "" if data else "rt_polarity")
+    if (root / "rt-polarity.pos").is_file():
+        return [" ".join(example.tokens) for example in read_mr(root)], f"MR ({root})"
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(5000)]
+    return [" ".join(rng.choices(words, k=rng.randint(5, 40))) for _ in range(10_000)], "random sentences"
+
+
+def random_classifier(texts: list[str]) -> LoadedClassifier:
+    config = ClassifierRunConfig()
+    vocab = Vocab.build((token for text in texts for token in tokenize(text)), specials=(UNK, EOS))
+    model = Classifier(len(vocab), 2, config.model).eval()
+    return LoadedClassifier(model, vocab, ["negative", "positive"], config, Path("random weights"))
+
+
+class Peer(nn.Module):
+    """The same network on torch.nn.LSTM layers (weights copied), the same pooling and head."""
+
+    def __init__(self, model: Classifier) -> None:
+        super().__init__()
+        self.embedding = model.encoder.embedding
+        self.layers = nn.ModuleList()
+        for layer in model.encoder.layers:
+            peer = nn.LSTM(layer.input_size, layer.hidden_size)
+            peer.load_state_dict({k: v for k, v in layer.state_dict().items() if k in peer.state_dict()})
+            self.layers.append(peer)
+        self.head = model.head
+
+    def forward(self, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(words)
+        for layer in self.layers:
+            x, _ = layer(x)
+        return self.head(concat_pool(x, lengths))
+
+
+def peer_classify(peer: Peer, clf: LoadedClassifier, texts: list[str], batch_size: int) -> list[int]:
+    ids = encode_examples([tokenize(text) for text in texts], clf.vocab)
+    out = [0] * len(ids)
+    with torch.inference_mode():
+        for indices in batch_plan([len(row) for row in ids], batch_size):
+            batch = make_batch([ids[i] for i in indices], None, clf.vocab.unk_id)
+            best = torch.softmax(peer(batch.words, batch.lengths), dim=1).argmax(dim=1).tolist()
+            for row, index in enumerate(indices):
+                out[index] = best[row]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", help="a train-classifier run directory (default: random weights, default sizes)")
+    parser.add_argument("--data", help="the MR folder")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5, help="timed blocks per side")
+    parser.add_argument("--limit", type=int, help="classify only the first N sentences")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    texts, source = sentences(args.data)
+    if args.limit:
+        texts = texts[: args.limit]
+    clf = load_classifier(args.run) if args.run else random_classifier(texts)
+    peer = Peer(clf.model).eval()
+    ours_labels = [clf.labels.index(p.label) for p in classify_texts(clf, texts[:512], args.batch_size)]
+    agree = sum(a == b for a, b in zip(ours_labels, peer_classify(peer, clf, texts[:512], args.batch_size)))
+    times: dict[str, list[float]] = {"lstmkit float32": [], "lstmkit auto": [], "torch.nn.LSTM peer": []}
+    for _ in range(args.repeats):
+        for precision in ("float32", "auto"):
+            started = time.perf_counter()
+            classify_texts(clf, texts, args.batch_size, precision)
+            times[f"lstmkit {precision}"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        peer_classify(peer, clf, texts, args.batch_size)
+        times["torch.nn.LSTM peer"].append(time.perf_counter() - started)
+    tokens = sum(len(tokenize(text)) + 1 for text in texts)
+    print(f"classify throughput: {len(texts)} sentences of {source} ({tokens / len(texts):.1f} tokens each with "
+          f"<eos>), model {clf.path} ({clf.model.num_parameters():,} parameters), batch {args.batch_size}, "
+          f"{args.threads} threads, torch {torch.__version__}, {cpu_name()}")
+    print(f"predictions agree with the peer on {agree}/{min(512, len(texts))} sentences")
+    rates = {name: len(texts) / statistics.median(values) for name, values in times.items()}
+    for name, rate in rates.items():
+        ratio = rate / rates["torch.nn.LSTM peer"]
+        print(f"  {name:<20} {rate:>10,.0f} sentences/s (median of {args.repeats}), {ratio:.2f}x the peer")
+    print("  (auto: bfloat16 autocast where the CPU has native bfloat16 arithmetic, else float32)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Using a trained classifier: load it, classify text, score it on a split.
+
+The Python forms of ``lstmkit classify`` and ``lstmkit eval-classifier``::
+
+    from lstmkit.classify import classify_texts, evaluate_classifier, load_classifier
+
+    clf = load_classifier("runs/sst2")                       # the best checkpoint, in eval mode
+    classify_texts(clf, ["A gorgeous, witty film.", "Dull."])  # [Prediction("positive", 0.97), ...]
+    scores = evaluate_classifier(clf, "test")                # .accuracy, .examples, .per_class, .confusion
+
+Loading reads only safetensors and JSON (never pickle) and checks the files against the checkpoint's manifest.
+Texts are tokenized as the training data was (:func:`~lstmkit.classify.data.tokenize`) and classified in batches of
+similar length under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from ..data import DataError, Vocab, batch_plan
+from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
+from ..train.lm import load_model_weights, resolve_precision
+from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
+from ..train.tagging_metrics import TaggingScores, plot_confusion, score_tags
+from .data import Example, make_batch, task_splits, tokenize
+from .model import Classifier
+from .task import ClassifierRunConfig, encode_examples, read_classifier_info
+
+__all__ = ["PRECISIONS", "LoadedClassifier", "Prediction", "ClassificationScores", "load_classifier", "classify_texts",
+           "predict_examples", "evaluate_classifier", "plot_confusion"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedClassifier:
+    """A trained classifier ready to use: the model (eval mode), vocabulary, label names, the run's configuration
+    and the checkpoint directory it came from."""
+
+    model: Classifier
+    vocab: Vocab
+    labels: list[str]
+    config: ClassifierRunConfig
+    path: Path
+
+
+class Prediction(NamedTuple):
+    """The most probable label of a text and its probability."""
+
+    label: str
+    probability: float
+
+
+def load_classifier(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedClassifier:
+    """Load the classifier of a ``lstmkit train-classifier`` run.
+
+    Args:
+        run_dir: the run directory.
+        checkpoint: ``"best"`` (the best dev accuracy; the last checkpoint if there is no best yet) or ``"last"``.
+
+    Raises:
+        CheckpointError: no such run directory, not a classifier's, or damaged files (one line).
+    """
+    run_dir = Path(run_dir)
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory")
+    name = BEST_CHECKPOINT if checkpoint == "best" and checkpoint_exists(run_dir, BEST_CHECKPOINT) else LAST_CHECKPOINT
+    if not checkpoint_exists(run_dir, name):
+        raise CheckpointError(f"{run_dir} is not a classifier run directory (it has no {name}/ checkpoint)")
+    stored = load_checkpoint(run_dir, name=name)
+    config, vocab, labels = read_classifier_info(stored.extra.get("task"), run_dir)
+    model = Classifier(len(vocab), len(labels), config.model)
+    load_model_weights(model, stored.model_state, stored.path)
+    return LoadedClassifier(model.eval(), vocab, labels, config, stored.path)
+
+
+def _as_classifier(model: LoadedClassifier | str | os.PathLike) -> LoadedClassifier:
+    return model if isinstance(model, LoadedClassifier) else load_classifier(model)
+
+
+PRECISIONS = ("float32", "bfloat16", "auto")
+"""Compute of :func:`classify_texts`: float32, bfloat16 autocast, or auto (bfloat16 where the CPU has native
+bfloat16 arithmetic). Scores (:func:`evaluate_classifier`) are always float32."""
+
+
+@torch.inference_mode()
+def _probabilities(clf: LoadedClassifier, token_lists: Sequence[Sequence[str]], batch_size: int | None,
+                   precision: str = "float32") -> torch.Tensor:
+    """``(N, K)`` class probabilities of tokenized texts, in input order."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    low = resolve_precision(precision) == torch.bfloat16
+    ids = encode_examples(token_lists, clf.vocab)
+    out = torch.empty(len(ids), len(clf.labels))
+    clf.model.eval()
+    for indices in batch_plan([len(row) for row in ids], batch_size or clf.config.data.eval_batch_size):
+        batch = make_batch([ids[i] for i in indices], None, clf.vocab.unk_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            logits = clf.model(batch.words, batch.lengths).logits
+        out[indices] = torch.softmax(logits.float(), dim=1)
+    return out
+
+
+def classify_texts(
+    model_or_run_dir: LoadedClassifier | str | os.PathLike,
+    texts: Sequence[str],
+    batch_size: int | None = None,
+    precision: str = "float32",
+) -> list[Prediction]:
+    """The most probable label of each text and its probability, in input order.
+
+    A text is one line of raw text; it is tokenized as the training data was. An empty text is classified as
+    the start-of-text marker alone (the model's prior). ``precision``: one of :data:`PRECISIONS`.
+    """
+    clf = _as_classifier(model_or_run_dir)
+    probabilities = _probabilities(clf, [tokenize(text) for text in texts], batch_size, precision)
+    best, index = probabilities.max(dim=1)
+    return [Prediction(clf.labels[i], p) for p, i in zip(best.tolist(), index.tolist())]
+
+
+def predict_examples(clf: LoadedClassifier, examples: Sequence[Example], batch_size: int | None = None) -> list[int]:
+    """Predicted label ids of already tokenized examples."""
+    return _probabilities(clf, [example.tokens for example in examples], batch_size).argmax(dim=1).tolist()
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationScores:
+    """Accuracy, per-class precision / recall / F1 and the confusion matrix of a classifier on labelled examples.
+
+    Attributes:
+        split: what was scored. accuracy: correct / examples. examples, correct: counts.
+        per_class: label -> :class:`~lstmkit.train.tagging_metrics.TagScore` (precision, recall, f1, support,
+            predicted). labels: matrix order. confusion: ``confusion[i][j]`` examples of gold ``labels[i]``
+            predicted as ``labels[j]``.
+    """
+
+    split: str
+    accuracy: float
+    examples: int
+    correct: int
+    per_class: dict[str, Any]
+    labels: list[str]
+    confusion: list[list[int]]
+    macro_f1: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split, "accuracy": self.accuracy, "examples": self.examples, "correct": self.correct,
+            "macro_f1": self.macro_f1,
+            "per_class": {label: dataclasses.asdict(score) for label, score in self.per_class.items()},
+            "labels": list(self.labels), "confusion": [list(row) for row in self.confusion],
+        }
+
+    def as_tagging_scores(self) -> TaggingScores:
+        """The same numbers in the tagger's form (one "sentence" of examples), for its confusion plot."""
+        return TaggingScores(self.split, self.accuracy, self.examples, self.correct, 1, None, None,
+                             dict(self.per_class), list(self.labels), [list(row) for row in self.confusion])
+
+    def report(self) -> str:
+        lines = [f"{self.split}: accuracy {100 * self.accuracy:.2f}% ({self.correct}/{self.examples} examples), "
+                 f"macro F1 {100 * self.macro_f1:.2f}",
+                 f"  {'class':<14} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
+        for label, score in self.per_class.items():
+            lines.append(f"  {label:<14} {100 * score.precision:>8.2f}% {100 * score.recall:>6.2f}% "
+                         f"{100 * score.f1:>6.2f}% {score.support:>8}")
+        return "\n".join(lines)
+
+
+def score_labels(
+    gold: Sequence[str], predicted: Sequence[str], split: str, labels: Sequence[str]
+) -> ClassificationScores:
+    """Score predicted label names against gold ones (the tagger's bookkeeping, over one list of examples)."""
+    scores = score_tags([list(gold)], [list(predicted)], split, labels)
+    order = list(labels) + [label for label in scores.labels if label not in labels]
+    position = {label: i for i, label in enumerate(scores.labels)}
+    confusion = [[scores.confusion[position[g]][position[p]] if g in position and p in position else 0
+                  for p in order] for g in order]
+    per_class = {label: scores.per_tag[label] for label in order if label in scores.per_tag}
+    return ClassificationScores(split, scores.accuracy, scores.tokens, scores.correct, per_class, order, confusion,
+                                scores.macro_f1)
+
+
+def evaluate_classifier(
+    model_or_run_dir: LoadedClassifier | str | os.PathLike,
+    split: str = "test",
+    data: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+) -> ClassificationScores:
+    """Classify a split of the run's task and score it.
+
+    Args:
+        model_or_run_dir: a :class:`LoadedClassifier` or a run directory.
+        split: ``"train"``, ``"dev"`` or ``"test"`` (for MR: of the run's fold).
+        data: the data folder (default: the one the run was trained on).
+        batch_size: examples per batch (default: the run's ``eval_batch_size``).
+
+    Raises:
+        DataError: missing or malformed data, or an unknown split. CheckpointError: not a classifier run.
+    """
+    clf = _as_classifier(model_or_run_dir)
+    if split not in ("train", "dev", "test"):
+        raise DataError(f"unknown split {split!r}: choose train, dev or test")
+    d = clf.config.data
+    examples = task_splits(data or d.path, d.task, phrases=False, fold=d.fold, folds=d.folds,
+                           seed=d.split_seed)[split]
+    if not examples:
+        raise DataError(f"{data or d.path}: the {split} split has no examples")
+    predicted = predict_examples(clf, examples, batch_size)
+    return score_labels([clf.labels[e.label] for e in examples], [clf.labels[p] for p in predicted], split,
+                        clf.labels)

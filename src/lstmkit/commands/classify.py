@@ -1,0 +1,47 @@
+"""``lstmkit classify RUN_DIR --input FILE``: one text per line in, ``label<TAB>probability`` per line out
+(:func:`lstmkit.classify.classify_texts`). ``--input -`` reads standard input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .tag import read_stdin
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-classifier run directory")
+    parser.add_argument("--input", required=True, metavar="FILE", help="one text per line; - for standard input")
+    parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: - standard output)")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
+    parser.add_argument("--batch-size", type=int, metavar="N", help="texts per batch (default: the run's)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32",
+                        help="compute: float32 (default), bfloat16 autocast, or auto (bfloat16 where the CPU has "
+                        "native bfloat16); see benchmarks/RESULTS.md for which is faster here")
+    parser.add_argument("--stats", action="store_true", help="print texts per second to standard error")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..classify.api import classify_texts, load_classifier
+    from ..data import DataError, read_utf8_text, split_lines
+
+    source, text = ("<stdin>", read_stdin()) if args.input == "-" else (args.input, read_utf8_text(args.input))
+    lines = split_lines(text)
+    if not lines:
+        raise DataError(f"{source}: empty input, nothing to classify")
+    clf = load_classifier(args.run_dir, args.checkpoint)
+    started = time.perf_counter()
+    predictions = classify_texts(clf, lines, args.batch_size, args.precision)
+    seconds = time.perf_counter() - started
+    out = "".join(f"{p.label}\t{p.probability:.4f}\n" for p in predictions)
+    if args.output == "-":
+        sys.stdout.write(out)
+        sys.stdout.flush()
+    else:
+        with open(args.output, "w", encoding="utf-8", newline="\n") as file:
+            file.write(out)
+    if args.stats:
+        print(f"classified {len(lines)} texts in {seconds:.3f}s ({len(lines) / max(seconds, 1e-9):,.0f} texts/s)",
+              file=sys.stderr)
+    return 0

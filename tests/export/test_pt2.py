@@ -1,0 +1,112 @@
+"""torch.export (lstmkit.export.pt2): programs with a symbolic length and batch equal eager at other lengths,
+and survive torch.export.save / load."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import lstmkit
+from export_cases import OPTIONS, lstm_inputs, tagger_sentences
+from lstmkit.data import TaggingVocabs, encode_sentences, make_batch
+from lstmkit.export import (
+    METADATA_FILE,
+    ExportError,
+    export_language_model,
+    export_lstm,
+    export_tagger,
+    program_bytes,
+)
+from lstmkit.models import LanguageModel, LanguageModelConfig, Tagger, TaggerConfig
+
+SIZES = ((9, 4, 1), (1, 1, 2))  # (T, B, seed): other than the example's (3, 2), T = 1 and B = 1 included
+
+
+def close(actual, expected, name: str) -> None:
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6, msg=lambda message: f"{name}: {message}")
+
+
+def reload(program, metadata=None):
+    extra = {METADATA_FILE: ""}
+    loaded = torch.export.load(io.BytesIO(program_bytes(program, metadata)), extra_files=extra)
+    return loaded, extra[METADATA_FILE]
+
+
+def layer_nodes(program) -> list:
+    return [node for node in program.graph.nodes if node.op == "call_function" and "lstm" in str(node.target)]
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_lstm_program_matches_eager_at_other_lengths(name):
+    torch.manual_seed(0)
+    module = lstmkit.LSTM(5, 6, **OPTIONS[name]).eval()
+    directions = 2 if module.bidirectional else 1
+    plain, _ = reload(export_lstm(module))
+    packed = export_lstm(module, lengths=True)
+    layers = layer_nodes(packed)  # one operator node per layer and direction, nothing unrolled
+    assert [node.target for node in layers] == [torch.ops.lstmkit.lstm_layer.default] * (module.num_layers * directions)
+    assert all(node.args[-1] is False for node in layers)  # need_workspace: inference keeps nothing for a backward
+    for T, B, seed in SIZES:
+        x, hx, lengths = lstm_inputs(module, T, B, seed)
+        with torch.no_grad():
+            want, (want_h, want_c) = module(x, hx)
+            got, (got_h, got_c) = plain.module()(x, hx)
+            for a, e, what in ((got, want, "output"), (got_h, want_h, "h_n"), (got_c, want_c, "c_n")):
+                close(a, e, f"{name} T={T} B={B} {what}")
+            out, (h_n, c_n) = module(pack_padded_sequence(x, lengths, batch_first=module.batch_first,
+                                                          enforce_sorted=False), hx)
+            out, _ = pad_packed_sequence(out, batch_first=module.batch_first, total_length=T)
+            for a, e, what in zip(packed.module()(x, lengths, *hx), (out, h_n, c_n), ("output", "h_n", "c_n")):
+                close(a, e, f"{name} T={T} B={B} {what} (lengths)")
+
+
+@pytest.mark.filterwarnings("ignore:The tensor attributes self._flat_weights")  # torch.nn.LSTM under export
+def test_torch_lstm_fails_and_the_reference_impl_is_refused():
+    """What stops torch.export on torch.nn.LSTM (pytorch#91439) is why impl 'reference' / 'native' are refused."""
+    x = torch.randn(3, 2, 4)
+    steps = torch.export.Dim("T", min=1, max=64)
+    with pytest.raises(Exception, match="Constraints violated"):
+        torch.export.export(torch.nn.LSTM(4, 5), (x,), dynamic_shapes=({0: steps},))
+    for impl in ("reference", "native"):
+        with pytest.raises(ExportError, match=f"impl='{impl}'.*needs impl 'auto' or 'fused'"):
+            export_lstm(lstmkit.LSTM(4, 5, impl=impl).eval())
+    with pytest.raises(ExportError, match="call .eval"):
+        export_lstm(lstmkit.LSTM(4, 5))
+
+
+def test_language_model_program_saved_and_loaded():
+    torch.manual_seed(0)
+    lm = LanguageModel(40, LanguageModelConfig(embedding_size=8, hidden_size=12, num_layers=2)).eval()
+    program, metadata = reload(export_language_model(lm), {"lstmkit.kind": "language_model"})
+    assert metadata == '{"lstmkit.kind": "language_model"}'
+    hidden = lm.init_hidden(3)
+    words = torch.randint(40, (9, 3))
+    for chunk in (words[:1], words[1:]):  # state carried from one window to the next
+        with torch.no_grad():
+            out = lm(chunk, hidden)
+        got = program.module()(chunk, *(t for pair in hidden for t in pair))
+        close(got[0], lm.logits(out.output), "logits")
+        for k, (h, c) in enumerate(out.hidden):
+            close(got[1 + 2 * k], h, f"h_n_{k}")
+            close(got[2 + 2 * k], c, f"c_n_{k}")
+        hidden = out.hidden
+
+
+def test_tagger_program_matches_eager_on_ragged_batches():
+    torch.manual_seed(0)
+    train = tagger_sentences(30, 0)
+    vocabs = TaggingVocabs.build(train)
+    config = TaggerConfig(word_embedding_size=8, char_embedding_size=5, char_hidden_size=6, hidden_size=7)
+    tagger = Tagger.from_vocabs(config, vocabs).eval()
+    program, _ = reload(export_tagger(tagger))
+    for chunk in (train[:5], tagger_sentences(6, 1), train[7:8]):
+        batch = make_batch(encode_sentences(chunk, vocabs, with_tags=False), vocabs)
+        with torch.no_grad():
+            out = tagger(batch)
+        logits, tags = program.module()(batch.word_ids, batch.lengths, batch.char_ids, batch.char_lengths,
+                                        batch.word_index)
+        close(logits, out.logits, "logits")
+        assert torch.equal(tags, Tagger.predict(out))
