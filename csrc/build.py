@@ -4,8 +4,8 @@ The extension is optional: without a C++ compiler, or when the build fails, this
 Python fused path will be used and exits 0, so set-up still succeeds. Under CI (environment CI=true) a failed
 build with a compiler present exits 1 instead: CI must not silently test only the Python path.
 
-Compiling against torch's headers is heavy; on a shared machine the build holds the lock file named by
-LSTMKIT_BUILD_LOCK (default /work/.cpu-heavy.lock, used only when its folder exists).
+Compiling against torch's headers is heavy: where several builds share a machine, name a lock file in
+LSTMKIT_BUILD_LOCK and the build holds it while it compiles (no lock when the variable is unset).
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ def source_hash() -> str:
 
 @contextlib.contextmanager
 def heavy_lock():
-    path = Path(os.environ.get("LSTMKIT_BUILD_LOCK", "/work/.cpu-heavy.lock"))
-    if not path.parent.is_dir():
+    name = os.environ.get("LSTMKIT_BUILD_LOCK")
+    if not name:
         yield
         return
+    path = Path(name)
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
