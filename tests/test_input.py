@@ -65,7 +65,7 @@ def test_every_reader_drops_a_byte_order_mark(tmp_path, treebank, run_dir, capsy
 
 
 def test_plain_lines_end_only_at_line_breaks(tagger):
-    text = "the cat\u2028sees\x0ca dog\nthe\x85bird\r\nmy sister\n"  # 3 lines; U+2028, FF, NEL inside them
+    text = "the cat\u2028sees\x0ca dog\nthe\x85bird\rsings\r\nmy sister\n"  # 3 lines; U+2028, FF, NEL, CR inside
     result = tag_text(tagger, text, "plain", pretokenized=True)
     assert result.text.count("\n") == 3 and result.sentences == 3
     assert tag_text(tagger, text, "plain").text.count("\n") == 3

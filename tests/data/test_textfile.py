@@ -55,9 +55,9 @@ def test_data_error_is_a_value_error() -> None:
         ("a\n\nb\n", ["a", "", "b"]),
         ("\n", [""]),
         ("a\r\nb\r\n", ["a", "b"]),
-        ("a\rb", ["a", "b"]),
+        ("a\rb\r\n", ["a\rb"]),  # a lone carriage return does not end a line
         ("form\x0cfeed\u2028kept\n", ["form\x0cfeed\u2028kept"]),
     ],
 )
-def test_split_lines_matches_text_mode_iteration(text: str, lines: list[str]) -> None:
+def test_split_lines_ends_lines_at_lf_or_crlf_only(text: str, lines: list[str]) -> None:
     assert split_lines(text) == lines
