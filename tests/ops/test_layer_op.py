@@ -163,12 +163,23 @@ def test_backend_switch():
             pass
 
 
-def test_module_with_variants_trains_under_autocast():
+@pytest.mark.parametrize("kernel", ["cpp", "python"])
+def test_module_with_variants_trains_under_autocast(kernel):
     """lstmkit.LSTM on the fused path under CPU autocast: bfloat16 outputs, float32 gradients close to a float32
-    run's: within 1e-1 of each gradient's largest entry (bf16 keeps 8 significant bits; two layers with three layer
-    norms each measured up to 5.2e-2)."""
+    run's: within a fraction of each gradient's largest entry (bf16 keeps 8 significant bits). The C++ kernel
+    carries the cell state in float32: 1e-1 (two layers with three layer norms each measured up to 5.2e-2). The
+    Python kernel, the readable specification, computes every step in the tensors' dtype, bf16 cell state
+    included: 2.5e-1 (measured up to 1.64e-1)."""
     import lstmkit
 
+    if kernel == "cpp" and fused_backend() != "cpp":
+        pytest.skip("the C++ kernel is not in use (not built: make setup says why; or LSTMKIT_FUSED=python)")
+    bound = {"cpp": 1e-1, "python": 2.5e-1}[kernel]
+    with use_fused_backend(kernel):
+        _check_autocast_gradients(lstmkit, bound)
+
+
+def _check_autocast_gradients(lstmkit, bound: float) -> None:
     torch.manual_seed(0)
     lstm = lstmkit.LSTM(4, 8, num_layers=2, impl="fused", layer_norm=True, peephole=True, cell_clip=3.0)
     x = torch.randn(5, 3, 4)
@@ -179,4 +190,4 @@ def test_module_with_variants_trains_under_autocast():
     low = torch.autograd.grad(out.float().sum(), list(lstm.parameters()))
     for name, a, b in zip([n for n, _ in lstm.named_parameters()], low, full):
         assert a.dtype == torch.float32
-        assert (a - b).abs().max() <= 1e-1 * b.abs().max() + 1e-6, name
+        assert (a - b).abs().max() <= bound * b.abs().max() + 1e-6, name
