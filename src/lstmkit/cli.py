@@ -7,7 +7,7 @@ one line and exit with code 2.
 
 Every command takes ``--threads N`` (or ``--threads=N``): torch's CPU threads, 0 or absent for torch's default
 (:func:`lstmkit.runtime.set_thread_count`). Before any command module (and so torch) is imported, idle
-OpenMP threads are told to sleep rather than spin (:func:`lstmkit.runtime.prepare_openmp_environment`).
+Idle OpenMP threads spin only briefly before they sleep (:func:`lstmkit.runtime.prepare_openmp_environment`).
 """
 
 from __future__ import annotations

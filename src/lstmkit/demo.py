@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .runtime import prepare_openmp_environment, set_thread_count
 
-    prepare_openmp_environment()  # before torch loads: idle OpenMP threads sleep instead of spinning
+    prepare_openmp_environment()  # before torch loads: idle OpenMP threads spin only briefly
     threads = set_thread_count(args.threads)
     from .lm_api import evaluate_lm, generate, load_language_model, next_words
     from .train.lm import make_config, train_language_model

@@ -82,24 +82,29 @@ def malloc_setting_from_env() -> bool:
 # wait policy lets an idle thread spin there before sleeping. When another CPU-bound process holds one of the
 # cores, the thread sharing it is descheduled for whole time slices while its team mates spin and take the CPU from
 # it: on a 2-core machine a 2-thread eval-lm went from 9.8 s to 121-148 s beside one busy process (issue 14). With
-# idle threads sleeping at once (OMP_WAIT_POLICY=PASSIVE for GNU libgomp, which torch's Linux wheels use;
-# KMP_BLOCKTIME=0 for Intel's runtime) torch's default count no longer collapses: beside one busy process it was
-# 1.0-2.6x as fast as one thread, where the spinning default was 0.08-0.28x (benchmarks/RESULTS.md, "Threads beside
-# a busy process"). So the commands keep torch's count and change the wait policy. It is read only when the OpenMP
-# runtime loads, at `import torch`, so the commands call :func:`prepare_openmp_environment` before importing torch.
+# idle threads going to sleep soon, torch's default count no longer collapses. Sleeping at once (OMP_WAIT_POLICY=PASSIVE)
+# costs a wake-up at every parallel region, though: on a quiet machine it cut the language model's training from
+# 11,826 to 7,309 tokens/s. A short spin before sleeping (GOMP_SPINCOUNT=1000 for GNU libgomp, which torch's Linux
+# wheels use; KMP_BLOCKTIME=0 for Intel's runtime) kept 10,515 quiet and 5,467 beside a busy process (PASSIVE:
+# 5,972; a 10,000 spin: 2,926). benchmarks/RESULTS.md, "Threads beside a busy process". So the commands keep
+# torch's count and shorten the spin. The runtime reads these only when it loads, at `import torch`, so the
+# commands call :func:`prepare_openmp_environment` before importing torch.
 
 THREADS_ENV = "LSTMKIT_THREADS"
 """Environment variable giving the commands' default ``--threads`` (an int >= 0; 0 or unset: torch's default)."""
 
 
 def prepare_openmp_environment(environ: dict[str, str] | None = None) -> None:
-    """Make idle OpenMP threads sleep instead of spinning: ``OMP_WAIT_POLICY=PASSIVE`` and ``KMP_BLOCKTIME=0``,
-    each only when the environment does not set it already.
+    """Make idle OpenMP threads spin only briefly before they sleep: ``GOMP_SPINCOUNT=1000`` (libgomp) and
+    ``KMP_BLOCKTIME=0`` (Intel's runtime), each only when the environment does not set it already, and neither
+    when ``OMP_WAIT_POLICY`` is set (the user chose a policy).
 
     Call it before ``import torch`` (the OpenMP runtime reads these once, when it loads); later it changes nothing.
     """
     env = os.environ if environ is None else environ
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if env.get("OMP_WAIT_POLICY"):
+        return
+    env.setdefault("GOMP_SPINCOUNT", "1000")
     env.setdefault("KMP_BLOCKTIME", "0")
 
 
