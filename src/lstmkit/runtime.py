@@ -84,9 +84,9 @@ def malloc_setting_from_env() -> bool:
 # it: on a 2-core machine a 2-thread eval-lm went from 9.8 s to 121-148 s beside one busy process (issue 14). With
 # idle threads going to sleep soon, torch's default count no longer collapses. Sleeping at once
 # (OMP_WAIT_POLICY=PASSIVE) costs a wake-up at every parallel region, though: on a quiet machine it cut the
-# language model's training from 11,826 to 7,309 tokens/s. A short spin before sleeping (GOMP_SPINCOUNT=1000 for GNU libgomp, which torch's Linux
-# wheels use; KMP_BLOCKTIME=0 for Intel's runtime) kept 10,515 quiet and 5,467 beside a busy process (PASSIVE:
-# 5,972; a 10,000 spin: 2,926). benchmarks/RESULTS.md, "Threads beside a busy process". So the commands keep
+# language model's training from 11,826 to 7,309 tokens/s. A short spin before sleeping (GOMP_SPINCOUNT=1000 for
+# GNU libgomp, which torch's Linux wheels use; KMP_BLOCKTIME=0 for Intel's runtime) kept 10,515 quiet and 5,467
+# beside a busy process (PASSIVE: 5,972; a 10,000 spin: 2,926). benchmarks/RESULTS.md, "Threads beside a busy process". So the commands keep
 # torch's count and shorten the spin. The runtime reads these only when it loads, at `import torch`, so the
 # commands call :func:`prepare_openmp_environment` before importing torch.
 
