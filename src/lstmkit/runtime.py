@@ -79,16 +79,16 @@ def malloc_setting_from_env() -> bool:
 #
 # Why the default below. Torch's CPU kernels run on an OpenMP team of torch.get_num_threads() threads (one per
 # physical core by default). At the end of every parallel region the team meets at a barrier, and OpenMP's default
-# wait policy lets an idle thread spin there before sleeping. When another CPU-bound process holds one of the
-# cores, the thread sharing it is descheduled for whole time slices while its team mates spin and take the CPU from
-# it: on a 2-core machine a 2-thread eval-lm went from 9.8 s to 121-148 s beside one busy process (issue 14). With
-# idle threads going to sleep soon, torch's default count no longer collapses. Sleeping at once
-# (OMP_WAIT_POLICY=PASSIVE) costs a wake-up at every parallel region, though: on a quiet machine it cut the
-# language model's training from 11,826 to 7,309 tokens/s. A short spin before sleeping (GOMP_SPINCOUNT=1000 for
-# GNU libgomp, which torch's Linux wheels use; KMP_BLOCKTIME=0 for Intel's runtime) kept 10,515 quiet and 5,467
-# beside a busy process (PASSIVE: 5,972; a 10,000 spin: 2,926). benchmarks/RESULTS.md, "Threads beside a busy process". So the commands keep
-# torch's count and shorten the spin. The runtime reads these only when it loads, at `import torch`, so the
-# commands call :func:`prepare_openmp_environment` before importing torch.
+# wait policy lets an idle thread spin there before sleeping. When another CPU-bound process holds one of the cores,
+# the thread sharing it is descheduled for whole time slices while its team mates spin and take the CPU from it: on a
+# 2-core machine a 2-thread eval-lm went from 9.8 s to 121-148 s beside one busy process (issue 14). With idle threads
+# going to sleep soon, torch's default count no longer collapses. Sleeping at once (OMP_WAIT_POLICY=PASSIVE) costs a
+# wake-up at every parallel region, though: on a quiet machine it cut the language model's training from 11,826 to
+# 7,309 tokens/s. A short spin before sleeping (GOMP_SPINCOUNT=1000 for GNU libgomp, which torch's Linux wheels use;
+# KMP_BLOCKTIME=0 for Intel's runtime) kept 10,515 quiet and 5,467 beside a busy process (PASSIVE: 5,972; a 10,000
+# spin: 2,926). benchmarks/RESULTS.md, "Threads beside a busy process". So the commands keep torch's count and shorten
+# the spin. The runtime reads these only when it loads, at `import torch`, so the commands call
+# :func:`prepare_openmp_environment` before importing torch.
 
 THREADS_ENV = "LSTMKIT_THREADS"
 """Environment variable giving the commands' default ``--threads`` (an int >= 0; 0 or unset: torch's default)."""
