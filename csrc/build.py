@@ -54,8 +54,11 @@ def build() -> None:
     extension = CppExtension(
         "lstmkit.ops._C",
         [str(p) for p in SOURCES],
-        extra_compile_args=["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
+        extra_compile_args=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
                             f'-DLSTMKIT_SOURCE_HASH="{source_hash()}"'],
+        # OpenMP for the kernel's one parallel region per call: the extension then needs libgomp.so.1, which torch's
+        # wheel has already loaded under that name, so the kernel runs on torch's own OpenMP runtime and threads
+        extra_link_args=["-fopenmp"],
     )
     setup(
         name="lstmkit-cpp",

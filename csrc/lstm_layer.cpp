@@ -28,6 +28,12 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+#include <utility>
+
+#include <omp.h>
 
 #ifndef LSTMKIT_SOURCE_HASH
 #define LSTMKIT_SOURCE_HASH "unknown"
@@ -213,6 +219,92 @@ Tensor rows_before(const Tensor& buf, const Schedule& s, int64_t t, Tensor& scra
 
 int64_t grain_for(int64_t row_elements) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_elements)); }
 
+// ------------------------------------------------------------------------------------------------ one parallel region
+//
+// At 2 threads the loop above (an at::parallel_for for each step's row sweep, and MKL forking its own team for each
+// step's GEMM) paid two fork/joins per step and split the sweep only above 32,768 elements, so at H = 128 it ran on
+// one thread (benchmarks/RESULTS.md, "Where the 2-thread step's time went"). The partitioned loop instead opens ONE
+// OpenMP region around the whole time loop. Each thread owns a slice of the hidden units (multiples of 16, one
+// AVX-512 vector of floats); per step it computes its own four gate column blocks of h_{t-1} @ W_hh^T with a
+// BLAS call (MKL inside an OpenMP region runs on the calling thread alone), updates its own units, and meets the others at a barrier before the next step reads
+// h_t. Partitions are counted from the team the runtime actually gave (omp_get_num_threads), so a smaller team
+// cannot deadlock the barrier.
+
+// BLAS on raw row-major pointers: c (n, m) = a (n, k) @ b (k, m) (+ c when accumulate), leading dimensions given
+inline void raw_gemm(int64_t n, int64_t k, int64_t m, const float* a, int64_t lda, const float* b, int64_t ldb,
+                     float* c, int64_t ldc, bool accumulate) {
+  if (n <= 0 || m <= 0) return;
+  const int n_ = n, k_ = k, m_ = m, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  const char none = 'N';
+  sgemm_(&none, &none, &m_, &n_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
+}
+inline void raw_gemm(int64_t n, int64_t k, int64_t m, const double* a, int64_t lda, const double* b, int64_t ldb,
+                     double* c, int64_t ldc, bool accumulate) {
+  if (n <= 0 || m <= 0) return;
+  const int n_ = n, k_ = k, m_ = m, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
+  const double one = 1.0, beta = accumulate ? 1.0 : 0.0;
+  const char none = 'N';
+  dgemm_(&none, &none, &m_, &n_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
+}
+
+// bfloat16 never takes the partitioned loop (partition_blas below); this only lets its instance of the loop compile
+inline void raw_gemm(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*, int64_t, uint16_t*, int64_t,
+                     bool) {
+  std::abort();
+}
+
+// the BLAS the partitioned loop calls from inside its parallel region (bfloat16 keeps the per-step ATen loop)
+template <typename S> bool partition_blas() { return false; }
+template <> bool partition_blas<float>() { return sgemm_ != nullptr; }
+template <> bool partition_blas<double>() { return dgemm_ != nullptr; }
+
+// [first, last) of part p of `total` units split into `parts` runs of whole 16-unit blocks (some may be empty)
+inline std::pair<int64_t, int64_t> slice_of(int64_t total, int p, int parts) {
+  const int64_t blocks = (total + 15) / 16;
+  const int64_t b0 = blocks * p / parts, b1 = blocks * (p + 1) / parts;
+  return {std::min(total, b0 * 16), std::min(total, b1 * 16)};
+}
+
+// Threads used by the partitioned loop: torch's count, and no more than there are 16-unit blocks to share
+// (LSTMKIT_CPP_LOOP=steps forces the per-step loop, for comparisons).
+inline int partition_threads(int64_t H) {
+  static const bool steps_loop = [] {
+    const char* v = std::getenv("LSTMKIT_CPP_LOOP");
+    return v != nullptr && std::strcmp(v, "steps") == 0;
+  }();
+  if (steps_loop) return 0;
+  const int64_t blocks = (H + 15) / 16;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks)));
+}
+
+// Sense-free barrier on a generation counter: spins briefly (the other thread is usually microseconds away), then
+// yields the core, so a thread whose team mate was descheduled does not burn the time slice it needs.
+struct SpinBarrier {
+  std::atomic<int> arrived{0};
+  std::atomic<int> generation{0};
+  int parties = 1;
+  void wait() {
+    if (parties <= 1) return;
+    const int gen = generation.load(std::memory_order_acquire);
+    if (arrived.fetch_add(1, std::memory_order_acq_rel) == parties - 1) {
+      arrived.store(0, std::memory_order_relaxed);
+      generation.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    for (int spin = 0; generation.load(std::memory_order_acquire) == gen; ++spin) {
+      if (spin < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+};
+
+
 // ------------------------------------------------------------------------------------------------ forward pass
 
 template <typename S>
@@ -241,7 +333,7 @@ struct ForwardStep {
 // (2) o, tanh of the (normalised) cell and h. One sweep doing everything measured 3.4x slower (GCC runs out of
 // vector registers with five activations in one loop body).
 template <typename S, bool PEEP, bool ZH, bool ZC, bool LNC, bool PROJ>
-void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end) {
+void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end, int64_t j0, int64_t j1) {
   using A = typename Num<S>::acc;
   const int64_t H = a.H;
   const A clip = a.clip;  // locals: stores through the row pointers could alias the struct's fields
@@ -261,7 +353,7 @@ void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end) {
     auto* c_new = a.c_new + b * H;
     A sum = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < H; ++j) {
+    for (int64_t j = j0; j < j1; ++j) {
       A zi = load(z, j), zf = load(z, H + j);
       const A cp = c_prev[j];
       if constexpr (PEEP) {
@@ -295,7 +387,7 @@ void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end) {
       store(a.stats_c, a.stats_stride + b, rstd);
     }
 #pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
+    for (int64_t j = j0; j < j1; ++j) {
       const A c = ZC ? static_cast<A>(load(c_new, j)) : c_out[j];
       A zo = load(z, 3 * H + j);
       if constexpr (PEEP) zo += load(peep, 2 * H + j) * c;
@@ -313,7 +405,7 @@ void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end) {
 }
 
 template <typename S>
-using ForwardFn = void (*)(const ForwardStep<S>&, int64_t, int64_t);
+using ForwardFn = void (*)(const ForwardStep<S>&, int64_t, int64_t, int64_t, int64_t);
 
 // compile-time specialisation per variant combination: 32 instances per dtype, chosen once per call
 template <typename S>
@@ -387,7 +479,7 @@ std::vector<Tensor> forward_impl(
   Tensor gates, x_proj, stats_ih;
   // w_ih.T as a contiguous copy: MKL took 57 ms for x (2240, 512) @ w_ih.T as a transposed view and 31 ms with
   // the copy (1 thread); the copy itself costs a fraction of a millisecond
-  const Tensor w_ih_t = w_ih.t().contiguous();
+  Tensor w_ih_t = w_ih.t().contiguous();
   if (ln_ih_w.has_value()) {
     x_proj = at::mm(x, w_ih_t);
     auto normed = at::native_layer_norm(x_proj, {G}, opt(ln_ih_w), opt(ln_ih_b), kLayerNormEps);
@@ -399,6 +491,7 @@ std::vector<Tensor> forward_impl(
   } else {
     gates = at::mm(x, w_ih_t);
   }
+  w_ih_t.reset();  // freed before the loop's buffers are allocated (16 MB at H = 1024)
 
   const int64_t keep_rows = need_ws ? N : batch;  // everything for the backward, or one step's scratch
   Tensor h_buf = at::empty({N + batch, P}, opts);
@@ -437,51 +530,128 @@ std::vector<Tensor> forward_impl(
   a.sched = &s;
   auto rows_fn = pick_forward<S>(peephole.defined(), zoning_h, zoning_c, ln_c_w.defined(), proj);
 
-  for (const int64_t t : s.order) {
-    const int64_t n = s.size[t], row = s.offset[t];
-    const int64_t keep = need_ws ? row : 0;
-    Tensor h_prev = rows_before(h_buf, s, t, h_scratch);  // (n, P)
-    Tensor h_in = h_prev;
-    if (rec_mask.defined()) {
-      Tensor out = h_masked.narrow(0, 0, n);
-      h_in = at::mul_out(out, h_prev, rec_mask.narrow(0, 0, n));
-    }
-    Tensor z = gates.narrow(0, row, n);  // (n, 4H)
-    if (ln_hh_w.defined()) {
-      Tensor r = rh.narrow(0, keep, n);
-      step_gemm(r, h_in, w_hh_t, false);
-      auto* stats = ptr<S>(stats_hh) + keep;
-      const int64_t stride = keep_rows;
-      at::parallel_for(0, n, grain_for(G), [&](int64_t b0, int64_t b1) {
-        add_normed_rows<S>(ptr<S>(z), ptr<S>(r), ptr<S>(ln_hh_w), ptr<S>(ln_hh_b), stats, stride, G, b0, b1);
-      });
-    } else {
-      step_gemm(z, h_in, w_hh_t, true);  // z += h_in @ w_hh.T, one BLAS call with beta = 1
-    }
-    a.t = t;
-    a.gates = ptr<S>(z);
-    a.c_out = c_buf.template data_ptr<A>() + row * H;
-    a.c_new = zoning_c ? ptr<S>(c_new) + keep * H : nullptr;
-    a.tanh_c = ptr<S>(tanh_c) + keep * H;
-    a.h_out = proj ? ptr<S>(h_raw) + keep * H : ptr<S>(h_buf) + row * P;
+  // this step's pointers into the buffers (rows of step t; the kept rows are scratch without a workspace)
+  auto set_step = [&](ForwardStep<S>& st, int64_t t) {
+    const int64_t row = s.offset[t], keep = need_ws ? row : 0;
+    st.t = t;
+    st.gates = ptr<S>(gates) + row * G;
+    st.c_out = c_buf.template data_ptr<A>() + row * H;
+    st.c_new = zoning_c ? ptr<S>(c_new) + keep * H : nullptr;
+    st.tanh_c = ptr<S>(tanh_c) + keep * H;
+    st.h_out = proj ? ptr<S>(h_raw) + keep * H : ptr<S>(h_buf) + row * P;
     if (zoning_h) {
-      a.zh = zh_rows.defined() ? ptr<S>(zh_rows) + row * P : ptr<S>(zh_const);
-      a.zh_stride = zh_rows.defined() ? P : 0;
+      st.zh = zh_rows.defined() ? ptr<S>(zh_rows) + row * P : ptr<S>(zh_const);
+      st.zh_stride = zh_rows.defined() ? P : 0;
     }
     if (zoning_c) {
-      a.zc = zc_rows.defined() ? ptr<S>(zc_rows) + row * H : ptr<S>(zc_const);
-      a.zc_stride = zc_rows.defined() ? H : 0;
+      st.zc = zc_rows.defined() ? ptr<S>(zc_rows) + row * H : ptr<S>(zc_const);
+      st.zc_stride = zc_rows.defined() ? H : 0;
     }
     if (ln_c_w.defined()) {
-      a.stats_c = ptr<S>(stats_c) + keep;
-      a.stats_stride = keep_rows;
+      st.stats_c = ptr<S>(stats_c) + keep;
+      st.stats_stride = keep_rows;
     }
-    at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1); });
-    if (proj) {
-      Tensor h = h_buf.narrow(0, row, n);
-      step_gemm(h, h_raw.narrow(0, keep, n), w_hr_t, false);
-      if (zoning_h) {  // keep the previous h where d = 1, on the projected h
-        h.lerp_(h_prev, zh_rows.defined() ? zh_rows.narrow(0, row, n) : zh_const);
+  };
+
+  // the partitioned loop (one parallel region, see above) unless layer norm of R h or c needs whole rows per step
+  const int threads = partition_blas<S>() && !ln_hh_w.defined() && !ln_c_w.defined() ? partition_threads(H) : 0;
+  if (threads > 0) {
+    using R = typename Num<S>::raw;
+    const int64_t steps = s.size.size();
+    R* hb = ptr<S>(h_buf);
+    R* gb = ptr<S>(gates);
+    R* scratch = ptr<S>(h_scratch);
+    R* hr = ptr<S>(h_raw);
+    const R* whh = ptr<S>(w_hh_t);
+    const R* whr = ptr<S>(w_hr_t);
+    const R* mask = ptr<S>(rec_mask);
+    SpinBarrier barrier;
+#pragma omp parallel num_threads(threads)
+    {
+      const int parts = omp_get_num_threads(), p = omp_get_thread_num();
+#pragma omp single
+      barrier.parties = parts;  // (the implicit barrier after `single` publishes it)
+      const auto [j0, j1] = slice_of(H, p, parts);  // own hidden units
+      const auto [q0, q1] = slice_of(P, p, parts);  // own columns of h (with a projection)
+      ForwardStep<S> st = a;
+      for (const int64_t t : s.order) {
+        const int64_t n = s.size[t], row = s.offset[t], keep = need_ws ? row : 0;
+        const int64_t nb = reverse ? t + 1 : t - 1;
+        // the GEMM's left operand: the previous h rows in place when contiguous, else gathered (and masked)
+        const R* h_in = hb + s.total * P;
+        bool gather = mask != nullptr;
+        if (nb >= 0 && nb < steps) {
+          if (std::min(n, s.size[nb]) == n) h_in = hb + s.offset[nb] * P;
+          else gather = true;
+        }
+        if (gather) {
+          for (int64_t b = 0; b < n; ++b) {
+            const R* src = hb + s.prev_row(t, b) * P;
+            R* dst = scratch + b * P;
+            if (mask != nullptr) {
+              const R* m = mask + b * P;
+              for (int64_t q = q0; q < q1; ++q) dst[q] = src[q] * m[q];
+            } else {
+              for (int64_t q = q0; q < q1; ++q) dst[q] = src[q];
+            }
+          }
+          barrier.wait();
+          h_in = scratch;
+        }
+        R* z = gb + row * G;
+        if (j0 == 0 && j1 == H) {
+          raw_gemm(n, P, G, h_in, P, whh, G, z, G, true);
+        } else if (j1 > j0) {
+          for (int64_t k = 0; k < 4; ++k) raw_gemm(n, P, j1 - j0, h_in, P, whh + k * H + j0, G, z + k * H + j0, G, true);
+        }
+        set_step(st, t);
+        rows_fn(st, 0, n, j0, j1);
+        barrier.wait();  // h_t complete before any thread reads it
+        if (proj) {
+          R* h = hb + row * P;
+          raw_gemm(n, H, q1 - q0, hr + keep * H, H, whr + q0, P, h + q0, P, false);
+          if (zoning_h) {  // keep the previous h where d = 1, on the projected h
+            for (int64_t b = 0; b < n; ++b) {
+              const R* hp = hb + s.prev_row(t, b) * P;
+              const R* w = st.zh + b * st.zh_stride;
+              R* hrow = h + b * P;
+              for (int64_t q = q0; q < q1; ++q) hrow[q] = lerp(hrow[q], hp[q], w[q]);
+            }
+          }
+          barrier.wait();  // the projected h complete, and h_raw's rows free for the next step
+        }
+      }
+    }
+  } else {
+    for (const int64_t t : s.order) {
+      const int64_t n = s.size[t], row = s.offset[t];
+      const int64_t keep = need_ws ? row : 0;
+      Tensor h_prev = rows_before(h_buf, s, t, h_scratch);  // (n, P)
+      Tensor h_in = h_prev;
+      if (rec_mask.defined()) {
+        Tensor out = h_masked.narrow(0, 0, n);
+        h_in = at::mul_out(out, h_prev, rec_mask.narrow(0, 0, n));
+      }
+      Tensor z = gates.narrow(0, row, n);  // (n, 4H)
+      if (ln_hh_w.defined()) {
+        Tensor r = rh.narrow(0, keep, n);
+        step_gemm(r, h_in, w_hh_t, false);
+        auto* stats = ptr<S>(stats_hh) + keep;
+        const int64_t stride = keep_rows;
+        at::parallel_for(0, n, grain_for(G), [&](int64_t b0, int64_t b1) {
+          add_normed_rows<S>(ptr<S>(z), ptr<S>(r), ptr<S>(ln_hh_w), ptr<S>(ln_hh_b), stats, stride, G, b0, b1);
+        });
+      } else {
+        step_gemm(z, h_in, w_hh_t, true);  // z += h_in @ w_hh.T, one BLAS call with beta = 1
+      }
+      set_step(a, t);
+      at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1, 0, H); });
+      if (proj) {
+        Tensor h = h_buf.narrow(0, row, n);
+        step_gemm(h, h_raw.narrow(0, keep, n), w_hr_t, false);
+        if (zoning_h) {  // keep the previous h where d = 1, on the projected h
+          h.lerp_(h_prev, zh_rows.defined() ? zh_rows.narrow(0, row, n) : zh_const);
+        }
       }
     }
   }
@@ -528,10 +698,14 @@ struct BackwardStep {
   int64_t H = 0;
   const R* gates = nullptr;    // (n, 4H) activated i f g o
   const R* tanh_c = nullptr;   // (n, H)
-  const R* c_prev = nullptr;   // (n, H)
+  const R* cells = nullptr;    // (N, H) carried cells of every row; a row's previous cell is found by the schedule
+  const R* c0 = nullptr;       // (B, H) initial cells
+  const Schedule* sched = nullptr;
+  int64_t t = 0;
   const R* c_new = nullptr;    // (n, H) new cell before zoneout
   const R* dh = nullptr;       // (n, H) gradient of h (before the projection)
-  R* dh_sum = nullptr;         // when set: the dh rows, to which dh_rec is added first (no projection, no zoneout)
+  R* dh_sum = nullptr;         // when set: dh_sum = dh_in + dh_rec first, the dh rows (no projection, no zoneout)
+  const R* dh_in = nullptr;    // (n, P) gradient of this step's outputs
   const R* dh_rec = nullptr;   // (n, P) gradient of h fed back from the next step
   A* dc = nullptr;             // (n, H) gradient of the carried cell in, of the previous cell out
   R* dz = nullptr;             // (n, 4H) gradient of the pre-activations out
@@ -544,7 +718,7 @@ struct BackwardStep {
 };
 
 template <typename S, bool PEEP, bool ZC, bool LNC>
-void backward_rows(const BackwardStep<S>& a, int64_t begin, int64_t end) {
+void backward_rows(const BackwardStep<S>& a, int64_t begin, int64_t end, int64_t j0, int64_t j1) {
   using A = typename Num<S>::acc;
   const int64_t H = a.H;
   const A clip = a.clip;  // locals: stores through the row pointers could alias the struct's fields
@@ -553,7 +727,8 @@ void backward_rows(const BackwardStep<S>& a, int64_t begin, int64_t end) {
   for (int64_t b = begin; b < end; ++b) {
     const auto* z = a.gates + b * 4 * H;
     const auto* tc = a.tanh_c + b * H;
-    const auto* cp = a.c_prev + b * H;
+    const int64_t prev = a.sched->prev_row(a.t, b);
+    const auto* cp = prev < a.sched->total ? a.cells + prev * H : a.c0 + (prev - a.sched->total) * H;
     const auto* cn = a.c_new + b * H;
     const auto* dh = a.dh + b * H;
     const auto* zc = a.zc + b * a.zc_stride;
@@ -561,9 +736,10 @@ void backward_rows(const BackwardStep<S>& a, int64_t begin, int64_t end) {
     auto* dz = a.dz + b * 4 * H;
     if (a.dh_sum != nullptr) {  // dh = grad_output + the gradient fed back, in this row's sweep
       auto* d = a.dh_sum + b * H;
+      const auto* g = a.dh_in + b * H;
       const auto* r = a.dh_rec + b * H;
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) store(d, j, static_cast<A>(load(d, j)) + static_cast<A>(load(r, j)));
+      for (int64_t j = j0; j < j1; ++j) store(d, j, static_cast<A>(load(g, j)) + static_cast<A>(load(r, j)));
     }
     A mean = 0, rstd = 0, sum_g = 0, sum_gx = 0;
     auto* dn = LNC ? a.d_normed + b * H : nullptr;
@@ -584,7 +760,7 @@ void backward_rows(const BackwardStep<S>& a, int64_t begin, int64_t end) {
       sum_gx /= static_cast<A>(H);
     }
 #pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
+    for (int64_t j = j0; j < j1; ++j) {
       const A i = load(z, j), f = load(z, H + j), g = load(z, 2 * H + j), o = load(z, 3 * H + j);
       const A t = load(tc, j), c = load(cn, j), d_h = load(dh, j);
       A d_c = dc[j];
@@ -620,7 +796,7 @@ void backward_rows(const BackwardStep<S>& a, int64_t begin, int64_t end) {
 }
 
 template <typename S>
-using BackwardFn = void (*)(const BackwardStep<S>&, int64_t, int64_t);
+using BackwardFn = void (*)(const BackwardStep<S>&, int64_t, int64_t, int64_t, int64_t);
 
 template <typename S>
 BackwardFn<S> pick_backward(bool peep, bool zc, bool lnc) {
@@ -707,12 +883,17 @@ std::vector<Tensor> backward_impl(
     else zc_const = at::full({H}, zoneout_c, opts);
   }
 
-  const Tensor c_prev = gather_prev(cells, c0, s).contiguous();  // (N, H)
+  // (N, H) previous cell of every row, only for the peephole gradients (the row sweeps find them by the schedule)
+  const Tensor c_prev = peephole.defined() ? gather_prev(cells, c0, s).contiguous() : Tensor();
   const Tensor c_new = zoning_c ? c_new_ws : cells;               // (N, H) new cells before zoneout
   Tensor dz = at::empty({N, G}, opts);
   Tensor d_rh = ln_hh_w.defined() ? at::empty({N, G}, opts) : Tensor();
   Tensor d_normed = ln_c_w.defined() ? at::empty({N, H}, opts) : Tensor();
-  Tensor dh_all = grad_output.reshape({N, P}).clone();   // (N, P) gradient of every output h
+  // the gradient of every output h: with a projection all rows are kept (dW_hr = dh_all^T h_raw), else one step's
+  // rows at a time in dh_step (the gradient of the outputs is not copied: 52 MB at T=200 B=64 H=1024)
+  const Tensor grad_rows = grad_output.reshape({N, P});
+  Tensor dh_all = proj ? grad_rows.clone() : Tensor();  // (N, P)
+  Tensor dh_step = proj ? Tensor() : at::empty({batch, P}, opts);
   Tensor dh_state = grad_h_n.clone();                     // (B, P) gradient of the h fed back
   Tensor dc_state = grad_c_n.to(acc_dtype, false, true);  // (B, H) gradient of the carried cell
   Tensor dh_cell = proj ? at::empty({batch, H}, opts) : Tensor();
@@ -721,59 +902,148 @@ std::vector<Tensor> backward_impl(
 
   BackwardStep<S> a;
   a.H = H;
+  a.cells = ptr<S>(cells);
+  a.c0 = ptr<S>(c0);
+  a.sched = &s;
   a.peephole = ptr<S>(peephole);
   a.ln_c_w = ptr<S>(ln_c_w);
   if (cell_clip.has_value()) a.clip = static_cast<A>(*cell_clip);
   auto rows_fn = pick_backward<S>(peephole.defined(), zoning_c, ln_c_w.defined());
 
-  for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) {
-    const int64_t t = *it, n = s.size[t], row = s.offset[t];
-    Tensor dh = dh_all.narrow(0, row, n);
+  // the partitioned loop (one parallel region, as in the forward) unless layer norm needs whole rows per step
+  const int threads = partition_blas<S>() && !ln_hh_w.defined() && !ln_c_w.defined() ? partition_threads(H) : 0;
+  if (threads > 0) {
+    using R = typename Num<S>::raw;
     const bool sum_in_rows = !proj && !zoning_h;  // then the row sweep adds the fed-back gradient itself
-    if (!sum_in_rows) dh.add_(dh_state.narrow(0, 0, n));
-    if (zoning_h) {  // h = h_new + d (h_prev - h_new)
-      Tensor keep = zh_rows.defined() ? zh_rows.narrow(0, row, n) : at::scalar_tensor(zoneout_h, opts);
-      Tensor to_prev = dh_to_prev.narrow(0, 0, n);
-      at::mul_out(to_prev, dh, keep);
-      dh.sub_(dh_to_prev.narrow(0, 0, n));
+    R* dh_all_p = ptr<S>(dh_all);
+    R* dh_step_p = ptr<S>(dh_step);
+    const R* grad_p = ptr<S>(grad_rows);
+    R* dhs_p = ptr<S>(dh_state);
+    R* to_prev_p = ptr<S>(dh_to_prev);
+    R* dcell_p = ptr<S>(dh_cell);
+    R* dz_p = ptr<S>(dz);
+    const Tensor w_hh_c = w_hh.contiguous();
+    const R* whh = ptr<S>(w_hh_c);
+    const R* whr = ptr<S>(w_hr_n);
+    const R* mask = ptr<S>(rec_mask);
+    const R* zh_p = ptr<S>(zh_rows);
+    const R zh_p_const = static_cast<R>(zoneout_h);
+    SpinBarrier barrier;
+#pragma omp parallel num_threads(threads)
+    {
+      const int parts = omp_get_num_threads(), p = omp_get_thread_num();
+#pragma omp single
+      barrier.parties = parts;
+      const auto [j0, j1] = slice_of(H, p, parts);  // own hidden units
+      const auto [q0, q1] = slice_of(P, p, parts);  // own columns of h (the same as the units without projection)
+      BackwardStep<S> st = a;
+      for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) {
+        const int64_t t = *it, n = s.size[t], row = s.offset[t];
+        R* dh = proj ? dh_all_p + row * P : dh_step_p;
+        const R* grad = grad_p + row * P;
+        if (!sum_in_rows) {  // own columns: dh = grad + the gradient fed back; zoneout of h splits it
+          for (int64_t b = 0; b < n; ++b) {
+            R* d = dh + b * P;
+            const R* g = proj ? d : grad + b * P;
+            const R* r = dhs_p + b * P;
+            for (int64_t q = q0; q < q1; ++q) d[q] = g[q] + r[q];
+            if (zoning_h) {
+              R* tp = to_prev_p + b * P;
+              const R* k = zh_p != nullptr ? zh_p + (row + b) * P : nullptr;
+              for (int64_t q = q0; q < q1; ++q) {
+                tp[q] = d[q] * (k != nullptr ? k[q] : zh_p_const);
+                d[q] -= tp[q];
+              }
+            }
+          }
+        }
+        const R* d_cell = dh;
+        if (proj) {
+          barrier.wait();  // every column of dh before d_cell = dh @ w_hr reads them
+          raw_gemm(n, P, j1 - j0, dh, P, whr + j0, H, dcell_p + j0, H, false);
+          d_cell = dcell_p;
+        }
+        st.gates = ptr<S>(gates) + row * G;
+        st.tanh_c = ptr<S>(tanh_c) + row * H;
+        st.t = t;
+        st.c_new = ptr<S>(c_new) + row * H;
+        st.dh = d_cell;
+        st.dh_sum = sum_in_rows ? dh : nullptr;
+        st.dh_in = grad;
+        st.dh_rec = sum_in_rows ? dhs_p : nullptr;
+        st.dz = dz_p + row * G;
+        st.dc = dc_state.template data_ptr<A>();
+        if (zoning_c) {
+          st.zc = zc_rows.defined() ? ptr<S>(zc_rows) + row * H : ptr<S>(zc_const);
+          st.zc_stride = zc_rows.defined() ? H : 0;
+        }
+        rows_fn(st, 0, n, j0, j1);
+        barrier.wait();  // every column of this step's dz before the GEMM reads them
+        // own columns of the gradient of the h fed back: dz_t (n, 4H) @ w_hh[:, own]
+        raw_gemm(n, G, q1 - q0, dz_p + row * G, G, whh + q0, P, dhs_p + q0, P, false);
+        if (mask != nullptr || zoning_h) {
+          for (int64_t b = 0; b < n; ++b) {
+            R* d = dhs_p + b * P;
+            if (mask != nullptr)
+              for (int64_t q = q0; q < q1; ++q) d[q] *= mask[b * P + q];
+            if (zoning_h)
+              for (int64_t q = q0; q < q1; ++q) d[q] += to_prev_p[b * P + q];
+          }
+        }
+      }
     }
-    Tensor d_cell = dh;
-    if (proj) {
-      d_cell = dh_cell.narrow(0, 0, n);
-      step_gemm(d_cell, dh, w_hr_n, false);
+  } else {
+    for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) {
+      const int64_t t = *it, n = s.size[t], row = s.offset[t];
+      const Tensor grad = grad_rows.narrow(0, row, n);
+      Tensor dh = proj ? dh_all.narrow(0, row, n) : dh_step.narrow(0, 0, n);
+      const bool sum_in_rows = !proj && !zoning_h;  // then the row sweep adds the fed-back gradient itself
+      if (!sum_in_rows) at::add_out(dh, proj ? dh : grad, dh_state.narrow(0, 0, n));
+      if (zoning_h) {  // h = h_new + d (h_prev - h_new)
+        Tensor keep = zh_rows.defined() ? zh_rows.narrow(0, row, n) : at::scalar_tensor(zoneout_h, opts);
+        Tensor to_prev = dh_to_prev.narrow(0, 0, n);
+        at::mul_out(to_prev, dh, keep);
+        dh.sub_(dh_to_prev.narrow(0, 0, n));
+      }
+      Tensor d_cell = dh;
+      if (proj) {
+        d_cell = dh_cell.narrow(0, 0, n);
+        step_gemm(d_cell, dh, w_hr_n, false);
+      }
+      a.gates = ptr<S>(gates) + row * G;
+      a.tanh_c = ptr<S>(tanh_c) + row * H;
+      a.t = t;
+      a.c_new = ptr<S>(c_new) + row * H;
+      a.dh = ptr<S>(d_cell);
+      a.dh_sum = sum_in_rows ? ptr<S>(dh) : nullptr;
+      a.dh_in = ptr<S>(grad);
+      a.dh_rec = sum_in_rows ? ptr<S>(dh_state) : nullptr;
+      a.dc = dc_state.template data_ptr<A>();
+      a.dz = ptr<S>(dz) + row * G;
+      if (zoning_c) {
+        a.zc = zc_rows.defined() ? ptr<S>(zc_rows) + row * H : ptr<S>(zc_const);
+        a.zc_stride = zc_rows.defined() ? H : 0;
+      }
+      if (ln_c_w.defined()) {
+        a.d_normed = ptr<S>(d_normed) + row * H;
+        a.stats_c = ptr<S>(stats_c) + row;
+        a.stats_stride = N;
+      }
+      at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1, 0, H); });
+      Tensor dz_t = dz.narrow(0, row, n);
+      Tensor back = dz_t;
+      if (ln_hh_w.defined()) {
+        back = d_rh.narrow(0, row, n);
+        auto* stats = ptr<S>(stats_hh) + row;
+        at::parallel_for(0, n, grain_for(2 * G), [&](int64_t b0, int64_t b1) {
+          ln_backward_rows<S>(ptr<S>(dz_t), ptr<S>(rh) + row * G, ptr<S>(ln_hh_w), stats, N, ptr<S>(back), G, b0, b1);
+        });
+      }
+      Tensor dhs = dh_state.narrow(0, 0, n);
+      step_gemm(dhs, back, w_hh, false);  // (n, P) gradient of the h fed back
+      if (rec_mask.defined()) dhs.mul_(rec_mask.narrow(0, 0, n));
+      if (zoning_h) dhs.add_(dh_to_prev.narrow(0, 0, n));
     }
-    a.gates = ptr<S>(gates) + row * G;
-    a.tanh_c = ptr<S>(tanh_c) + row * H;
-    a.c_prev = ptr<S>(c_prev) + row * H;
-    a.c_new = ptr<S>(c_new) + row * H;
-    a.dh = ptr<S>(d_cell);
-    a.dh_sum = sum_in_rows ? ptr<S>(dh) : nullptr;
-    a.dh_rec = sum_in_rows ? ptr<S>(dh_state) : nullptr;
-    a.dc = dc_state.template data_ptr<A>();
-    a.dz = ptr<S>(dz) + row * G;
-    if (zoning_c) {
-      a.zc = zc_rows.defined() ? ptr<S>(zc_rows) + row * H : ptr<S>(zc_const);
-      a.zc_stride = zc_rows.defined() ? H : 0;
-    }
-    if (ln_c_w.defined()) {
-      a.d_normed = ptr<S>(d_normed) + row * H;
-      a.stats_c = ptr<S>(stats_c) + row;
-      a.stats_stride = N;
-    }
-    at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1); });
-    Tensor dz_t = dz.narrow(0, row, n);
-    Tensor back = dz_t;
-    if (ln_hh_w.defined()) {
-      back = d_rh.narrow(0, row, n);
-      auto* stats = ptr<S>(stats_hh) + row;
-      at::parallel_for(0, n, grain_for(2 * G), [&](int64_t b0, int64_t b1) {
-        ln_backward_rows<S>(ptr<S>(dz_t), ptr<S>(rh) + row * G, ptr<S>(ln_hh_w), stats, N, ptr<S>(back), G, b0, b1);
-      });
-    }
-    Tensor dhs = dh_state.narrow(0, 0, n);
-    step_gemm(dhs, back, w_hh, false);  // (n, P) gradient of the h fed back
-    if (rec_mask.defined()) dhs.mul_(rec_mask.narrow(0, 0, n));
-    if (zoning_h) dhs.add_(dh_to_prev.narrow(0, 0, n));
   }
 
   // the weight gradients: one GEMM each over all rows
@@ -792,7 +1062,20 @@ std::vector<Tensor> backward_impl(
   }
   if (want[0]) g[0] = at::mm(d_x_proj, w_ih).view(x_in.sizes());
   if (want[3]) g[3] = at::mm(d_x_proj.t(), x);
-  if (want[4]) {
+  if (want[4] && s.uniform && !rec_mask.defined()) {
+    // padded input: the previous h of the rows are the outputs shifted by one step and h0, so two GEMMs on views
+    // instead of gathering an (N, P) copy (two, transiently)
+    const Tensor d = (d_rh.defined() ? d_rh : dz);
+    const Tensor out = output.reshape({N, P});
+    const int64_t later = N - batch;  // rows whose previous h is an output
+    const Tensor d_first = reverse ? d.narrow(0, later, batch) : d.narrow(0, 0, batch);  // rows after h0
+    g[4] = at::mm(d_first.t(), h0);
+    if (later > 0) {
+      const Tensor d_rest = reverse ? d.narrow(0, 0, later) : d.narrow(0, batch, later);
+      const Tensor h_rest = reverse ? out.narrow(0, batch, later) : out.narrow(0, 0, later);
+      g[4].addmm_(d_rest.t(), h_rest);
+    }
+  } else if (want[4]) {
     Tensor h_prev = gather_prev(output, h0, s);
     if (rec_mask.defined()) {
       std::vector<int64_t> bidx(N);

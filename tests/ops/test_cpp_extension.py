@@ -101,3 +101,43 @@ def test_bfloat16_within_tolerance_of_float32(option):
         assert got.dtype == torch.bfloat16
         scale = want.abs().max().item() + 1e-6
         assert (got.float() - want).abs().max().item() <= 5e-2 * scale
+
+
+def _wide_args(option: str, hidden: int, proj: int | None = None, dtype=torch.float64):
+    """make_args's option at a chosen hidden size (and projection), layer norm left out: the C++ kernel's
+    partitioned loop (hidden units split over threads in 16-unit blocks) serves every option but layer norm."""
+    import test_layer_op as shapes
+
+    saved = shapes.H, shapes.P
+    shapes.H, shapes.P = hidden, proj if proj is not None else shapes.P
+    try:
+        args = make_args(option, dtype=dtype)
+    finally:
+        shapes.H, shapes.P = saved
+    args.update(ln_ih_w=None, ln_ih_b=None, ln_hh_w=None, ln_hh_b=None, ln_c_w=None, ln_c_b=None)
+    return args
+
+
+@pytest.mark.parametrize("option,hidden,proj", [
+    ("plain", 40, None),            # 3 blocks over 2 threads: 16 and 24 units (H not a multiple of 16 * threads)
+    ("all", 37, 21),                # every option but layer norm; odd H, projection split 16 + 5
+    ("packed_reverse", 8, None),    # one block: the loop takes no more threads than blocks (1 here)
+    ("zoneout_masks", 33, None),
+])
+def test_cpp_partitioned_loop_same_at_one_and_two_threads(option, hidden, proj):
+    """The partitioned time loop gives the same outputs and gradients at 1 and 2 threads (each thread runs its own
+    BLAS calls on its column blocks, so sums can differ only in rounding), and equals the Python kernel."""
+    args = _wide_args(option, hidden, proj)
+    weights = [torch.randn_like(t) for t in _op(args, "python")[:3]]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _grads(args, "cpp", weights)
+        torch.set_num_threads(2)
+        two = _grads(args, "cpp", weights)
+    finally:
+        torch.set_num_threads(before)
+    python = _grads(args, "python", weights)
+    for got, alone, want in zip((*two[0], *two[1]), (*one[0], *one[1]), (*python[0], *python[1])):
+        torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got, want)
