@@ -31,6 +31,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <thread>
+#include <type_traits>
+#include <string>
 #include <utility>
 
 #include <omp.h>
@@ -254,10 +256,63 @@ inline void raw_gemm(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const 
   std::abort();
 }
 
+// MKL's packed GEMM (libtorch exports its CBLAS interface on x86): a right operand reused at every step is packed
+// into MKL's internal layout once per call instead of at every call of sgemm_ (at 2 threads, T=35 B=64 H=512, MKL
+// spent ~7 % of the forward re-packing the weight slices of each step)
+extern "C" {
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
+                      int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
+}
+constexpr int kRowMajor = 101, kNoTrans = 111, kPacked = 151, kMatrixB = 162;  // CBLAS's enum values
+
+// One thread's right operand of a per-step product: (k, m) row-major with leading dimension ld, packed by MKL
+// when it can (float), else multiplied in place with sgemm_/dgemm_.
+template <typename T>
+struct StepOperand {
+  const T* src = nullptr;
+  int64_t k = 0, m = 0, ld = 0;
+  float* packed = nullptr;
+  StepOperand() = default;
+  StepOperand(const StepOperand&) = delete;
+  StepOperand& operator=(const StepOperand&) = delete;
+  ~StepOperand() { std::free(packed); }
+  void set(const T* source, int64_t k_, int64_t m_, int64_t ld_, int64_t rows) {
+    src = source, k = k_, m = m_, ld = ld_;
+    if constexpr (std::is_same<T, float>::value) {
+      if (m > 0 && k > 0 && rows > 0 && cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr &&
+          cblas_sgemm_compute != nullptr) {
+        const size_t bytes = (cblas_sgemm_pack_get_size(kMatrixB, rows, m, k) + 63) / 64 * 64;
+        packed = static_cast<float*>(std::aligned_alloc(64, bytes));
+        if (packed != nullptr) cblas_sgemm_pack(kRowMajor, kMatrixB, kNoTrans, rows, m, k, 1.0f, src, ld, packed);
+      }
+    }
+  }
+  // c (n, m) = a (n, k) @ this (+ c when accumulate)
+  void multiply(int64_t n, const T* a, int64_t lda, T* c, int64_t ldc, bool accumulate) const {
+    if (n <= 0 || m <= 0) return;
+    if constexpr (std::is_same<T, float>::value) {
+      if (packed != nullptr) {
+        cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, n, m, k, a, lda, packed, m, accumulate ? 1.0f : 0.0f, c,
+                            ldc);
+        return;
+      }
+    }
+    raw_gemm(n, k, m, a, lda, src, ld, c, ldc, accumulate);
+  }
+};
+
 // the BLAS the partitioned loop calls from inside its parallel region (bfloat16 keeps the per-step ATen loop)
 template <typename S> bool partition_blas() { return false; }
 template <> bool partition_blas<float>() { return sgemm_ != nullptr; }
 template <> bool partition_blas<double>() { return dgemm_ != nullptr; }
+
+// The loop splits the batch rather than the units while a thread's whole copy of W_hh stays in its core's L2
+// (4H x P values up to 1 MiB: H <= 256 in float32); above it, each thread streaming all of W_hh every step cost more
+// than the per-step barrier (2 threads, benchmarks/RESULTS.md "Where the 2-thread step's time went")
+constexpr int64_t kRowsWeightBytes = 1 << 20;
 
 // [first, last) of part p of `total` units split into `parts` runs of whole 16-unit blocks (some may be empty)
 inline std::pair<int64_t, int64_t> slice_of(int64_t total, int p, int parts) {
@@ -266,16 +321,28 @@ inline std::pair<int64_t, int64_t> slice_of(int64_t total, int p, int parts) {
   return {std::min(total, b0 * 16), std::min(total, b1 * 16)};
 }
 
-// Threads used by the partitioned loop: torch's count, and no more than there are 16-unit blocks to share
-// (LSTMKIT_CPP_LOOP=steps forces the per-step loop, for comparisons).
-inline int partition_threads(int64_t H) {
-  static const bool steps_loop = [] {
-    const char* v = std::getenv("LSTMKIT_CPP_LOOP");
-    return v != nullptr && std::strcmp(v, "steps") == 0;
-  }();
-  if (steps_loop) return 0;
-  const int64_t blocks = (H + 15) / 16;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks)));
+// How the partitioned loop splits the work. Batch rows are independent of each other, so with enough rows per
+// thread each thread runs the whole time loop on its own sequences with no barrier at all (`by_rows`); with few rows
+// the threads split the hidden units instead and meet at a barrier per step (each reads only its slice of the
+// weights). `threads` 0: the per-step loop. LSTMKIT_CPP_LOOP=steps|units|rows forces one (for comparisons).
+struct LoopPlan {
+  int threads = 0;
+  bool by_rows = false;
+};
+inline LoopPlan plan_loop(int64_t batch, int64_t H, int64_t P, int64_t element_bytes) {
+  const char* forced = std::getenv("LSTMKIT_CPP_LOOP");  // read per call (a few ns): one process can compare them
+  const std::string mode = forced != nullptr ? forced : "";
+  if (mode == "steps") return {};
+  const int64_t threads = std::max(1, at::get_num_threads());
+  const bool small_weights = 4 * H * P * element_bytes <= kRowsWeightBytes;
+  const bool by_rows = mode == "rows" || (mode != "units" && small_weights && batch >= threads);
+  const int64_t parts = by_rows ? std::min(threads, batch) : std::min(threads, (H + 15) / 16);
+  return {static_cast<int>(std::max<int64_t>(1, parts)), by_rows};
+}
+
+// [first, last) of part p of `total` rows split evenly
+inline std::pair<int64_t, int64_t> rows_of(int64_t total, int p, int parts) {
+  return {total * p / parts, total * (p + 1) / parts};
 }
 
 // Sense-free barrier on a generation counter: spins briefly (the other thread is usually microseconds away), then
@@ -554,7 +621,8 @@ std::vector<Tensor> forward_impl(
   };
 
   // the partitioned loop (one parallel region, see above) unless layer norm of R h or c needs whole rows per step
-  const int threads = partition_blas<S>() && !ln_hh_w.defined() && !ln_c_w.defined() ? partition_threads(H) : 0;
+  const LoopPlan plan = partition_blas<S>() && !ln_hh_w.defined() && !ln_c_w.defined() ? plan_loop(batch, H, P, sizeof(S)) : LoopPlan{};
+  const int threads = plan.threads;
   if (threads > 0) {
     using R = typename Num<S>::raw;
     const int64_t steps = s.size.size();
@@ -570,13 +638,24 @@ std::vector<Tensor> forward_impl(
     {
       const int parts = omp_get_num_threads(), p = omp_get_thread_num();
 #pragma omp single
-      barrier.parties = parts;  // (the implicit barrier after `single` publishes it)
-      const auto [j0, j1] = slice_of(H, p, parts);  // own hidden units
-      const auto [q0, q1] = slice_of(P, p, parts);  // own columns of h (with a projection)
+      barrier.parties = plan.by_rows ? 1 : parts;  // (the implicit barrier after `single` publishes it)
+      const bool by_rows = plan.by_rows;
+      // own hidden units, own columns of h (with a projection), own batch rows
+      const auto [j0, j1] = by_rows ? std::pair<int64_t, int64_t>{0, H} : slice_of(H, p, parts);
+      const auto [q0, q1] = by_rows ? std::pair<int64_t, int64_t>{0, P} : slice_of(P, p, parts);
+      const auto [r0, r1] = by_rows ? rows_of(batch, p, parts) : std::pair<int64_t, int64_t>{0, batch};
       ForwardStep<S> st = a;
+      // this thread's slices of the weights, packed once: w_hh.T's four gate column blocks (one block when the
+      // thread owns every unit) and w_hr.T's columns of h
+      const bool whole = j0 == 0 && j1 == H;
+      StepOperand<R> w_gate[4], w_proj;
+      for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+        w_gate[k].set(whh + k * H + j0, P, whole ? G : j1 - j0, G, r1 - r0);
+      if (proj) w_proj.set(whr + q0, H, q1 - q0, P, r1 - r0);
       for (const int64_t t : s.order) {
         const int64_t n = s.size[t], row = s.offset[t], keep = need_ws ? row : 0;
         const int64_t nb = reverse ? t + 1 : t - 1;
+        const int64_t e = std::min(n, r1), m = std::max<int64_t>(0, e - r0);  // own rows of this step: [r0, e)
         // the GEMM's left operand: the previous h rows in place when contiguous, else gathered (and masked)
         const R* h_in = hb + s.total * P;
         bool gather = mask != nullptr;
@@ -585,7 +664,7 @@ std::vector<Tensor> forward_impl(
           else gather = true;
         }
         if (gather) {
-          for (int64_t b = 0; b < n; ++b) {
+          for (int64_t b = r0; b < e; ++b) {
             const R* src = hb + s.prev_row(t, b) * P;
             R* dst = scratch + b * P;
             if (mask != nullptr) {
@@ -599,19 +678,16 @@ std::vector<Tensor> forward_impl(
           h_in = scratch;
         }
         R* z = gb + row * G;
-        if (j0 == 0 && j1 == H) {
-          raw_gemm(n, P, G, h_in, P, whh, G, z, G, true);
-        } else if (j1 > j0) {
-          for (int64_t k = 0; k < 4; ++k) raw_gemm(n, P, j1 - j0, h_in, P, whh + k * H + j0, G, z + k * H + j0, G, true);
-        }
+        for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+          w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);
         set_step(st, t);
-        rows_fn(st, 0, n, j0, j1);
+        rows_fn(st, r0, e, j0, j1);
         barrier.wait();  // h_t complete before any thread reads it
         if (proj) {
           R* h = hb + row * P;
-          raw_gemm(n, H, q1 - q0, hr + keep * H, H, whr + q0, P, h + q0, P, false);
+          w_proj.multiply(m, hr + (keep + r0) * H, H, h + r0 * P + q0, P, false);
           if (zoning_h) {  // keep the previous h where d = 1, on the projected h
-            for (int64_t b = 0; b < n; ++b) {
+            for (int64_t b = r0; b < e; ++b) {
               const R* hp = hb + s.prev_row(t, b) * P;
               const R* w = st.zh + b * st.zh_stride;
               R* hrow = h + b * P;
@@ -911,7 +987,8 @@ std::vector<Tensor> backward_impl(
   auto rows_fn = pick_backward<S>(peephole.defined(), zoning_c, ln_c_w.defined());
 
   // the partitioned loop (one parallel region, as in the forward) unless layer norm needs whole rows per step
-  const int threads = partition_blas<S>() && !ln_hh_w.defined() && !ln_c_w.defined() ? partition_threads(H) : 0;
+  const LoopPlan plan = partition_blas<S>() && !ln_hh_w.defined() && !ln_c_w.defined() ? plan_loop(batch, H, P, sizeof(S)) : LoopPlan{};
+  const int threads = plan.threads;
   if (threads > 0) {
     using R = typename Num<S>::raw;
     const bool sum_in_rows = !proj && !zoning_h;  // then the row sweep adds the fed-back gradient itself
@@ -933,16 +1010,23 @@ std::vector<Tensor> backward_impl(
     {
       const int parts = omp_get_num_threads(), p = omp_get_thread_num();
 #pragma omp single
-      barrier.parties = parts;
-      const auto [j0, j1] = slice_of(H, p, parts);  // own hidden units
-      const auto [q0, q1] = slice_of(P, p, parts);  // own columns of h (the same as the units without projection)
+      barrier.parties = plan.by_rows ? 1 : parts;
+      const bool by_rows = plan.by_rows;
+      // own hidden units, own columns of h (the same as the units without projection), own batch rows
+      const auto [j0, j1] = by_rows ? std::pair<int64_t, int64_t>{0, H} : slice_of(H, p, parts);
+      const auto [q0, q1] = by_rows ? std::pair<int64_t, int64_t>{0, P} : slice_of(P, p, parts);
+      const auto [r0, r1] = by_rows ? rows_of(batch, p, parts) : std::pair<int64_t, int64_t>{0, batch};
       BackwardStep<S> st = a;
+      StepOperand<R> w_back, w_proj;  // w_hh's columns of own h columns; w_hr's columns of own units
+      w_back.set(whh + q0, G, q1 - q0, P, r1 - r0);
+      if (proj) w_proj.set(whr + j0, P, j1 - j0, H, r1 - r0);
       for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) {
         const int64_t t = *it, n = s.size[t], row = s.offset[t];
+        const int64_t e = std::min(n, r1), m = std::max<int64_t>(0, e - r0);  // own rows of this step: [r0, e)
         R* dh = proj ? dh_all_p + row * P : dh_step_p;
         const R* grad = grad_p + row * P;
         if (!sum_in_rows) {  // own columns: dh = grad + the gradient fed back; zoneout of h splits it
-          for (int64_t b = 0; b < n; ++b) {
+          for (int64_t b = r0; b < e; ++b) {
             R* d = dh + b * P;
             const R* g = proj ? d : grad + b * P;
             const R* r = dhs_p + b * P;
@@ -960,7 +1044,7 @@ std::vector<Tensor> backward_impl(
         const R* d_cell = dh;
         if (proj) {
           barrier.wait();  // every column of dh before d_cell = dh @ w_hr reads them
-          raw_gemm(n, P, j1 - j0, dh, P, whr + j0, H, dcell_p + j0, H, false);
+          w_proj.multiply(m, dh + r0 * P, P, dcell_p + r0 * H + j0, H, false);
           d_cell = dcell_p;
         }
         st.gates = ptr<S>(gates) + row * G;
@@ -977,12 +1061,12 @@ std::vector<Tensor> backward_impl(
           st.zc = zc_rows.defined() ? ptr<S>(zc_rows) + row * H : ptr<S>(zc_const);
           st.zc_stride = zc_rows.defined() ? H : 0;
         }
-        rows_fn(st, 0, n, j0, j1);
+        rows_fn(st, r0, e, j0, j1);
         barrier.wait();  // every column of this step's dz before the GEMM reads them
         // own columns of the gradient of the h fed back: dz_t (n, 4H) @ w_hh[:, own]
-        raw_gemm(n, G, q1 - q0, dz_p + row * G, G, whh + q0, P, dhs_p + q0, P, false);
+        w_back.multiply(m, dz_p + (row + r0) * G, G, dhs_p + r0 * P + q0, P, false);
         if (mask != nullptr || zoning_h) {
-          for (int64_t b = 0; b < n; ++b) {
+          for (int64_t b = r0; b < e; ++b) {
             R* d = dhs_p + b * P;
             if (mask != nullptr)
               for (int64_t q = q0; q < q1; ++q) d[q] *= mask[b * P + q];
