@@ -273,8 +273,8 @@ def test_compiled_packed_input_equals_eager(kwargs, sorted_, with_hx, training):
 
 
 def test_compiled_packed_input_takes_other_batches():
-    """One compiled graph for sorted packed batches of other sizes (the batch size a symbolic value), each equal
-    to eager; pack_sequence is the other way to make a sorted PackedSequence."""
+    """Sorted packed batches of other sizes and lengths compile twice (static, then dynamic with the batch size a
+    symbolic value) and never again, each equal to eager; pack_sequence is the other way to sort and pack."""
     graphs = []
 
     def counting_backend(gm, example_inputs):
@@ -283,13 +283,13 @@ def test_compiled_packed_input_takes_other_batches():
 
     torch.manual_seed(0)
     m = lstmkit.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2).double().eval()
-    compiled = torch.compile(m, fullgraph=True, backend=counting_backend, dynamic=True)
-    for lengths in ((5, 3, 2), (4, 4, 2, 1, 1), (2,)):
+    compiled = torch.compile(m, fullgraph=True, backend=counting_backend)
+    for lengths in ((5, 3, 2), (4, 4, 2, 1, 1), (2,), (6, 6, 6, 5, 3, 3, 1)):
         packed = pack_sequence([torch.randn(n, 3, dtype=torch.float64) for n in lengths])
         (out, (h, c)), (want, (want_h, want_c)) = compiled(packed), m(packed)
         assert h.shape == (4, len(lengths), 2)
         _assert_all_close((out.data, h, c), (want.data, want_h, want_c), rtol=1e-12)
-    assert len(graphs) == 1
+    assert len(graphs) == 2
 
 
 def test_windows_of_every_length_compile_twice():
@@ -308,3 +308,27 @@ def test_windows_of_every_length_compile_twice():
         loss, _ = compiled(torch.randint(0, 40, (steps, 3)), torch.randint(0, 40, (steps, 3)), model.init_hidden(3))
         loss.backward()
     assert len(graphs) == 2
+
+
+def test_native_under_compilation():
+    """impl='native' (torch's kernel) compiles for inference on padded input, equal to eager; training fails
+    inside AOTAutograd exactly as torch.nn.LSTM's does (torch 2.13: oneDNN's LSTM saves a None for its
+    backward); packed input and lengths= are refused, in our words."""
+    torch.manual_seed(0)
+    m = lstmkit.LSTM(3, 4, impl="native")
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        _assert_all_close(torch.compile(m, fullgraph=True, backend="aot_eager")(x)[0], m(x)[0])
+    torch._dynamo.reset()
+    theirs = torch.nn.LSTM(3, 4)
+    with torch._dynamo.config.patch(allow_rnn=True), pytest.raises(Exception) as torch_error:
+        torch.compile(theirs, fullgraph=True, backend="aot_eager")(x)
+    torch._dynamo.reset()
+    with pytest.raises(type(torch_error.value), match="tensors_saved_with_vc_check to be Tensors"):
+        torch.compile(m, fullgraph=True, backend="aot_eager")(x)
+    assert "tensors_saved_with_vc_check to be Tensors" in str(torch_error.value)
+    packed = pack_sequence([torch.randn(3, 3), torch.randn(2, 3)])
+    for args, kwargs, what in (((packed,), {}, "packed input"), ((x,), dict(lengths=torch.tensor([5, 3])), "lengths=")):
+        torch._dynamo.reset()
+        with pytest.raises(Exception, match=f"impl='native' .* cannot run {what} under torch.compile"):
+            torch.compile(m, fullgraph=True, backend="aot_eager")(*args, **kwargs)
