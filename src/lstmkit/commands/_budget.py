@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .errors import UsageError
+
 
 def add_run_dir_arguments(parser: argparse.ArgumentParser, alias: str | None = None) -> None:
     """``--run-dir DIR`` (with an older spelling ``alias`` accepted too) and ``--resume [RUN_DIR]``."""
@@ -23,8 +25,6 @@ def add_run_dir_arguments(parser: argparse.ArgumentParser, alias: str | None = N
 
 def resume_dir(args: argparse.Namespace) -> Path:
     """The run directory to resume: ``--resume RUN_DIR`` or ``--run-dir DIR --resume`` (the same if both)."""
-    from ..cli import UsageError
-
     named = None if args.resume is True else Path(args.resume)
     other = None if args.run_dir is None else Path(args.run_dir)
     if named is not None and other is not None and named != other:
@@ -54,8 +54,6 @@ def budget_overrides(args: argparse.Namespace, section: str, trained_seconds: fl
     out = []
     if args.max_seconds is not None:
         if not args.max_seconds >= 0:
-            from ..cli import UsageError
-
             raise UsageError(f"--max-seconds must be >= 0, got {args.max_seconds}")
         out.append(f"--{section}.max_seconds={trained_seconds + args.max_seconds}")
     if args.max_epochs is not None:

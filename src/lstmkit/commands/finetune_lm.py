@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from ._budget import add_budget_arguments, budget_overrides
+from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -35,7 +36,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..classify.finetune import finetune_language_model
-    from ..cli import UsageError
 
     overrides = budget_overrides(args, "train")
     if args.resume is not None:

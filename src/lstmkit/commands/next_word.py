@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .errors import UsageError
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-lm run directory")
@@ -16,7 +18,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..lm_api import load_language_model, next_words
 
     if args.k < 1:

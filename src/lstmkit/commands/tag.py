@@ -16,6 +16,7 @@ import time
 
 from ..data import DataError, read_utf8_text
 from ..tagger_api import FORMAT_RULE
+from .errors import UsageError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +47,6 @@ def read_stdin() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..tagger_api import load_tagger, tag_text
 
     started = time.perf_counter()

@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from ._budget import add_budget_arguments, budget_overrides
+from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -55,7 +56,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..classify.task import ClassifierRunConfig, train_classifier
-    from ..cli import UsageError
     from ..train.config import merge_from_args
     from ..train.loop import BEST_CHECKPOINT
 

@@ -27,6 +27,7 @@ from ._budget import (
     resume_dir,
     stored_progress,
 )
+from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -65,8 +66,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, ddp: Distributed) -> int:
-    from ..cli import UsageError
-
     overrides = []
     if args.data is not None:
         overrides.append(f"--data.path={args.data}")

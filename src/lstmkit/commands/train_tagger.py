@@ -23,6 +23,7 @@ from ._budget import (
     resume_dir,
     stored_progress,
 )
+from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -62,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, ddp: Any) -> int:
-    from ..cli import UsageError
     from ..train.config import merge_from_args
     from ..train.distributed import is_main_process
     from ..train.loop import BEST_CHECKPOINT
