@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import lstmkit  # noqa: E402
 from lstmkit.data import TaggingBatch  # noqa: E402
 from lstmkit.models import LanguageModel, Tagger, TaggerConfig  # noqa: E402
-from lstmkit.train.lm import make_config  # noqa: E402
+from lstmkit.lm.task import make_config  # noqa: E402
 
 
 def lm_case(seed: int = 0):

@@ -11,7 +11,7 @@ import lstmkit
 from lstmkit.cli import main
 from lstmkit.models import LanguageModelConfig, TaggerConfig
 from lstmkit.train import ConfigError
-from lstmkit.train.lm import make_config
+from lstmkit.lm.task import make_config
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -82,7 +82,7 @@ def test_default_is_torchs_count_unless_set(monkeypatch):
 @pytest.mark.parametrize("field, value", [("threads", "-1"), ("threads", "true")])
 def test_configs_reject_bad_thread_counts(field, value):
     from lstmkit.train import ConfigError
-    from lstmkit.train.lm import make_config
+    from lstmkit.lm.task import make_config
     from lstmkit.train.tagger import TrainTaggerConfig
     from lstmkit.train.config import merge_from_args
 

@@ -14,7 +14,7 @@ import torch
 from lm_corpus import TINY_OVERRIDES, write_word_corpus
 from lstmkit.classify import load_classifier
 from lstmkit.cli import COMMANDS, main
-from lstmkit.lm_api import load_language_model
+from lstmkit.lm.api import load_language_model
 from lstmkit.train.checkpoint import load_checkpoint
 
 from tiny_sentiment import write_mr, write_sst

@@ -9,7 +9,7 @@ from lstmkit.classify.finetune import extend_vocab, map_embeddings
 from lstmkit.classify.model import Classifier, ClassifierConfig, concat_pool
 from lstmkit.classify.task import ClassifierRunConfig, ClassifierTask, stlr_factor
 from lstmkit.data import Vocab
-from lstmkit.models import LanguageModel, LanguageModelConfig
+from lstmkit.lm import LanguageModel, LanguageModelConfig
 from lstmkit.classify.data import Example
 from lstmkit.train.config import merge_from_args
 from lstmkit.train.loop import StepInfo

@@ -32,7 +32,7 @@ from lstmkit.data import load_corpus  # noqa: E402
 from lstmkit.models import TaggerConfig  # noqa: E402
 from lstmkit.train import LoopConfig, StepInfo  # noqa: E402
 from lstmkit.train.distributed import from_environment, single_process  # noqa: E402
-from lstmkit.train.lm import LanguageModelTask, make_config, train_language_model  # noqa: E402
+from lstmkit.lm.task import LanguageModelTask, make_config, train_language_model  # noqa: E402
 from lstmkit.train.seeding import seed_everything  # noqa: E402
 from lstmkit.train.tagger import TaggerOptimConfig, TrainTaggerConfig, train_tagger  # noqa: E402
 

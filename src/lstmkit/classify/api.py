@@ -25,7 +25,7 @@ import torch
 
 from ..data import DataError, Vocab, batch_plan
 from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
-from ..train.lm import load_model_weights, resolve_precision
+from ..lm.task import load_model_weights, resolve_precision
 from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
 from ..train.tagging_metrics import TaggingScores, plot_confusion, score_tags
 from .data import Example, make_batch, task_splits, tokenize

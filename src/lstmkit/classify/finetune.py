@@ -28,7 +28,7 @@ import torch
 from ..data import Corpus, Vocab
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from ..train.config import merge_from_args
-from ..train.lm import LanguageModelTask, LMOptimConfig, LMRunConfig, read_run_config
+from ..lm.task import LanguageModelTask, LMOptimConfig, LMRunConfig, read_run_config
 from ..train.loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, fit
 from ..train.seeding import seed_everything
 from .data import target_text
@@ -146,7 +146,7 @@ def finetune_language_model(
     Raises:
         DataError, ConfigError, CheckpointError, RunDirectoryError: bad input, before the run directory changes.
     """
-    from ..lm_api import load_language_model
+    from ..lm.api import load_language_model
     from ..train.config import ConfigError
 
     run_dir = Path(run_dir)

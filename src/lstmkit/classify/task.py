@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from ..data import EOS, UNK, DataError, Vocab, batch_plan
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from ..train.config import ConfigError, config_from_dict, config_to_dict, merge_from_args
-from ..train.lm import load_model_weights, resolve_precision
+from ..lm.task import load_model_weights, resolve_precision
 from ..train.loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, StepInfo, TaskState, fit
 from ..train.seeding import seed_everything
 from .data import LABELS, ClassifierBatch, Example, make_batch, task_splits
@@ -318,7 +318,7 @@ _SIZE_FIELDS = ("embedding_size", "hidden_size", "num_layers", "tie_weights")
 
 def _load_encoder(path: str) -> tuple[Vocab, Any, dict[str, torch.Tensor]]:
     """The vocabulary, model config and weights of a language-model run's best checkpoint."""
-    from ..lm_api import load_language_model
+    from ..lm.api import load_language_model
 
     lm = load_language_model(path)
     if lm.level != "word":

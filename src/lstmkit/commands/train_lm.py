@@ -1,4 +1,4 @@
-"""``lstmkit train-lm``: train (or resume) an AWD-LSTM language model; see :mod:`lstmkit.train.lm`.
+"""``lstmkit train-lm``: train (or resume) an AWD-LSTM language model; see :mod:`lstmkit.lm.task`.
 
 Examples::
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..train.config import merge_from_args
 from ..train.distributed import Distributed, from_environment, is_main_process
-from ..train.lm import PRESETS, preset_config, train_language_model
+from ..lm.task import PRESETS, preset_config, train_language_model
 from ..train.loop import LoopConfig
 from ._budget import (
     add_budget_arguments,

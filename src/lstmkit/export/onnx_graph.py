@@ -387,7 +387,7 @@ def _linear(g: GraphBuilder, x: str, linear: torch.nn.Linear, features: int) -> 
 
 
 def language_model_model(model, metadata: dict[str, str] | None = None):
-    """An ONNX model of a :class:`~lstmkit.models.LanguageModel` (eval mode).
+    """An ONNX model of a :class:`~lstmkit.lm.LanguageModel` (eval mode).
 
     Inputs: ``words`` (T, B) int64 token ids; ``h0_{k}``, ``c0_{k}`` (1, B, H_k) the state entering each layer k
     (zeros to start, the previous call's ``h_n_{k}``, ``c_n_{k}`` to continue a text).

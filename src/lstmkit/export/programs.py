@@ -100,7 +100,7 @@ class LSTMWithLengths(nn.Module):
 
 
 class LanguageModelProgram(nn.Module):
-    """A :class:`~lstmkit.models.LanguageModel` as ``(words (T, B), h0_0, c0_0, h0_1, ...) -> (logits (T, B, V),
+    """A :class:`~lstmkit.lm.LanguageModel` as ``(words (T, B), h0_0, c0_0, h0_1, ...) -> (logits (T, B, V),
     h_n_0, c_n_0, ...)``: the state entering and leaving each layer, (1, B, H_k) each, flattened."""
 
     def __init__(self, model) -> None:

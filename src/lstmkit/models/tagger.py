@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmkit.data.tagging import PAD_TAG, TaggingBatch, TaggingVocabs
-from lstmkit.models._checks import check_field_types
+from lstmkit._checks import check_field_types
 from lstmkit.nn import LSTM
 from lstmkit.regularize.word_dropout import WordDropout
 

@@ -23,14 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from ..data import BpttWindow, Corpus, Vocab, batchify, bptt_windows, check_length, load_corpus
-from ..models import LanguageModel, LanguageModelConfig, LMHidden, detach_hidden
-from .checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
-from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
-from .distributed import Distributed, from_environment, single_process
-from .loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, StepInfo, TaskState, fit
-from .optim import NTASGD
-from .rundir import lock_run_dir
-from .seeding import seed_everything
+from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
+from ..train.config import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from ..train.distributed import Distributed, from_environment, single_process
+from ..train.loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, StepInfo, TaskState, fit
+from ..train.optim import NTASGD
+from ..train.rundir import lock_run_dir
+from ..train.seeding import seed_everything
+from .model import LanguageModel, LanguageModelConfig, LMHidden, detach_hidden
 
 __all__ = [
     "LMDataConfig",

@@ -2,7 +2,7 @@
 
 The Python forms of ``lstmkit eval-lm``, ``lstmkit generate`` and ``lstmkit next-word``::
 
-    from lstmkit.lm_api import evaluate_lm, generate, load_language_model, next_words
+    from lstmkit.lm import evaluate_lm, generate, load_language_model, next_words
 
     lm = load_language_model("runs/ptb-small")                  # the best checkpoint, in eval mode
     evaluate_lm(lm, "test")                                     # LMEvaluation(split, loss, ppl, bpc, tokens)
@@ -22,12 +22,12 @@ from typing import NamedTuple
 
 import torch
 
-from .data import SPLITS, Vocab, batchify, check_length, load_corpus
-from .data.corpus import _BUILTIN_TOKEN
-from .models import LanguageModel
-from .train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
-from .train.lm import LMRunConfig, evaluate_stream, load_model_weights, read_run_config
-from .train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
+from ..data import SPLITS, Vocab, batchify, check_length, load_corpus
+from ..data.corpus import _BUILTIN_TOKEN
+from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
+from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
+from .model import LanguageModel
+from .task import LMRunConfig, evaluate_stream, load_model_weights, read_run_config
 
 __all__ = ["TrainedLM", "LMEvaluation", "load_language_model", "evaluate_lm", "generate", "next_words",
            "tokenize_prompt"]
@@ -37,7 +37,7 @@ class TrainedLM(NamedTuple):
     """A language model loaded from a run directory, with what is needed to use it.
 
     Attributes:
-        model: the :class:`~lstmkit.models.LanguageModel`, in eval mode.
+        model: the :class:`~lstmkit.lm.LanguageModel`, in eval mode.
         vocab: its vocabulary.
         config: the run's configuration.
         level: ``"word"`` or ``"char"``.
