@@ -28,8 +28,9 @@ import torch._inductor.config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import lstmkit  # noqa: E402
-from lstmkit.data import TaggingBatch  # noqa: E402
-from lstmkit.models import LanguageModel, Tagger, TaggerConfig  # noqa: E402
+from lstmkit.tagger.data import TaggingBatch  # noqa: E402
+from lstmkit.lm import LanguageModel  # noqa: E402
+from lstmkit.tagger import Tagger, TaggerConfig  # noqa: E402
 from lstmkit.lm.task import make_config  # noqa: E402
 
 

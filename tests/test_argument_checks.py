@@ -9,7 +9,8 @@ import pytest
 
 import lstmkit
 from lstmkit.cli import main
-from lstmkit.models import LanguageModelConfig, TaggerConfig
+from lstmkit.lm import LanguageModelConfig
+from lstmkit.tagger import TaggerConfig
 from lstmkit.train import ConfigError
 from lstmkit.lm.task import make_config
 

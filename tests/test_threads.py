@@ -83,7 +83,7 @@ def test_default_is_torchs_count_unless_set(monkeypatch):
 def test_configs_reject_bad_thread_counts(field, value):
     from lstmkit.train import ConfigError
     from lstmkit.lm.task import make_config
-    from lstmkit.train.tagger import TrainTaggerConfig
+    from lstmkit.tagger.task import TrainTaggerConfig
     from lstmkit.train.config import merge_from_args
 
     with pytest.raises(ConfigError, match="threads"):

@@ -207,8 +207,9 @@ def treebank_batch():
     import dataclasses
     import random
 
-    from lstmkit.data import Sentence, TaggingVocabs, encode_sentences, make_batch
-    from lstmkit.models import Tagger, TaggerConfig
+    from lstmkit.data import Sentence
+    from lstmkit.tagger.data import TaggingVocabs, encode_sentences, make_batch
+    from lstmkit.tagger import Tagger, TaggerConfig
     from tiny_treebank import random_sentence
 
     rng = random.Random(0)

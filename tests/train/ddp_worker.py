@@ -29,12 +29,12 @@ from lm_corpus import write_word_corpus  # noqa: E402
 from tiny_treebank import write_treebank  # noqa: E402
 
 from lstmkit.data import load_corpus  # noqa: E402
-from lstmkit.models import TaggerConfig  # noqa: E402
+from lstmkit.tagger import TaggerConfig  # noqa: E402
 from lstmkit.train import LoopConfig, StepInfo  # noqa: E402
 from lstmkit.train.distributed import from_environment, single_process  # noqa: E402
 from lstmkit.lm.task import LanguageModelTask, make_config, train_language_model  # noqa: E402
 from lstmkit.train.seeding import seed_everything  # noqa: E402
-from lstmkit.train.tagger import TaggerOptimConfig, TrainTaggerConfig, train_tagger  # noqa: E402
+from lstmkit.tagger.task import TaggerOptimConfig, TrainTaggerConfig, train_tagger  # noqa: E402
 
 LM = ["--model.embedding_size=8", "--model.hidden_size=12", "--data.bptt=6", "--data.eval_batch_size=3",
       "--threads=1", "--train.progress=false", "--train.log_every=1", "--precision=float32"]

@@ -1,5 +1,5 @@
 """``lstmkit eval-tagger RUN_DIR``: accuracy, per-tag precision / recall / F1 and a confusion-matrix PNG of a trained
-tagger on a split (:func:`lstmkit.tagger_api.evaluate_tagger`, :func:`lstmkit.train.tagging_metrics.plot_confusion`)."""
+tagger on a split (:func:`lstmkit.tagger.api.evaluate_tagger`, :func:`lstmkit.tagger.metrics.plot_confusion`)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tagger_api import evaluate_tagger, load_tagger
-    from ..train.tagging_metrics import plot_confusion
+    from ..tagger.api import evaluate_tagger, load_tagger
+    from ..tagger.metrics import plot_confusion
 
     started = time.perf_counter()
     tagger = load_tagger(args.run_dir, args.checkpoint)

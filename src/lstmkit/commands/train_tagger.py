@@ -1,4 +1,4 @@
-"""``lstmkit train-tagger``: train (or resume) a BiLSTM part-of-speech tagger; see :mod:`lstmkit.train.tagger`.
+"""``lstmkit train-tagger``: train (or resume) a BiLSTM part-of-speech tagger; see :mod:`lstmkit.tagger.task`.
 
 Examples::
 
@@ -41,7 +41,7 @@ def _settings(config: Any, prefix: str = "") -> list[str]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from ..train.tagger import TrainTaggerConfig
+    from ..tagger.task import TrainTaggerConfig
 
     parser.epilog = ("Any setting can be given as --section.key=value; the settings and their defaults: "
                      + ", ".join(_settings(TrainTaggerConfig())))
@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace, ddp: Any) -> int:
     from ..train.config import merge_from_args
     from ..train.distributed import is_main_process
     from ..train.loop import BEST_CHECKPOINT
-    from ..train.tagger import TrainTaggerConfig, train_tagger
+    from ..tagger.task import TrainTaggerConfig, train_tagger
 
     settings = [f"--{key}={value}" for key, value in
                 (("tagset", args.tagset), ("seed", args.seed)) if value is not None]

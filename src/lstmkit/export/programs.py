@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..data.tagging import PAD_TAG
+from ..tagger.data import PAD_TAG
 from ..nn import LSTM
 from ..ops.layer_op import lstm_layer_fused
 from .onnx_graph import ExportError
@@ -114,7 +114,7 @@ class LanguageModelProgram(nn.Module):
 
 
 class TaggerProgram(nn.Module):
-    """A :class:`~lstmkit.models.Tagger` as ``(word_ids (B, T), lengths (B,), char_ids (U, C), char_lengths (U,),
+    """A :class:`~lstmkit.tagger.Tagger` as ``(word_ids (B, T), lengths (B,), char_ids (U, C), char_lengths (U,),
     word_index (B, T)) -> (logits (B, T, K), tags (B, T))``: the tensors of a
     :class:`~lstmkit.data.TaggingBatch` in, the scores and the best tag of each word out (never ``<unk>``,
     -100 at padding), computed as :meth:`Tagger.forward` does with the packing replaced by lengths."""

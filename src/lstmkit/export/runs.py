@@ -66,7 +66,7 @@ def _language_model(run_dir: Path, fmt: str, checkpoint: str) -> bytes:
 
 
 def _tagger(run_dir: Path, fmt: str, checkpoint: str) -> bytes:
-    from ..tagger_api import load_tagger
+    from ..tagger.api import load_tagger
 
     tagger = load_tagger(run_dir, checkpoint)
     vocabs = tagger.vocabs

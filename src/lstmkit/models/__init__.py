@@ -3,7 +3,7 @@
 ``from lstmkit.models import LanguageModel, Tagger`` keeps working."""
 
 from ..lm.model import LanguageModel, LanguageModelConfig, LMHidden, LMLoss, LMOutput, detach_hidden
-from .tagger import Tagger, TaggerConfig, TaggerOutput, tagging_loss
+from ..tagger.model import Tagger, TaggerConfig, TaggerOutput, tagging_loss
 
 __all__ = [
     "LanguageModel", "LanguageModelConfig", "LMOutput", "LMLoss", "LMHidden", "detach_hidden",

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lstmkit.data import DataError, read_conllu
-from lstmkit.models import TaggerConfig
-from lstmkit.tagger_api import evaluate_tagger, load_tagger, tag_sentences, tag_text
+from lstmkit.tagger import TaggerConfig
+from lstmkit.tagger.api import evaluate_tagger, load_tagger, tag_sentences, tag_text
 from lstmkit.train import (
     CheckpointError,
     ConfigError,
@@ -22,8 +22,8 @@ from lstmkit.train import (
     read_metrics,
     save_checkpoint,
 )
-from lstmkit.train.tagger import TaggerOptimConfig, TaggingTask, TrainTaggerConfig, train_tagger
-from lstmkit.train.tagging_metrics import plot_confusion, score_tags
+from lstmkit.tagger.task import TaggerOptimConfig, TaggingTask, TrainTaggerConfig, train_tagger
+from lstmkit.tagger.metrics import plot_confusion, score_tags
 from tiny_treebank import write_treebank
 
 TINY_MODEL = TaggerConfig(word_embedding_size=12, char_embedding_size=8, char_hidden_size=10, hidden_size=16)

@@ -2,7 +2,7 @@
 
 The Python forms of ``lstmkit tag`` and ``lstmkit eval-tagger``::
 
-    from lstmkit.tagger_api import evaluate_tagger, load_tagger, tag_sentences, tag_text
+    from lstmkit.tagger import evaluate_tagger, load_tagger, tag_sentences, tag_text
 
     tagger = load_tagger("runs/ewt-upos")                       # the best checkpoint, in eval mode
     tag_sentences(tagger, [["I", "saw", "her", "duck", "."]])   # [["PRON", "VERB", "PRON", "NOUN", "PUNCT"]]
@@ -26,28 +26,25 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .data import (
+from ..data import (
     DataError,
     Sentence,
-    TaggingVocabs,
     batch_plan,
-    encode_sentences,
     find_conllu_splits,
-    make_batch,
     parse_conllu,
     read_conllu,
     read_plain,
-    sentence_tags,
     split_lines,
     strip_bom,
     treebank_tokens,
     write_conllu,
 )
-from .models import Tagger
-from .train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
-from .train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
-from .train.tagger import TrainTaggerConfig, read_tagger_info
-from .train.tagging_metrics import TaggingScores, score_tags
+from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
+from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
+from .data import TaggingVocabs, encode_sentences, make_batch, sentence_tags
+from .metrics import TaggingScores, score_tags
+from .model import Tagger
+from .task import TrainTaggerConfig, read_tagger_info
 
 __all__ = [
     "LoadedTagger",
@@ -84,7 +81,7 @@ class LoadedTagger:
 
 
 def load_tagger(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedTagger:
-    """Load the tagger of a run directory written by :func:`~lstmkit.train.tagger.train_tagger` /
+    """Load the tagger of a run directory written by :func:`~lstmkit.tagger.task.train_tagger` /
     ``lstmkit train-tagger``.
 
     Args:

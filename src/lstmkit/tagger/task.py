@@ -11,7 +11,7 @@
 
 A run directory holds ``checkpoint/`` (to resume: the trained weights, Adam's state and the averaged weights),
 ``best/`` (the averaged weights of the best dev accuracy, with config and vocabularies: what
-:func:`lstmkit.tagger_api.load_tagger` reads) and ``metrics.jsonl``.
+:func:`lstmkit.tagger.api.load_tagger` reads) and ``metrics.jsonl``.
 
 Command line: ``lstmkit train-tagger`` (:mod:`lstmkit.commands.train_tagger`).
 """
@@ -27,24 +27,15 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from lstmkit.data import (
-    EncodedSentence,
-    Sentence,
-    TaggingVocabs,
-    batch_plan,
-    encode_sentences,
-    find_conllu_splits,
-    make_batch,
-    read_conllu,
-)
-from lstmkit.models import Tagger, TaggerConfig
-
-from .checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
-from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
-from .distributed import Distributed, from_environment, single_process
-from .loop import LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
-from .rundir import RunDirectoryError, lock_run_dir
-from .seeding import seed_everything
+from ..data import Sentence, batch_plan, find_conllu_splits, read_conllu
+from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
+from ..train.config import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from ..train.distributed import Distributed, from_environment, single_process
+from ..train.loop import LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
+from ..train.rundir import RunDirectoryError, lock_run_dir
+from ..train.seeding import seed_everything
+from .data import EncodedSentence, TaggingVocabs, encode_sentences, make_batch
+from .model import Tagger, TaggerConfig
 
 __all__ = ["TaggerOptimConfig", "TrainTaggerConfig", "TaggingTask", "train_tagger", "read_tagger_info"]
 
