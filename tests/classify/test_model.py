@@ -65,7 +65,7 @@ def test_stlr_rises_to_the_peak_at_cut_frac_and_falls_back():
 def _task(*overrides):
     config = merge_from_args(ClassifierRunConfig(), [
         "--model.encoder.embedding_size=6", "--model.encoder.hidden_size=10", "--data.batch_size=2",
-        "--loop.max_steps=100", "--loop.max_epochs=none", *overrides])
+        "--train.max_steps=100", "--train.max_epochs=none", *overrides])
     examples = [Example(("good",), 1), Example(("bad", "film"), 0), Example(("fine",), 1)]
     vocab = Vocab.build(["good", "bad", "film", "fine"])
     return ClassifierTask(config, {"train": examples, "dev": examples}, vocab, ["negative", "positive"])

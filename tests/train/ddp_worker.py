@@ -120,7 +120,7 @@ def main() -> None:
     train_tagger(tagger, work / "tagger_whole", distributed=ddp)
     half = dataclasses.replace(tagger, train=dataclasses.replace(tagger.train, max_steps=3))
     train_tagger(half, work / "tagger_half", distributed=ddp)
-    train_tagger(None, work / "tagger_half", resume=True, loop_overrides=["--train.max_steps=6"], distributed=ddp)
+    train_tagger(None, work / "tagger_half", resume=True, overrides=["--train.max_steps=6"], distributed=ddp)
 
     everyone = [None] * ddp.world_size
     dist.all_gather_object(everyone, calls)

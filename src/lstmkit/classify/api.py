@@ -24,10 +24,10 @@ from typing import Any, NamedTuple
 import torch
 
 from ..data import DataError, Vocab, batch_plan
-from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
 from ..lm.task import load_model_weights, resolve_precision
-from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
 from ..tagger.metrics import TaggingScores, plot_confusion, score_tags
+from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
+from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
 from .data import Example, make_batch, task_splits, tokenize
 from .model import Classifier
 from .task import ClassifierRunConfig, encode_examples, read_classifier_info

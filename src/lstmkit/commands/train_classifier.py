@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import merge_from_args
     from ..train.loop import BEST_CHECKPOINT
 
-    budget = budget_overrides(args, "loop")
+    budget = budget_overrides(args, "train")
     named = {
         "encoder": args.encoder, "data.path": args.data, "data.task": args.task, "data.fold": args.fold,
         "data.phrases": False if args.no_phrases else None, "optim.unfreeze_every": args.gradual_unfreezing,
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--out and --resume name different directories; a resumed run stays where it is")
         if settings:
             raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
-                             "--loop.*) can change")
+                             "--train.*) can change")
         run_dir = Path(args.resume)
         result = train_classifier(None, run_dir, resume=True, overrides=[*budget, *args.overrides], echo=_echo)
     else:

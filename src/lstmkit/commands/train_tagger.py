@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace, ddp: Any) -> int:
         if settings:
             raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
                              "--train.*), --data and --threads can change")
-        result = train_tagger(None, run_dir, resume=True, loop_overrides=[*where, *budget, *args.overrides],
+        result = train_tagger(None, run_dir, resume=True, overrides=[*where, *budget, *args.overrides],
                               echo=echo_after(first_line), distributed=ddp)
     else:
         if args.run_dir is None:

@@ -17,7 +17,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal
+from typing import Any, ClassVar, Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -180,7 +180,7 @@ def preset_config(name: str) -> LMRunConfig:
     return PRESETS[name]()
 
 
-def make_config(preset: str = "small", overrides: list[str] | tuple[str, ...] = ()) -> LMRunConfig:
+def make_config(preset: str = "small", overrides: Sequence[str] = ()) -> LMRunConfig:
     """A preset with ``--section.key=value`` overrides applied (see :func:`lstmkit.train.merge_from_args`)."""
     return merge_from_args(preset_config(preset), list(overrides))
 
@@ -477,7 +477,7 @@ def train_language_model(
     run_dir: str | os.PathLike = "runs/lm",
     *,
     resume: bool = False,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: Sequence[str] = (),
     echo=None,
     on_checkpoint=None,
     distributed: Distributed | None = None,
