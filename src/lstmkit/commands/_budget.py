@@ -1,5 +1,6 @@
-"""The flags every trainer shares: the run directory (``--run-dir``, ``--resume``) and the training budget
-(``--max-seconds``, ``--max-epochs``, ``--no-progress``), and the config overrides the budget becomes.
+"""What every trainer shares: the run directory (``--run-dir``, ``--resume``) and the training budget
+(``--max-seconds``, ``--max-epochs``, ``--no-progress``), the config overrides the budget becomes, the first line
+(the budget) and the closing lines (:func:`finish_training`).
 
 Every trainer keeps its loop settings in the config section ``train`` (``--train.max_seconds=...``).
 """
@@ -7,6 +8,7 @@ Every trainer keeps its loop settings in the config section ``train`` (``--train
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import UsageError
@@ -102,3 +104,18 @@ def echo_after(first_line: str):
         print(line, flush=True)
 
     return echo
+
+
+def finish_training(result, command: str, run_dir: Path, unit: str, details: Sequence[str], done: str) -> int:
+    """A trainer's closing lines and exit code: why and when it stopped (time, step, epoch, ``unit`` per second)
+    followed by ``details``, then ``done`` (where the result is), or how to resume an interrupted run (exit code
+    128 + the signal)."""
+    state = result.state
+    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
+    print("; ".join([f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step "
+                     f"{state.step}, epoch {state.epoch}, {rate:.0f} {unit}/s", *details]))
+    if result.interrupted:
+        print(f"interrupted: resume with  lstmkit {command} --resume {run_dir}")
+        return 128 + int(result.signal)
+    print(done)
+    return 0

@@ -6,22 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
+from ._evaluation import add_evaluation_arguments, confusion_path
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-tagger run directory")
-    parser.add_argument("--split", default="test", choices=("train", "dev", "test"), help="default: test")
-    parser.add_argument("--data", metavar="PATH", help="treebank folder or CoNLL-U file "
-                        "(default: the treebank the run was trained on)")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
-    parser.add_argument("--json", action="store_true", help="print one JSON object: split, accuracy, tokens, "
-                        "per_tag, confusion, ...")
-    parser.add_argument("--confusion", metavar="PNG", help="where to draw the confusion matrix "
-                        "(default: RUN_DIR/confusion-SPLIT.png)")
-    parser.add_argument("--no-confusion", action="store_true", help="do not draw the confusion matrix")
-    parser.add_argument("--batch-size", type=int, metavar="N", help="sentences per batch (default: the run's)")
+    add_evaluation_arguments(
+        parser, "train-tagger",
+        ("PATH", "treebank folder or CoNLL-U file (default: the treebank the run was trained on)"),
+        "split, accuracy, tokens, per_tag, confusion, ...", "sentences")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,9 +25,9 @@ def run(args: argparse.Namespace) -> int:
     tagger = load_tagger(args.run_dir, args.checkpoint)
     scores = evaluate_tagger(tagger, args.split, args.data, args.batch_size)
     seconds = time.perf_counter() - started
-    picture = None
-    if not args.no_confusion:
-        picture = plot_confusion(scores, args.confusion or Path(args.run_dir) / f"confusion-{args.split}.png")
+    picture = confusion_path(args)
+    if picture is not None:
+        picture = plot_confusion(scores, picture)
     if args.json:
         data = scores.to_dict()
         data.update(tagset=tagger.tagset, confusion_png=None if picture is None else str(picture))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._budget import add_budget_arguments, budget_overrides
+from ._budget import add_budget_arguments, budget_overrides, finish_training
 from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
@@ -83,15 +83,9 @@ def run(args: argparse.Namespace) -> int:
         config = merge_from_args(ClassifierRunConfig(), [*settings, *budget, *args.overrides])
         result = train_classifier(config, run_dir, echo=_echo)
     state = result.state
-    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
     best = "none" if state.best_score is None else f"{100 * state.best_score:.2f}% at step {state.best_step}"
-    print(f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step {state.step}, "
-          f"epoch {state.epoch}, {rate:.0f} examples/s; best dev accuracy {best}")
-    if result.interrupted:
-        print(f"interrupted: resume with  lstmkit train-classifier --resume {run_dir}")
-        return 128 + int(result.signal)
-    print(f"classifier: {run_dir / BEST_CHECKPOINT}")
-    return 0
+    return finish_training(result, "train-classifier", run_dir, "examples", [f"best dev accuracy {best}"],
+                           f"classifier: {run_dir / BEST_CHECKPOINT}")
 
 
 def _echo(line: str) -> None:

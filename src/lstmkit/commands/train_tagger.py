@@ -20,6 +20,7 @@ from ._budget import (
     budget_line,
     budget_overrides,
     echo_after,
+    finish_training,
     resume_dir,
     stored_progress,
 )
@@ -99,12 +100,6 @@ def _run(args: argparse.Namespace, ddp: Any) -> int:
     if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
         return 128 + int(result.signal) if result.interrupted else 0
     state = result.state
-    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
     best = "none" if state.best_score is None else f"{state.best_score:.4f} at step {state.best_step}"
-    print(f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step {state.step}, "
-          f"epoch {state.epoch}, {rate:.0f} words/s; best dev accuracy {best}")
-    if result.interrupted:
-        print(f"interrupted: resume with  lstmkit train-tagger --resume {run_dir}")
-        return 128 + int(result.signal)
-    print(f"tagger: {run_dir / BEST_CHECKPOINT}")
-    return 0
+    return finish_training(result, "train-tagger", run_dir, "words", [f"best dev accuracy {best}"],
+                           f"tagger: {run_dir / BEST_CHECKPOINT}")
