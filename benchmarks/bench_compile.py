@@ -16,7 +16,6 @@ tagger's default configuration on one batch of 32 random sentences of 5-30 words
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import statistics
 import sys

@@ -23,7 +23,6 @@ Command line: ``lstmkit train-classifier`` (:mod:`lstmkit.commands.train_classif
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path

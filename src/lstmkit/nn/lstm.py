@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +19,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
 from ..ops.masks import bernoulli_mask, check_probability, drop_weight
-from ..ops.reference import NO_VARIANT, Variant
+from ..ops.reference import Variant
 
 __all__ = ["LSTM", "LSTMCell"]
 
