@@ -24,9 +24,9 @@ from typing import Any, NamedTuple
 import torch
 
 from ..data import DataError, Vocab, batch_plan
-from ..lm.task import load_model_weights, resolve_precision
+from ..lm.task import resolve_precision
 from ..tagger.metrics import TaggingScores, plot_confusion, score_tags
-from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
+from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint, load_model_weights
 from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
 from .data import Example, make_batch, task_splits, tokenize
 from .model import Classifier

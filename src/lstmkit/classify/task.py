@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data import EOS, UNK, DataError, Vocab, batch_plan
-from ..lm.task import load_model_weights, resolve_precision
-from ..train.checkpoint import CheckpointError, load_checkpoint
+from ..lm.task import resolve_precision
+from ..train.checkpoint import CheckpointError, load_checkpoint, load_model_weights, load_optimizer_state
 from ..train.config import ConfigError, check_resume_overrides, config_from_dict, config_to_dict, merge_from_args
 from ..train.loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, StepInfo, TaskState, fit
 from ..train.seeding import seed_everything
@@ -292,13 +292,7 @@ class ClassifierTask:
 
     def load_state_dict(self, state: TaskState) -> None:
         load_model_weights(self.model, state.model, "checkpoint")
-        training = state.training
-        if not isinstance(training, dict) or "optimizer" not in training:
-            raise CheckpointError("checkpoint holds no optimizer state to resume training from")
-        try:
-            self.optimizer.load_state_dict(training["optimizer"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise CheckpointError(f"checkpoint's optimizer state does not fit this run: {error}") from None
+        load_optimizer_state(self.optimizer, state.training)
 
 
 # -------------------------------------------------------------------------------------------------- entry point

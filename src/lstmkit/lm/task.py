@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from ..data import BpttWindow, Corpus, Vocab, batchify, bptt_windows, check_length, load_corpus
-from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
+from ..train.checkpoint import (
+    CheckpointError,
+    checkpoint_exists,
+    load_checkpoint,
+    load_model_weights,
+    load_optimizer_state,
+)
 from ..train.config import ConfigError, config_from_dict, config_to_dict, merge_from_args
 from ..train.distributed import Distributed, from_environment, single_process
 from ..train.loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, StepInfo, TaskState, fit
@@ -383,14 +389,8 @@ class LanguageModelTask:
     def load_state_dict(self, state: TaskState) -> None:
         check_compatible(state.info, self.vocab, "the checkpoint")
         load_model_weights(self.model, state.model, "checkpoint")
-        training = state.training
-        if not isinstance(training, dict) or "optimizer" not in training:
-            raise CheckpointError("checkpoint holds no optimizer state to resume training from")
-        try:
-            self.optimizer.load_state_dict(training["optimizer"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise CheckpointError(f"checkpoint's optimizer state does not fit this run: {error}") from None
-        hidden = training.get("hidden")
+        load_optimizer_state(self.optimizer, state.training)
+        hidden = state.training.get("hidden")
         streams = self.config.data.batch_size * self.distributed.world_size
         if hidden is not None and any(h.size(1) != streams or c.size(1) != streams for h, c in hidden):
             raise CheckpointError(f"the checkpoint's carried state has {hidden[0][0].size(1)} streams; this run "
@@ -443,22 +443,6 @@ def check_compatible(info: dict[str, Any], vocab: Vocab, where: Path | str) -> N
             f"{where} was trained on another vocabulary ({len(saved)} tokens) than this corpus has ({len(vocab)} "
             f"tokens, {differ} positions differ); use the corpus the run was trained on"
         )
-
-
-def load_model_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: Path | str) -> None:
-    """``model.load_state_dict(weights)`` with a one-line :class:`CheckpointError` on any mismatch."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise CheckpointError(f"{where}: model weights do not fit the model ({detail})")
-    for key, value in expected.items():
-        if weights[key].shape != value.shape:
-            raise CheckpointError(
-                f"{where}: weight {key!r} has shape {tuple(weights[key].shape)}, the model expects {tuple(value.shape)}"
-            )
-    model.load_state_dict(weights)
 
 
 # --------------------------------------------------------------------------------------------------- entry point

@@ -11,6 +11,8 @@ from .checkpoint import (
     checkpoint_exists,
     load_checkpoint,
     load_checkpoint_state,
+    load_model_weights,
+    load_optimizer_state,
     save_checkpoint,
 )
 from .config import ConfigError, check_resume_overrides, config_from_dict, config_to_dict, merge_from_args
@@ -43,6 +45,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_checkpoint_state",
+    "load_model_weights",
+    "load_optimizer_state",
     "checkpoint_exists",
     "atomic_writer",
     "atomic_write_bytes",
