@@ -457,9 +457,9 @@ class LSTM(_Variants, nn.RNNBase):
         (``enforce_sorted=False``), running, and padding back with zeros to the input's length, computed on the
         padded tensor with each sequence's state frozen past its length (:func:`lstmkit.ops.lstm`). No shape
         depends on the data, so torch.compile and torch.export trace it whole, where ``pack_padded_sequence`` is
-        a graph break (dynamo does not trace it) and packed input makes the batch size a value of
-        ``batch_sizes``. Eager and compiled code draw the same random masks. ``impl="native"`` packs instead
-        (torch's kernel has no frozen steps), in eager code only."""
+        a graph break (dynamo does not trace it; a PackedSequence made outside the compiled code traces whole,
+        see :meth:`_packed_batch`). Eager and compiled code draw the same random masks. ``impl="native"`` packs
+        instead (torch's kernel has no frozen steps), in eager code only."""
         if lengths is not None:
             self._check_lengths(input, lengths)
             if self.impl == "native":
