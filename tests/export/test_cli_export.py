@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -17,10 +18,10 @@ import torch
 from helpers import REPO
 from lm_corpus import TINY_OVERRIDES, write_word_corpus
 from lstmkit.cli import main
-from lstmkit.data import encode_sentences, make_batch
+from lstmkit.tagger.data import encode_sentences, make_batch
 from lstmkit.export import METADATA_FILE
-from lstmkit.lm_api import load_language_model
-from lstmkit.tagger_api import load_tagger, tag_sentences
+from lstmkit.lm.api import load_language_model
+from lstmkit.tagger.api import load_tagger, tag_sentences
 
 TAGGER = ["--model.word_embedding_size=8", "--model.char_embedding_size=6", "--model.char_hidden_size=6",
           "--model.hidden_size=8", "--batch_size=8", "--loop.progress=false", "--loop.max_epochs=1"]
@@ -110,6 +111,7 @@ def damaged_copy(runs, tmp_path):
         ("output is a folder", "cannot write"),
         ("unknown format", "argument --format: invalid choice: 'tflite'"),
         ("impl the format cannot express", "impl='reference'"),
+        ("output is a pipe", "is not a regular file"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(case, message, runs, tmp_path, capsys):
@@ -130,6 +132,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, message, runs, t
         fmt = "tflite"
     elif case == "impl the format cannot express":
         run, fmt = runs / "lm-reference", "pt2"
+    elif case == "output is a pipe":  # renamed over, a device or a pipe would be replaced by the file
+        out = tmp_path / "out" / "pipe"
+        os.mkfifo(out)
     before = sorted(os.listdir(tmp_path / "out"))
     code, stdout, err = export(capsys, run, "--format", fmt, "--out", out)
     assert code == 2, (stdout, err)
@@ -137,6 +142,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, message, runs, t
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
     assert sorted(os.listdir(tmp_path / "out")) == before  # no file, no temporary left behind
     assert not out.is_file()
+    if case == "output is a pipe":
+        assert stat.S_ISFIFO(out.stat().st_mode)
 
 
 def test_a_failed_export_keeps_the_previous_file(runs, tmp_path, capsys):
