@@ -19,13 +19,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "(default: RUN_DIR/confusion-SPLIT.png)")
     parser.add_argument("--no-confusion", action="store_true", help="do not draw the confusion matrix")
     parser.add_argument("--batch-size", type=int, metavar="N", help="examples per batch (default: the run's)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "auto", "int8"), default="float32",
+                        help="compute: float32 (default), bfloat16 autocast, auto, or int8 weights for the LSTM "
+                        "layers (to score what `classify --precision int8` predicts)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..classify.api import evaluate_classifier, load_classifier, plot_confusion
 
     clf = load_classifier(args.run_dir, args.checkpoint)
-    scores = evaluate_classifier(clf, args.split, args.data, args.batch_size)
+    scores = evaluate_classifier(clf, args.split, args.data, args.batch_size, args.precision)
     picture = None
     if not args.no_confusion:
         title = f"{clf.config.data.task} {scores.split}: accuracy {100 * scores.accuracy:.2f}% of {scores.examples}"
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                                  args.confusion or Path(args.run_dir) / f"confusion-{args.split}.png", title)
     if args.json:
         data = scores.to_dict()
-        data.update(task=clf.config.data.task, confusion_png=None if picture is None else str(picture))
+        data.update(task=clf.config.data.task, precision=args.precision, confusion_png=None if picture is None else str(picture))
         print(json.dumps(data))
         return 0
     print(f"{clf.config.data.task} classifier {clf.path}")
