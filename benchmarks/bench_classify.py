@@ -4,12 +4,13 @@ Ours: :func:`lstmkit.classify.classify_texts` on raw lines (tokenize, encode, ba
 classifier under ``torch.inference_mode``, softmax, the best label) with each ``precision``: float32 (the default:
 the fast path of :mod:`lstmkit.classify.inference`, a per-word table for the first layer's input projection and
 no steps spent on padding), int8 (the same with int8 weights) and auto (bfloat16 autocast through the module where
-the CPU has native bfloat16); and the module itself in float32 (``Classifier.forward``, what ``classify`` ran
-before the fast path). The peers (our own code): the same tokenized, encoded and sorted batches through
+the CPU has native bfloat16); by default ``--threads`` workers take whole batches with one torch thread each,
+"/w1" runs one batch at a time on ``--threads`` torch threads; and the module itself in float32
+(``Classifier.forward``, what ``classify`` ran before the fast path). The peers (our own code): the same tokenized, encoded and sorted batches through
 ``torch.nn.LSTM`` layers holding the same weights, the same concat pooling and head, in float32 and with torch's
 dynamic int8 quantization of those layers (``torch.ao.quantization.quantize_dynamic``). All run in the same process
 in alternating blocks; the report gives the median sentences per second of each, the ratio to the float32 peer,
-and how many predictions agree with float32's.
+and how many predictions equal the module's.
 
     python benchmarks/bench_classify.py --run runs/sst2 --threads 2          # a trained classifier
     python benchmarks/bench_classify.py --threads 2                          # random weights of the default sizes
@@ -134,12 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")
         peer_int8 = torch.ao.quantization.quantize_dynamic(Peer(clf.model).eval(), {nn.LSTM}, dtype=torch.qint8)
 
-    def ours(precision: str):
-        return lambda: [clf.labels.index(p.label) for p in classify_texts(clf, texts, args.batch_size, precision)]
+    def ours(precision: str, workers: int | None = None):
+        return lambda: [clf.labels.index(p.label)
+                        for p in classify_texts(clf, texts, args.batch_size, precision, workers)]
 
     sides = {
         "lstmkit float32": ours("float32"),
         "lstmkit int8": ours("int8"),
+        "lstmkit float32/w1": ours("float32", 1),
+        "lstmkit int8/w1": ours("int8", 1),
         "lstmkit auto": ours("auto"),
         "module float32": lambda: module_classify(clf, texts, args.batch_size),
         "peer float32": lambda: peer_classify(peer, clf, texts, args.batch_size),
@@ -161,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate in rates.items():
         ratio = rate / rates["peer float32"]
         agree = sum(a == b for a, b in zip(labels[name], reference))
-        print(f"  {name:<16} {rate:>10,.0f} sentences/s (median of {args.repeats}), {ratio:.2f}x the float32 peer; "
+        print(f"  {name:<18} {rate:>10,.0f} sentences/s (median of {args.repeats}), {ratio:.2f}x the float32 peer; "
               f"predictions equal to the module's on {agree}/{len(texts)}")
-    print("  (auto: bfloat16 autocast where the CPU has native bfloat16 arithmetic, else float32)")
+    print(f"  (lstmkit: {args.threads} workers taking whole batches, one torch thread each, the default; /w1: one "
+          f"batch at a time on {args.threads} torch threads; auto: bfloat16 autocast where the CPU has native "
+          "bfloat16 arithmetic, else float32, through the module)")
     return 0
 
 

@@ -141,8 +141,8 @@ def test_bench_classify_reports_sentences_per_second_against_the_peer():
                    "--data", str(REPO / "no-such-folder")])
     assert "40 sentences of random sentences" in stdout
     lines = {line.split()[0] + " " + line.split()[1]: line for line in stdout.splitlines() if "sentences/s" in line}
-    assert set(lines) == {"lstmkit float32", "lstmkit int8", "lstmkit auto", "module float32", "peer float32",
-                          "peer int8"}
+    assert set(lines) == {"lstmkit float32", "lstmkit int8", "lstmkit float32/w1", "lstmkit int8/w1", "lstmkit auto",
+                          "module float32", "peer float32", "peer int8"}
     for side in ("lstmkit float32", "peer float32"):  # the fast path and torch's LSTM compute the module's function
         assert lines[side].endswith("predictions equal to the module's on 40/40"), lines[side]
     assert "x the float32 peer" in lines["lstmkit int8"]

@@ -102,3 +102,23 @@ def test_a_model_with_lstm_variants_keeps_the_modules_path():
     assert len(classify_texts(clf, texts)) == 2 and clf.fast == {}
     with pytest.raises(ValueError, match="precision='int8' needs plain LSTM layers"):
         classify_texts(clf, texts, precision="int8")
+
+
+def test_workers_take_whole_batches_and_give_the_same_probabilities():
+    texts = [" ".join(f"w{(i * 7 + j) % 13}" for j in range(1 + i % 9)) for i in range(23)]
+    vocab = vocab_of(texts)
+    torch.manual_seed(0)
+    model = trained_looking(Classifier(len(vocab), 3, ClassifierConfig(encoder=SMALL, head_hidden=5)))
+    clf = LoadedClassifier(model, vocab, ["a", "b", "c"], ClassifierRunConfig(), Path("memory"))
+    threads = torch.get_num_threads()
+    one = classify_texts(clf, texts, batch_size=4, workers=1)
+    for precision in ("float32", "int8", "bfloat16"):
+        alone = classify_texts(clf, texts, batch_size=4, precision=precision, workers=1)
+        together = classify_texts(clf, texts, batch_size=4, precision=precision, workers=3)
+        assert [p.label for p in together] == [p.label for p in alone], precision
+        assert [p.probability for p in together] == pytest.approx([p.probability for p in alone], abs=1e-6)
+        assert torch.get_num_threads() == threads  # restored after the workers
+    assert [p.label for p in one] == [p.label for p in classify_texts(clf, texts, batch_size=4, workers=3)]
+    assert classify_texts(clf, [], workers=2) == []
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        classify_texts(clf, texts, workers=0)

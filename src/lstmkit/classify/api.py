@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -105,12 +106,19 @@ path), bfloat16 autocast, auto (bfloat16 where the CPU has native bfloat16 arith
 layers (the fast path; predictions can differ from float32's: benchmarks/RESULTS.md gives the accuracy change)."""
 
 
-@torch.inference_mode()
 def _probabilities(clf: LoadedClassifier, token_lists: Sequence[Sequence[str]], batch_size: int | None,
-                   precision: str = "float32") -> torch.Tensor:
-    """``(N, K)`` class probabilities of tokenized texts, in input order."""
+                   precision: str = "float32", workers: int | None = None) -> torch.Tensor:
+    """``(N, K)`` class probabilities of tokenized texts, in input order.
+
+    With ``workers`` > 1 (default: torch's thread count) and more than one batch, that many Python threads take
+    whole batches, each running torch with one thread (torch's count is 1 for the process while they run, then
+    restored): small LSTM steps parallelise better across batches than inside one step (benchmarks/RESULTS.md).
+    The numbers are those of one thread per batch either way.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     int8 = precision == "int8"
     low = not int8 and resolve_precision(precision) == torch.bfloat16
     fast = None if low else clf.fast_form(int8)
@@ -119,14 +127,31 @@ def _probabilities(clf: LoadedClassifier, token_lists: Sequence[Sequence[str]], 
     ids = encode_examples(token_lists, clf.vocab)
     out = torch.empty(len(ids), len(clf.labels))
     clf.model.eval()
-    for indices in batch_plan([len(row) for row in ids], batch_size or clf.config.data.eval_batch_size):
+    plan = batch_plan([len(row) for row in ids], batch_size or clf.config.data.eval_batch_size)
+
+    def classify(indices: list[int]) -> None:
         batch = make_batch([ids[i] for i in indices], None, clf.vocab.unk_id)  # longest first
-        if fast is not None:
-            logits = fast.logits(batch.words, batch.lengths)
-        else:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-                logits = clf.model(batch.words, batch.lengths).logits
-        out[indices] = torch.softmax(logits.float(), dim=1)
+        with torch.inference_mode():
+            if fast is not None:
+                logits = fast.logits(batch.words, batch.lengths)
+            else:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+                    logits = clf.model(batch.words, batch.lengths).logits
+            out[indices] = torch.softmax(logits.float(), dim=1)
+
+    threads = torch.get_num_threads()
+    workers = min(threads if workers is None else workers, len(plan))
+    if workers <= 1:
+        for indices in plan:
+            classify(indices)
+        return out
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="lstmkit-classify") as pool:
+            for _ in pool.map(classify, plan):  # re-raises a worker's error here
+                pass
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -135,14 +160,17 @@ def classify_texts(
     texts: Sequence[str],
     batch_size: int | None = None,
     precision: str = "float32",
+    workers: int | None = None,
 ) -> list[Prediction]:
     """The most probable label of each text and its probability, in input order.
 
     A text is one line of raw text; it is tokenized as the training data was. An empty text is classified as
-    the start-of-text marker alone (the model's prior). ``precision``: one of :data:`PRECISIONS`.
+    the start-of-text marker alone (the model's prior). ``precision``: one of :data:`PRECISIONS`. ``workers``:
+    batches classified at once, each on one thread (default: torch's thread count; 1: one batch at a time on
+    torch's threads).
     """
     clf = _as_classifier(model_or_run_dir)
-    probabilities = _probabilities(clf, [tokenize(text) for text in texts], batch_size, precision)
+    probabilities = _probabilities(clf, [tokenize(text) for text in texts], batch_size, precision, workers)
     best, index = probabilities.max(dim=1)
     return [Prediction(clf.labels[i], p) for p, i in zip(best.tolist(), index.tolist())]
 

@@ -82,19 +82,25 @@ class _Layer:
         weight, bias = self.input
         return torch.addmm(bias, x, weight)
 
-    def run(self, gates_in: Tensor, running: list[int]) -> Tensor:
-        """The recurrence over ``gates_in`` (T, B, 4H), from zero states; ``running[t]`` examples (the first
-        ones) are still running at step t. Returns (T, B, H); rows past an example's end stay zero."""
-        steps, batch, _ = gates_in.shape
-        out = gates_in.new_zeros(steps, batch, self.hidden)
-        h = gates_in.new_zeros(batch, self.hidden)
-        c = gates_in.new_zeros(batch, self.hidden)
+    def run(self, inputs: Tensor, running: list[int]) -> Tensor:
+        """The recurrence from zero states over ``inputs``: for the table layer the words (T, B), else the input
+        projections (T, B, 4H). ``running[t]`` examples (the first ones) are still running at step t. Returns
+        (T, B, H); rows past an example's end stay zero."""
+        steps, batch = inputs.shape[:2]
+        out = self.recurrent_dtype_zeros(steps, batch)
+        h = out.new_zeros(batch, self.hidden)
+        c = out.new_zeros(batch, self.hidden)
         for t in range(steps):
             n = running[t]
-            gates = gates_in[t, :n]
+            if self.table is not None:  # this step's rows of the table: gathered now, while they stay in cache
+                gates = torch.nn.functional.embedding(inputs[t, :n], self.table)
+            else:
+                gates = inputs[t, :n]
             if t:
                 if self.int8:
                     gates = torch.ops.quantized.linear_dynamic(h[:n], self.recurrent, True).add_(gates)
+                elif self.table is not None:
+                    gates = gates.addmm_(h[:n], self.recurrent)
                 else:
                     gates = torch.addmm(gates, h[:n], self.recurrent)
             i, f, g, o = gates.chunk(4, dim=1)
@@ -103,6 +109,9 @@ class _Layer:
             h[:n] = torch.sigmoid(o).mul_(torch.tanh(cell))
             out[t, :n] = h[:n]
         return out
+
+    def recurrent_dtype_zeros(self, steps: int, batch: int) -> Tensor:
+        return torch.zeros(steps, batch, self.hidden)
 
 
 class FastClassifier:
@@ -145,8 +154,7 @@ class FastClassifier:
         x = None
         for layer in self.layers:
             if layer.table is not None:
-                gates_in = layer.table[words]  # (T, B, 4H)
+                x = layer.run(words, running)
             else:
-                gates_in = layer.project(x.reshape(steps * batch, -1)).view(steps, batch, -1)
-            x = layer.run(gates_in, running)
+                x = layer.run(layer.project(x.reshape(steps * batch, -1)).view(steps, batch, -1), running)
         return self.head(concat_pool(x, lengths))
