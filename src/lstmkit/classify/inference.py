@@ -59,12 +59,16 @@ def _quantize_rows(weight: Tensor, bias: Tensor | None) -> Any:
 
 class _Layer:
     """One LSTM layer's inference weights: the input side (a table, float32 (W.T, b) or packed int8) and the
-    recurrent side (float32 W_hh.T or packed int8)."""
+    recurrent side (float32 W_hh.T or packed int8). The cell-candidate rows (g, the third quarter) are doubled, so
+    that one sigmoid covers all four gates: tanh(z) = 2 sigmoid(2z) - 1."""
 
     def __init__(self, layer: torch.nn.Module, embedding: Tensor | None, int8: bool) -> None:
-        w_ih, w_hh = layer.weight_ih_l0.detach(), layer.weight_hh_l0.detach()
-        bias = (layer.bias_ih_l0 + layer.bias_hh_l0).detach()
-        self.hidden = w_hh.size(1)
+        hidden = layer.weight_hh_l0.size(1)
+        scale = torch.ones(4 * hidden, 1)
+        scale[2 * hidden : 3 * hidden] = 2.0
+        w_ih, w_hh = layer.weight_ih_l0.detach() * scale, layer.weight_hh_l0.detach() * scale
+        bias = (layer.bias_ih_l0 + layer.bias_hh_l0).detach() * scale[:, 0]
+        self.hidden = hidden
         self.int8 = int8
         self.table = torch.addmm(bias, embedding, w_ih.t()) if embedding is not None else None  # (V, 4H)
         if self.table is not None:
@@ -85,11 +89,12 @@ class _Layer:
     def run(self, inputs: Tensor, running: list[int]) -> Tensor:
         """The recurrence from zero states over ``inputs``: for the table layer the words (T, B), else the input
         projections (T, B, 4H). ``running[t]`` examples (the first ones) are still running at step t. Returns
-        (T, B, H); rows past an example's end stay zero."""
+        (T, B, H); rows past an example's end stay zero. Each step's h is written straight into its output row
+        and read back from there at the next step; the cell state is the previous step's, cut to the running
+        examples."""
         steps, batch = inputs.shape[:2]
-        out = self.recurrent_dtype_zeros(steps, batch)
-        h = out.new_zeros(batch, self.hidden)
-        c = out.new_zeros(batch, self.hidden)
+        out = torch.zeros(steps, batch, self.hidden)
+        cell = None
         for t in range(steps):
             n = running[t]
             if self.table is not None:  # this step's rows of the table: gathered now, while they stay in cache
@@ -98,20 +103,16 @@ class _Layer:
                 gates = inputs[t, :n]
             if t:
                 if self.int8:
-                    gates = torch.ops.quantized.linear_dynamic(h[:n], self.recurrent, True).add_(gates)
+                    gates = torch.ops.quantized.linear_dynamic(out[t - 1, :n], self.recurrent, True).add_(gates)
                 elif self.table is not None:
-                    gates = gates.addmm_(h[:n], self.recurrent)
+                    gates = gates.addmm_(out[t - 1, :n], self.recurrent)
                 else:
-                    gates = torch.addmm(gates, h[:n], self.recurrent)
-            i, f, g, o = gates.chunk(4, dim=1)
-            cell = torch.sigmoid(f).mul_(c[:n]).addcmul_(torch.sigmoid(i), torch.tanh(g))
-            c[:n] = cell
-            h[:n] = torch.sigmoid(o).mul_(torch.tanh(cell))
-            out[t, :n] = h[:n]
+                    gates = torch.addmm(gates, out[t - 1, :n], self.recurrent)
+            i, f, g, o = torch.sigmoid(gates).chunk(4, dim=1)  # g holds sigmoid(2z): tanh(z) = 2 g - 1
+            candidate = torch.addcmul(i, i, g, value=-2.0).neg_()  # i * tanh(z) = 2 i g - i
+            cell = candidate if cell is None else candidate.addcmul_(f, cell[:n])
+            torch.mul(o, torch.tanh(cell), out=out[t, :n])
         return out
-
-    def recurrent_dtype_zeros(self, steps: int, batch: int) -> Tensor:
-        return torch.zeros(steps, batch, self.hidden)
 
 
 class FastClassifier:
