@@ -16,7 +16,6 @@ tagger's default configuration on one batch of 32 random sentences of 5-30 words
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import statistics
 import sys
@@ -28,9 +27,10 @@ import torch._inductor.config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import lstmkit  # noqa: E402
-from lstmkit.data import TaggingBatch  # noqa: E402
-from lstmkit.models import LanguageModel, Tagger, TaggerConfig  # noqa: E402
-from lstmkit.train.lm import make_config  # noqa: E402
+from lstmkit.tagger.data import TaggingBatch  # noqa: E402
+from lstmkit.lm import LanguageModel  # noqa: E402
+from lstmkit.tagger import Tagger, TaggerConfig  # noqa: E402
+from lstmkit.lm.task import make_config  # noqa: E402
 
 
 def lm_case(seed: int = 0):

@@ -4,7 +4,7 @@ batch, and the gradient bytes every step all-reduces.
 Each layout trains the same model on the same windows with the same global batch G (columns of the batchified
 corpus): ``1x1`` (one process, one thread), ``1x2`` (one process, two threads) and ``2x1`` (two processes of one
 thread, G/2 columns each, started here with torchrun's variables). Layouts run one after the other, in rounds that
-alternate them; each process takes real training steps through :class:`lstmkit.train.lm.LanguageModelTask` (DDP
+alternate them; each process takes real training steps through :class:`lstmkit.lm.task.LanguageModelTask` (DDP
 included), fixed-length windows, after a warm-up. The report gives median global tokens per second, the scaling
 efficiency of two processes (``2x1`` over twice ``1x1``), ``2x1`` against ``1x2``, and the communication volume.
 
@@ -60,7 +60,7 @@ def worker(args: argparse.Namespace) -> None:
     from lstmkit.data import load_corpus
     from lstmkit.train import StepInfo
     from lstmkit.train.distributed import from_environment
-    from lstmkit.train.lm import LanguageModelTask, make_config
+    from lstmkit.lm.task import LanguageModelTask, make_config
     from lstmkit.train.seeding import seed_everything
 
     ddp = from_environment()

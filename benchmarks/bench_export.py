@@ -29,7 +29,8 @@ import torch
 
 import lstmkit
 import lstmkit.runtime
-from lstmkit.data import Sentence, TaggingVocabs, encode_sentences, make_batch
+from lstmkit.data import Sentence
+from lstmkit.tagger.data import TaggingVocabs, encode_sentences, make_batch
 from lstmkit.export import (
     export_language_model,
     export_lstm,
@@ -38,7 +39,8 @@ from lstmkit.export import (
     lstm_model,
     tagger_model,
 )
-from lstmkit.models import LanguageModel, LanguageModelConfig, Tagger, TaggerConfig
+from lstmkit.lm import LanguageModel, LanguageModelConfig
+from lstmkit.tagger import Tagger, TaggerConfig
 
 
 def median_ms(functions, repeat: int) -> list[float]:

@@ -3,7 +3,7 @@
 The peer (:class:`PeerModel`, our own code in the reference's style): plain ``torch.nn.LSTM`` layers whose
 ``weight_hh_l0`` is replaced by a dropped copy before every forward call, embedding dropout by scaling the whole
 embedding matrix with a per-word mask, locked dropout by an expanded mask, and the loss as separate decoder,
-log_softmax and gather ops. Ours: :class:`lstmkit.train.lm.LanguageModelTask` taking real training steps
+log_softmax and gather ops. Ours: :class:`lstmkit.lm.task.LanguageModelTask` taking real training steps
 (``lstmkit.LSTM`` with ``weight_dropout`` on torch's kernel, the fused decoder + cross entropy). Both sides get the
 same windows of the same corpus, the same sizes, regularisation, clipping, weight decay and lr scaling, and are
 timed in the same process in alternating blocks; the report gives median training tokens per second and the ratio.
@@ -33,7 +33,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from lstmkit.data import Corpus, Vocab, batchify, bptt_windows, load_corpus  # noqa: E402
 from lstmkit.train import StepInfo  # noqa: E402
-from lstmkit.train.lm import LanguageModelTask, make_config  # noqa: E402
+from lstmkit.lm.task import LanguageModelTask, make_config  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lstmkit.data import find_conllu_splits, read_conllu
 
-RUN = ("import sys\nimport lstmkit.tagger_api as api\n"
+RUN = ("import sys\nimport lstmkit.tagger.api as api\n"
        "if sys.argv[1] == 'one-piece':\n    api.WINDOW_WORDS = 10**9\n"
        "from lstmkit.cli import main\nsys.exit(main(sys.argv[2:]))\n")
 

@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from lstmkit.data import find_conllu_splits, read_conllu, sentence_tags, treebank_tokens
-from lstmkit.tagger_api import load_tagger, tag_sentences
+from lstmkit.data import find_conllu_splits, read_conllu, treebank_tokens
+from lstmkit.tagger.data import sentence_tags
+from lstmkit.tagger.api import load_tagger, tag_sentences
 
 
 def spans(text: str, tokens: list[str]) -> list[tuple[int, int] | None]:

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from lstmkit.data import find_conllu_splits, read_conllu
-from lstmkit.models import Tagger
-from lstmkit.tagger_api import load_tagger, tag_sentences
+from lstmkit.tagger import Tagger
+from lstmkit.tagger.api import load_tagger, tag_sentences
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("LSTMKIT_DATA", REPO.parent / "shared" / "data")) / "ud_english_ewt"

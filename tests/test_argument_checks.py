@@ -9,9 +9,10 @@ import pytest
 
 import lstmkit
 from lstmkit.cli import main
-from lstmkit.models import LanguageModelConfig, TaggerConfig
+from lstmkit.lm import LanguageModelConfig
+from lstmkit.tagger import TaggerConfig
 from lstmkit.train import ConfigError
-from lstmkit.train.lm import make_config
+from lstmkit.lm.task import make_config
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -85,7 +85,7 @@ def test_generate_is_deterministic_with_a_seed(capsys, trained):
     first, second = lstmkit(capsys, *args), lstmkit(capsys, *args)
     assert first[0] == 0 and first == second
     assert first[1].startswith("the cat")  # the prompt, then the sampled words (or an <eos> line break)
-    from lstmkit.lm_api import generate
+    from lstmkit.lm.api import generate
 
     assert generate(run, "the cat", words=12, seed=3) == generate(run, "the cat", words=12, seed=3)
     assert len(generate(run, "", words=9, seed=1).split()) <= 9
@@ -125,7 +125,7 @@ def test_char_level_reports_bits_per_character(capsys, tmp_path):
 KILLED_RUN = textwrap.dedent(
     """
     import os, signal, sys
-    from lstmkit.train.lm import make_config, train_language_model
+    from lstmkit.lm.task import make_config, train_language_model
 
     def kill(path, state):
         if state.step == int(sys.argv[2]):

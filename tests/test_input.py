@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from lm_corpus import write_word_corpus
-from lstmkit import tagger_api
+from lstmkit.tagger import api as tagger_api
 from lstmkit.cli import main
 from lstmkit.data import load_corpus, read_conllu, read_plain, read_utf8_text, treebank_tokens
-from lstmkit.tagger_api import detect_format, load_tagger, tag_sentences, tag_text
+from lstmkit.tagger.api import detect_format, load_tagger, tag_sentences, tag_text
 
 TINY = ["--model.word_embedding_size=12", "--model.char_embedding_size=8", "--model.char_hidden_size=10",
         "--model.hidden_size=16", "--batch_size=8", "--optim.lr=0.02", "--train.progress=false"]

@@ -82,8 +82,8 @@ def test_default_is_torchs_count_unless_set(monkeypatch):
 @pytest.mark.parametrize("field, value", [("threads", "-1"), ("threads", "true")])
 def test_configs_reject_bad_thread_counts(field, value):
     from lstmkit.train import ConfigError
-    from lstmkit.train.lm import make_config
-    from lstmkit.train.tagger import TrainTaggerConfig
+    from lstmkit.lm.task import make_config
+    from lstmkit.tagger.task import TrainTaggerConfig
     from lstmkit.train.config import merge_from_args
 
     with pytest.raises(ConfigError, match="threads"):

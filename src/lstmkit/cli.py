@@ -17,6 +17,7 @@ import importlib
 import os
 import sys
 
+from .commands.errors import UsageError
 from .runtime import malloc_setting_from_env, parse_thread_count, prepare_openmp_environment, set_thread_count
 
 # command -> (module, one-line help)
@@ -38,10 +39,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
                         "accuracy, per-class F1 and a confusion matrix of a trained classifier"),
     "classify": ("lstmkit.commands.classify", "classify text, one line at a time, with a trained classifier"),
 }
-
-
-class UsageError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2."""
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

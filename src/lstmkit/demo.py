@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     prepare_openmp_environment()  # before torch loads: idle OpenMP threads spin only briefly
     threads = set_thread_count(args.threads)
-    from .lm_api import evaluate_lm, generate, load_language_model, next_words
-    from .train.lm import make_config, train_language_model
+    from .lm.api import evaluate_lm, generate, load_language_model, next_words
+    from .lm.task import make_config, train_language_model
 
     run_dir = Path(args.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     overrides = [f"--train.max_seconds={args.seconds}", "--optim.average_from=0.5"]

@@ -14,12 +14,12 @@ import torch
 from lm_corpus import TINY_OVERRIDES, write_word_corpus
 from lstmkit.classify import load_classifier
 from lstmkit.cli import COMMANDS, main
-from lstmkit.lm_api import load_language_model
+from lstmkit.lm.api import load_language_model
 from lstmkit.train.checkpoint import load_checkpoint
 
 from tiny_sentiment import write_mr, write_sst
 
-TINY_HEAD = ["--model.head_hidden=8", "--data.batch_size=8", "--loop.progress=false", "--threads=1"]
+TINY_HEAD = ["--model.head_hidden=8", "--data.batch_size=8", "--train.progress=false", "--threads=1"]
 TINY_SCRATCH = ["--model.encoder.embedding_size=8", "--model.encoder.hidden_size=12", *TINY_HEAD]
 
 
@@ -105,8 +105,8 @@ def test_the_from_scratch_baseline_learns_mr_and_classify_reads_stdin(data, caps
 def test_resume_continues_exactly(data, capsys, tmp_path):
     common = ["--data", data["mr"], "--task", "mr", "--stlr", "off", "--gradual-unfreezing", "0", *TINY_SCRATCH]
     whole, split = tmp_path / "whole", tmp_path / "split"
-    assert call(capsys, "train-classifier", "--out", whole, "--loop.max_steps=10", *common)[0] == 0
-    assert call(capsys, "train-classifier", "--out", split, "--loop.max_steps=4", *common)[0] == 0
+    assert call(capsys, "train-classifier", "--out", whole, "--train.max_steps=10", *common)[0] == 0
+    assert call(capsys, "train-classifier", "--out", split, "--train.max_steps=4", *common)[0] == 0
     code, out, _ = call(capsys, "train-classifier", "--resume", split, "--loop.max_steps=10")
     assert code == 0 and "step 10," in out
     a, b = load_checkpoint(whole).model_state, load_checkpoint(split).model_state
@@ -115,7 +115,7 @@ def test_resume_continues_exactly(data, capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["train-classifier", "--data", "{mr}", "--task", "mr"], "--out RUN_DIR is required"),
-    (["train-classifier", "--data", "{mr}", "--task", "mr", "--out", "{tmp}/x", "--loop.max_epochs=none"],
+    (["train-classifier", "--data", "{mr}", "--task", "mr", "--out", "{tmp}/x", "--train.max_epochs=none"],
      "needs a budget"),
     (["train-classifier", "--data", "{tmp}", "--task", "sst2", "--out", "{tmp}/y"], "no train.txt"),
     (["train-classifier", "--resume", "{tmp}/y", "--task", "sst5"], "keeps its configuration"),

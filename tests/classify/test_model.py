@@ -9,7 +9,7 @@ from lstmkit.classify.finetune import extend_vocab, map_embeddings
 from lstmkit.classify.model import Classifier, ClassifierConfig, concat_pool
 from lstmkit.classify.task import ClassifierRunConfig, ClassifierTask, stlr_factor
 from lstmkit.data import Vocab
-from lstmkit.models import LanguageModel, LanguageModelConfig
+from lstmkit.lm import LanguageModel, LanguageModelConfig
 from lstmkit.classify.data import Example
 from lstmkit.train.config import merge_from_args
 from lstmkit.train.loop import StepInfo
@@ -65,7 +65,7 @@ def test_stlr_rises_to_the_peak_at_cut_frac_and_falls_back():
 def _task(*overrides):
     config = merge_from_args(ClassifierRunConfig(), [
         "--model.encoder.embedding_size=6", "--model.encoder.hidden_size=10", "--data.batch_size=2",
-        "--loop.max_steps=100", "--loop.max_epochs=none", *overrides])
+        "--train.max_steps=100", "--train.max_epochs=none", *overrides])
     examples = [Example(("good",), 1), Example(("bad", "film"), 0), Example(("fine",), 1)]
     vocab = Vocab.build(["good", "bad", "film", "fine"])
     return ClassifierTask(config, {"train": examples, "dev": examples}, vocab, ["negative", "positive"])

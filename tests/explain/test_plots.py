@@ -1,7 +1,6 @@
 """Tests for lstmkit.explain.plots: saturation numbers on a constructed trace, and PNGs that hold a picture."""
 
 import matplotlib.image
-import numpy as np
 import pytest
 import torch
 

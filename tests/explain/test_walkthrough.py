@@ -55,7 +55,7 @@ def test_every_claim_holds(options):
 def test_claims_cover_the_topics_of_each_option():
     base = claims_of(walkthrough())
     for letter in "ifgo":
-        assert any(name.startswith(f"chunk ") and f"x @ W_{letter}^T" in name for name in base)
+        assert any(name.startswith("chunk ") and f"x @ W_{letter}^T" in name for name in base)
     assert "the loop's h at every step equals output of the one call (lstmkit.LSTM)" in base
     assert "torch.nn.LSTM with the same weights gives the same output" in base
     assert "output is (T, B, D * P) = (5, 2, 3)" in base  # the shapes section, with the default sizes

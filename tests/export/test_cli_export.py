@@ -17,10 +17,10 @@ import torch
 from helpers import REPO
 from lm_corpus import TINY_OVERRIDES, write_word_corpus
 from lstmkit.cli import main
-from lstmkit.data import encode_sentences, make_batch
+from lstmkit.tagger.data import encode_sentences, make_batch
 from lstmkit.export import METADATA_FILE
-from lstmkit.lm_api import load_language_model
-from lstmkit.tagger_api import load_tagger, tag_sentences
+from lstmkit.lm.api import load_language_model
+from lstmkit.tagger.api import load_tagger, tag_sentences
 
 TAGGER = ["--model.word_embedding_size=8", "--model.char_embedding_size=6", "--model.char_hidden_size=6",
           "--model.hidden_size=8", "--batch_size=8", "--loop.progress=false", "--loop.max_epochs=1"]

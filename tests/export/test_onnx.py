@@ -12,9 +12,10 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmkit
-from lstmkit.data import TaggingVocabs, encode_sentences, make_batch
+from lstmkit.tagger.data import TaggingVocabs, encode_sentences, make_batch
 from lstmkit.export import ExportError, language_model_model, lstm_model, tagger_model
-from lstmkit.models import LanguageModel, LanguageModelConfig, Tagger, TaggerConfig
+from lstmkit.lm import LanguageModel, LanguageModelConfig
+from lstmkit.tagger import Tagger, TaggerConfig
 from export_cases import OPTIONS, PLAIN, lstm_inputs, tagger_sentences
 
 def assert_close(actual, expected, name: str) -> None:

@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmkit
 from export_cases import OPTIONS, lstm_inputs, tagger_sentences
-from lstmkit.data import TaggingVocabs, encode_sentences, make_batch
+from lstmkit.tagger.data import TaggingVocabs, encode_sentences, make_batch
 from lstmkit.export import (
     METADATA_FILE,
     ExportError,
@@ -20,7 +20,8 @@ from lstmkit.export import (
     export_tagger,
     program_bytes,
 )
-from lstmkit.models import LanguageModel, LanguageModelConfig, Tagger, TaggerConfig
+from lstmkit.lm import LanguageModel, LanguageModelConfig
+from lstmkit.tagger import Tagger, TaggerConfig
 
 SIZES = ((9, 4, 1), (1, 1, 2))  # (T, B, seed): other than the example's (3, 2), T = 1 and B = 1 included
 

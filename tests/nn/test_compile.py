@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmkit
 from helpers import assert_close
-from lstmkit.models.language_model import LanguageModel, LanguageModelConfig
+from lstmkit.lm.model import LanguageModel, LanguageModelConfig
 
 EVERY_OPTION = dict(
     num_layers=2, bidirectional=True, dropout=0.1, weight_dropout=0.3, forget_bias=1.0, recurrent_dropout=0.2,
@@ -207,8 +207,9 @@ def treebank_batch():
     import dataclasses
     import random
 
-    from lstmkit.data import Sentence, TaggingVocabs, encode_sentences, make_batch
-    from lstmkit.models import Tagger, TaggerConfig
+    from lstmkit.data import Sentence
+    from lstmkit.tagger.data import TaggingVocabs, encode_sentences, make_batch
+    from lstmkit.tagger import Tagger, TaggerConfig
     from tiny_treebank import random_sentence
 
     rng = random.Random(0)

@@ -29,12 +29,12 @@ from lm_corpus import write_word_corpus  # noqa: E402
 from tiny_treebank import write_treebank  # noqa: E402
 
 from lstmkit.data import load_corpus  # noqa: E402
-from lstmkit.models import TaggerConfig  # noqa: E402
+from lstmkit.tagger import TaggerConfig  # noqa: E402
 from lstmkit.train import LoopConfig, StepInfo  # noqa: E402
 from lstmkit.train.distributed import from_environment, single_process  # noqa: E402
-from lstmkit.train.lm import LanguageModelTask, make_config, train_language_model  # noqa: E402
+from lstmkit.lm.task import LanguageModelTask, make_config, train_language_model  # noqa: E402
 from lstmkit.train.seeding import seed_everything  # noqa: E402
-from lstmkit.train.tagger import TaggerOptimConfig, TrainTaggerConfig, train_tagger  # noqa: E402
+from lstmkit.tagger.task import TaggerOptimConfig, TrainTaggerConfig, train_tagger  # noqa: E402
 
 LM = ["--model.embedding_size=8", "--model.hidden_size=12", "--data.bptt=6", "--data.eval_batch_size=3",
       "--threads=1", "--train.progress=false", "--train.log_every=1", "--precision=float32"]
@@ -120,7 +120,7 @@ def main() -> None:
     train_tagger(tagger, work / "tagger_whole", distributed=ddp)
     half = dataclasses.replace(tagger, train=dataclasses.replace(tagger.train, max_steps=3))
     train_tagger(half, work / "tagger_half", distributed=ddp)
-    train_tagger(None, work / "tagger_half", resume=True, loop_overrides=["--train.max_steps=6"], distributed=ddp)
+    train_tagger(None, work / "tagger_half", resume=True, overrides=["--train.max_steps=6"], distributed=ddp)
 
     everyone = [None] * ddp.world_size
     dist.all_gather_object(everyone, calls)

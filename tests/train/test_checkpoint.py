@@ -327,3 +327,25 @@ def test_loading_never_unpickles(saved, monkeypatch):
     monkeypatch.setattr(pickle, "loads", forbidden)
     monkeypatch.setattr(torch, "load", forbidden)
     assert load_checkpoint(saved.parent).extra == {"step": 1}
+
+
+def test_weights_and_optimizer_state_that_do_not_fit_are_one_line_errors():
+    from lstmkit.train import load_model_weights, load_optimizer_state
+
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(CheckpointError, match=r"^run/best: model weights do not fit the model \(missing \['bias'\]\)$"):
+        load_model_weights(model, {"weight": torch.zeros(2, 3)}, "run/best")
+    with pytest.raises(CheckpointError, match=r"weight 'weight' has shape \(3, 3\), the model expects \(2, 3\)"):
+        load_model_weights(model, {"weight": torch.zeros(3, 3), "bias": torch.zeros(2)}, "run/best")
+    load_model_weights(model, {"weight": torch.ones(2, 3), "bias": torch.zeros(2)}, "run/best")
+    assert torch.equal(model.weight, torch.ones(2, 3))
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(CheckpointError, match="holds no optimizer state"):
+        load_optimizer_state(optimizer, None)
+    other = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1).state_dict()
+    with pytest.raises(CheckpointError, match="optimizer state does not fit this run"):
+        load_optimizer_state(optimizer, {"optimizer": other})
+    saved = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9).state_dict()
+    load_optimizer_state(optimizer, {"optimizer": saved})
+    assert optimizer.param_groups[0]["lr"] == 0.5

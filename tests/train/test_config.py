@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from lstmkit.train import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from lstmkit.train import ConfigError, check_resume_overrides, config_from_dict, config_to_dict, merge_from_args
 
 
 @dataclass
@@ -142,3 +142,27 @@ def test_from_dict_requires_fields_without_defaults():
 
     with pytest.raises(ConfigError, match=r"stored config for Needs is incomplete"):
         config_from_dict(Needs, {})
+
+
+def test_check_resume_overrides_names_the_first_change_a_resume_cannot_make():
+    allowed = ("--train.", "--loop.", "--data=")
+    assert check_resume_overrides(iter(["--train.max_steps=9", "--data=x"]), allowed, "budgets") == [
+        "--train.max_steps=9", "--data=x"]
+    with pytest.raises(ConfigError, match=r"'--model.hidden_size=3': on --resume only budgets can change"):
+        check_resume_overrides(["--loop.max_steps=2", "--model.hidden_size=3"], allowed, "budgets")
+
+
+def test_every_task_keeps_the_loop_settings_in_the_train_section():
+    from lstmkit.classify import ClassifierRunConfig
+    from lstmkit.lm import LMRunConfig
+    from lstmkit.tagger import TrainTaggerConfig
+    from lstmkit.train import LoopConfig
+
+    for cls in (LMRunConfig, TrainTaggerConfig, ClassifierRunConfig):
+        default = cls()
+        assert isinstance(default.train, LoopConfig), cls.__name__
+        old = merge_from_args(default, ["--loop.max_steps=7"])  # the former name, in overrides
+        assert old.train.max_steps == 7 and old == merge_from_args(default, ["--train.max_steps=7"])
+        stored = config_to_dict(old)
+        stored["loop"] = stored.pop("train")  # a run stored before the rename
+        assert config_from_dict(cls, stored) == old

@@ -27,10 +27,10 @@ from typing import Any, NamedTuple
 import torch
 
 from ..data import DataError, Vocab, batch_plan
-from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
-from ..train.lm import load_model_weights, resolve_precision
+from ..lm.task import resolve_precision
+from ..tagger.metrics import TaggingScores, plot_confusion, score_tags
+from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint, load_model_weights
 from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
-from ..train.tagging_metrics import TaggingScores, plot_confusion, score_tags
 from .data import Example, make_batch, task_splits, tokenize
 from .inference import FastClassifier, supports_fast_path
 from .model import Classifier
@@ -187,7 +187,7 @@ class ClassificationScores:
 
     Attributes:
         split: what was scored. accuracy: correct / examples. examples, correct: counts.
-        per_class: label -> :class:`~lstmkit.train.tagging_metrics.TagScore` (precision, recall, f1, support,
+        per_class: label -> :class:`~lstmkit.tagger.metrics.TagScore` (precision, recall, f1, support,
             predicted). labels: matrix order. confusion: ``confusion[i][j]`` examples of gold ``labels[i]``
             predicted as ``labels[j]``.
     """

@@ -26,9 +26,9 @@ from typing import Any, NamedTuple
 import torch
 
 from ..data import Corpus, Vocab
+from ..lm.task import LanguageModelTask, LMOptimConfig, LMRunConfig, read_run_config
 from ..train.checkpoint import CheckpointError, load_checkpoint
-from ..train.config import merge_from_args
-from ..train.lm import LanguageModelTask, LMOptimConfig, LMRunConfig, read_run_config
+from ..train.config import check_resume_overrides, merge_from_args
 from ..train.loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, fit
 from ..train.seeding import seed_everything
 from .data import target_text
@@ -146,7 +146,7 @@ def finetune_language_model(
     Raises:
         DataError, ConfigError, CheckpointError, RunDirectoryError: bad input, before the run directory changes.
     """
-    from ..lm_api import load_language_model
+    from ..lm.api import load_language_model
     from ..train.config import ConfigError
 
     run_dir = Path(run_dir)
@@ -157,10 +157,8 @@ def finetune_language_model(
         origin = info.get("finetune") if isinstance(info, dict) else None
         if not isinstance(origin, dict):
             raise CheckpointError(f"{run_dir} is not a finetune-lm run directory")
-        for override in overrides:
-            if not override.startswith("--train."):
-                raise ConfigError(f"{override!r}: on --resume only --train.* settings (budgets) can change")
-        config = merge_from_args(read_run_config(checkpoint.extra, checkpoint.path), list(overrides))
+        overrides = check_resume_overrides(overrides, ("--train.", "--loop."), "--train.* settings (budgets)")
+        config = merge_from_args(read_run_config(checkpoint.extra, checkpoint.path), overrides)
         vocab = Vocab.from_dict(info["vocab"])
         weights = None
     else:

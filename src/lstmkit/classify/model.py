@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..models import LanguageModel, LanguageModelConfig
+from ..lm.model import LanguageModel, LanguageModelConfig
 
 __all__ = ["ClassifierConfig", "ClassifierOutput", "Classifier", "concat_pool"]
 
@@ -96,7 +96,7 @@ class Classifier(nn.Module):
     Outputs: :class:`ClassifierOutput` ``(logits (B, K), pooled (B, 3D))``.
 
     Attributes:
-        encoder: a :class:`~lstmkit.models.LanguageModel` (its ``embedding`` and ``layers``; a pretrained language
+        encoder: a :class:`~lstmkit.lm.LanguageModel` (its ``embedding`` and ``layers``; a pretrained language
             model's state_dict loads into it as is).
         head: ``nn.Sequential`` of BatchNorm1d, Dropout, Linear(3D, F), ReLU, BatchNorm1d, Dropout, Linear(F, K).
 

@@ -15,7 +15,7 @@
                     evaluate                  dev accuracy (the score) and loss
     lstmkit.train.fit                         budgets, checkpoints, exact resume, metrics, progress
 
-The budget (``loop.max_seconds``, ``max_steps`` or ``max_epochs``, whichever is spent first) is the time axis of
+The budget (``train.max_seconds``, ``max_steps`` or ``max_epochs``, whichever is spent first) is the time axis of
 the schedule and of unfreezing, so a run of 20 minutes and a run of 5 epochs both warm up, peak and decay once.
 Command line: ``lstmkit train-classifier`` (:mod:`lstmkit.commands.train_classifier`).
 """
@@ -23,19 +23,18 @@ Command line: ``lstmkit train-classifier`` (:mod:`lstmkit.commands.train_classif
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
 from ..data import EOS, UNK, DataError, Vocab, batch_plan
-from ..train.checkpoint import CheckpointError, load_checkpoint
-from ..train.config import ConfigError, config_from_dict, config_to_dict, merge_from_args
-from ..train.lm import load_model_weights, resolve_precision
+from ..lm.task import resolve_precision
+from ..train.checkpoint import CheckpointError, load_checkpoint, load_model_weights, load_optimizer_state
+from ..train.config import ConfigError, check_resume_overrides, config_from_dict, config_to_dict, merge_from_args
 from ..train.loop import LAST_CHECKPOINT, LoopConfig, RunDirectoryError, RunResult, StepInfo, TaskState, fit
 from ..train.seeding import seed_everything
 from .data import LABELS, ClassifierBatch, Example, make_batch, task_splits
@@ -125,11 +124,18 @@ class ClassifierRunConfig:
     data: ClassifierDataConfig = dataclasses.field(default_factory=ClassifierDataConfig)
     model: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
     optim: ClassifierOptimConfig = dataclasses.field(default_factory=ClassifierOptimConfig)
-    loop: LoopConfig = dataclasses.field(default_factory=_default_loop)
+    train: LoopConfig = dataclasses.field(default_factory=_default_loop)  # the loop: budgets, evaluation, checkpoints
+
+    config_aliases: ClassVar[dict[str, str]] = {"loop": "train"}  # the section's name in runs before the layout move
 
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+    @property
+    def loop(self) -> LoopConfig:
+        """The loop's settings under their former name (read-only; the field is :attr:`train`)."""
+        return self.train
 
 
 def stlr_factor(fraction: float, cut_frac: float, ratio: float) -> float:
@@ -190,7 +196,7 @@ class ClassifierTask:
     def budget_fraction(self, info: StepInfo) -> float:
         """How much of the budget is spent: the largest of steps, seconds and epochs (counted in steps, so the
         schedule moves every step); every classifier run needs one of the three."""
-        loop = self.config.loop
+        loop = self.config.train
         parts = []
         if loop.max_steps:
             parts.append(info.step / loop.max_steps)
@@ -199,7 +205,7 @@ class ClassifierTask:
         if loop.max_epochs:
             parts.append(info.step / (loop.max_epochs * self.steps_per_epoch))
         if not parts:
-            raise ConfigError("a classifier run needs a budget (--max-seconds, --max-epochs or --loop.max_steps): "
+            raise ConfigError("a classifier run needs a budget (--max-seconds, --max-epochs or --train.max_steps): "
                               "the learning-rate schedule and unfreezing are laid out over it")
         return min(1.0, max(parts))
 
@@ -286,13 +292,7 @@ class ClassifierTask:
 
     def load_state_dict(self, state: TaskState) -> None:
         load_model_weights(self.model, state.model, "checkpoint")
-        training = state.training
-        if not isinstance(training, dict) or "optimizer" not in training:
-            raise CheckpointError("checkpoint holds no optimizer state to resume training from")
-        try:
-            self.optimizer.load_state_dict(training["optimizer"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise CheckpointError(f"checkpoint's optimizer state does not fit this run: {error}") from None
+        load_optimizer_state(self.optimizer, state.training)
 
 
 # -------------------------------------------------------------------------------------------------- entry point
@@ -318,7 +318,7 @@ _SIZE_FIELDS = ("embedding_size", "hidden_size", "num_layers", "tie_weights")
 
 def _load_encoder(path: str) -> tuple[Vocab, Any, dict[str, torch.Tensor]]:
     """The vocabulary, model config and weights of a language-model run's best checkpoint."""
-    from ..lm_api import load_language_model
+    from ..lm.api import load_language_model
 
     lm = load_language_model(path)
     if lm.level != "word":
@@ -344,7 +344,9 @@ def train_classifier(
         config: the new run's configuration (ignored with ``resume``).
         run_dir: the run directory; a new run needs one without a checkpoint.
         resume: continue from ``RUN_DIR/checkpoint`` exactly where it stopped.
-        overrides: with ``resume``, ``--loop.key=value`` changes (budgets); nothing else of a run can change.
+        overrides: ``--section.key=value`` changes to ``config``; with ``resume``, to the stored configuration,
+            where only the loop's settings (``--train.key=value``: budgets; ``--loop.`` is accepted too) can
+            change.
         echo: called with progress lines (e.g. ``print``).
 
     Raises:
@@ -355,20 +357,19 @@ def train_classifier(
     if resume:
         checkpoint = load_checkpoint(run_dir, name=LAST_CHECKPOINT)
         config, vocab, labels = read_classifier_info(checkpoint.extra.get("task"), run_dir)
-        for override in overrides:
-            if not override.startswith("--loop."):
-                raise ConfigError(f"{override!r}: on --resume only --loop.* settings (budgets) can change")
-        config = merge_from_args(config, list(overrides))
+        overrides = check_resume_overrides(overrides, ("--train.", "--loop."), "--train.* settings (budgets)")
+        config = merge_from_args(config, overrides)
     else:
         if config is None:
             raise ValueError("a new run needs a config")
+        config = merge_from_args(config, list(overrides))
         if (run_dir / LAST_CHECKPOINT).exists():
             raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
         if not config.data.path:
             raise ConfigError("no data given: pass --data DIR (an SST folder or the MR folder)")
-        loop = config.loop
+        loop = config.train
         if not (loop.max_seconds or loop.max_steps or loop.max_epochs):
-            raise ConfigError("a classifier run needs a budget (--max-seconds, --max-epochs or --loop.max_steps): "
+            raise ConfigError("a classifier run needs a budget (--max-seconds, --max-epochs or --train.max_steps): "
                               "the learning-rate schedule and unfreezing are laid out over it")
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -399,4 +400,4 @@ def train_classifier(
              f"training tokens known); encoder {config.encoder or 'from scratch'}")
         echo(f"model: {task.model.num_parameters():,} parameters, {len(task.groups)} layer groups, "
              f"{task.steps_per_epoch} batches per epoch; run directory {run_dir}")
-    return fit(task, run_dir, config.loop, checkpoint=checkpoint, echo=echo)
+    return fit(task, run_dir, config.train, checkpoint=checkpoint, echo=echo)

@@ -1,5 +1,6 @@
-"""The flags every trainer shares: the run directory (``--run-dir``, ``--resume``) and the training budget
-(``--max-seconds``, ``--max-epochs``, ``--no-progress``), and the config overrides the budget becomes.
+"""What every trainer shares: the run directory (``--run-dir``, ``--resume``) and the training budget
+(``--max-seconds``, ``--max-epochs``, ``--no-progress``), the config overrides the budget becomes, the first line
+(the budget) and the closing lines (:func:`finish_training`).
 
 Every trainer keeps its loop settings in the config section ``train`` (``--train.max_seconds=...``).
 """
@@ -7,7 +8,10 @@ Every trainer keeps its loop settings in the config section ``train`` (``--train
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+
+from .errors import UsageError
 
 
 def add_run_dir_arguments(parser: argparse.ArgumentParser, alias: str | None = None) -> None:
@@ -23,8 +27,6 @@ def add_run_dir_arguments(parser: argparse.ArgumentParser, alias: str | None = N
 
 def resume_dir(args: argparse.Namespace) -> Path:
     """The run directory to resume: ``--resume RUN_DIR`` or ``--run-dir DIR --resume`` (the same if both)."""
-    from ..cli import UsageError
-
     named = None if args.resume is True else Path(args.resume)
     other = None if args.run_dir is None else Path(args.run_dir)
     if named is not None and other is not None and named != other:
@@ -54,8 +56,6 @@ def budget_overrides(args: argparse.Namespace, section: str, trained_seconds: fl
     out = []
     if args.max_seconds is not None:
         if not args.max_seconds >= 0:
-            from ..cli import UsageError
-
             raise UsageError(f"--max-seconds must be >= 0, got {args.max_seconds}")
         out.append(f"--{section}.max_seconds={trained_seconds + args.max_seconds}")
     if args.max_epochs is not None:
@@ -104,3 +104,18 @@ def echo_after(first_line: str):
         print(line, flush=True)
 
     return echo
+
+
+def finish_training(result, command: str, run_dir: Path, unit: str, details: Sequence[str], done: str) -> int:
+    """A trainer's closing lines and exit code: why and when it stopped (time, step, epoch, ``unit`` per second)
+    followed by ``details``, then ``done`` (where the result is), or how to resume an interrupted run (exit code
+    128 + the signal)."""
+    state = result.state
+    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
+    print("; ".join([f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step "
+                     f"{state.step}, epoch {state.epoch}, {rate:.0f} {unit}/s", *details]))
+    if result.interrupted:
+        print(f"interrupted: resume with  lstmkit {command} --resume {run_dir}")
+        return 128 + int(result.signal)
+    print(done)
+    return 0

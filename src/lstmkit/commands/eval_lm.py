@@ -1,5 +1,5 @@
 """``lstmkit eval-lm RUN_DIR``: loss and perplexity of a trained language model on a split
-(:func:`lstmkit.lm_api.evaluate_lm`)."""
+(:func:`lstmkit.lm.api.evaluate_lm`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..lm_api import evaluate_lm, load_language_model
+    from ..lm.api import evaluate_lm, load_language_model
 
     lm = load_language_model(args.run_dir, args.checkpoint)
     result = evaluate_lm(lm, args.split, data=args.data, batch_size=args.batch_size)

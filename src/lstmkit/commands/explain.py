@@ -1,7 +1,7 @@
 """``lstmkit explain``: the tiny-LSTM walkthrough, and gate plots of a trained language model over a text.
 
 The walkthrough and the plots live in :mod:`lstmkit.explain`, which sits below ``train`` and cannot load trained
-models; this command module parses the arguments, reads the run directory through :mod:`lstmkit.lm_api` and hands
+models; this command module parses the arguments, reads the run directory through :mod:`lstmkit.lm.api` and hands
 the plots one layer of the model with a function that turns text into that layer's input.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import torch
 
 from ..explain.walkthrough import ExplainError, ExplainModel, explain_text, render, walkthrough
-from ..lm_api import load_language_model, tokenize_prompt
+from ..lm.api import load_language_model, tokenize_prompt
 
 __all__ = ["configure_parser", "language_model_for_explain", "run"]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .errors import UsageError
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-lm or train-tagger run directory")
@@ -15,7 +17,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..export import export_run
 
     try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._budget import add_budget_arguments, budget_overrides
+from ._budget import add_budget_arguments, budget_overrides, finish_training
+from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -35,7 +36,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..classify.finetune import finetune_language_model
-    from ..cli import UsageError
 
     overrides = budget_overrides(args, "train")
     if args.resume is not None:
@@ -54,17 +54,9 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir or f"{Path(args.pretrained)}-finetuned")
         result = finetune_language_model(args.pretrained, args.data, run_dir, overrides=[*overrides, *args.overrides],
                                          min_count=args.min_count, echo=_echo)
-    state = result.state
-    metrics = state.last_metrics or {}
-    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
-    ppl = f"; validation perplexity {metrics['ppl']:.2f}" if "ppl" in metrics else ""
-    print(f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step {state.step}, "
-          f"epoch {state.epoch}, {rate:.0f} tokens/s{ppl}")
-    if result.interrupted:
-        print(f"interrupted: resume with  lstmkit finetune-lm --resume {run_dir}")
-        return 128 + int(result.signal)
-    print(f"run directory: {run_dir}")
-    return 0
+    metrics = result.state.last_metrics or {}
+    details = [f"validation perplexity {metrics['ppl']:.2f}"] if "ppl" in metrics else []
+    return finish_training(result, "finetune-lm", run_dir, "tokens", details, f"run directory: {run_dir}")
 
 
 def _echo(line: str) -> None:

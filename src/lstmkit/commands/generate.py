@@ -1,8 +1,10 @@
-"""``lstmkit generate RUN_DIR --prompt TEXT --words N``: sample a continuation (:func:`lstmkit.lm_api.generate`)."""
+"""``lstmkit generate RUN_DIR --prompt TEXT --words N``: sample a continuation (:func:`lstmkit.lm.api.generate`)."""
 
 from __future__ import annotations
 
 import argparse
+
+from .errors import UsageError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +18,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
-    from ..lm_api import generate, load_language_model
+    from ..lm.api import generate, load_language_model
 
     if args.words < 0:
         raise UsageError(f"--words must be >= 0, got {args.words}")

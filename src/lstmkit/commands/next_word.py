@@ -1,10 +1,12 @@
 """``lstmkit next-word RUN_DIR --prompt TEXT --k 5``: the likeliest next tokens with their probabilities
-(:func:`lstmkit.lm_api.next_words`)."""
+(:func:`lstmkit.lm.api.next_words`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from .errors import UsageError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +18,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
-    from ..lm_api import load_language_model, next_words
+    from ..lm.api import load_language_model, next_words
 
     if args.k < 1:
         raise UsageError(f"--k must be at least 1, got {args.k}")

@@ -1,5 +1,5 @@
 """``lstmkit tag RUN_DIR --input FILE``: tag plain text or CoNLL-U with a trained tagger
-(:func:`lstmkit.tagger_api.tag_text`).
+(:func:`lstmkit.tagger.api.tag_text`).
 
 Plain text (one sentence per line) is cut into words as UD English does (``can't`` -> ``ca n't``, ``dog.`` -> ``dog .``;
 ``--pretokenized`` when the words are space-separated already) and gives ``word/TAG`` lines, one per non-blank input
@@ -15,7 +15,8 @@ import sys
 import time
 
 from ..data import DataError, read_utf8_text
-from ..tagger_api import FORMAT_RULE
+from ..tagger.api import FORMAT_RULE
+from .errors import UsageError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -46,8 +47,7 @@ def read_stdin() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
-    from ..tagger_api import load_tagger, tag_text
+    from ..tagger.api import load_tagger, tag_text
 
     started = time.perf_counter()
     if args.output != "-" and os.path.isdir(args.output):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._budget import add_budget_arguments, budget_overrides
+from ._budget import add_budget_arguments, budget_overrides, finish_training
+from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -55,11 +56,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..classify.task import ClassifierRunConfig, train_classifier
-    from ..cli import UsageError
     from ..train.config import merge_from_args
     from ..train.loop import BEST_CHECKPOINT
 
-    budget = budget_overrides(args, "loop")
+    budget = budget_overrides(args, "train")
     named = {
         "encoder": args.encoder, "data.path": args.data, "data.task": args.task, "data.fold": args.fold,
         "data.phrases": False if args.no_phrases else None, "optim.unfreeze_every": args.gradual_unfreezing,
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--out and --resume name different directories; a resumed run stays where it is")
         if settings:
             raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
-                             "--loop.*) can change")
+                             "--train.*) can change")
         run_dir = Path(args.resume)
         result = train_classifier(None, run_dir, resume=True, overrides=[*budget, *args.overrides], echo=_echo)
     else:
@@ -83,15 +83,9 @@ def run(args: argparse.Namespace) -> int:
         config = merge_from_args(ClassifierRunConfig(), [*settings, *budget, *args.overrides])
         result = train_classifier(config, run_dir, echo=_echo)
     state = result.state
-    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
     best = "none" if state.best_score is None else f"{100 * state.best_score:.2f}% at step {state.best_step}"
-    print(f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step {state.step}, "
-          f"epoch {state.epoch}, {rate:.0f} examples/s; best dev accuracy {best}")
-    if result.interrupted:
-        print(f"interrupted: resume with  lstmkit train-classifier --resume {run_dir}")
-        return 128 + int(result.signal)
-    print(f"classifier: {run_dir / BEST_CHECKPOINT}")
-    return 0
+    return finish_training(result, "train-classifier", run_dir, "examples", [f"best dev accuracy {best}"],
+                           f"classifier: {run_dir / BEST_CHECKPOINT}")
 
 
 def _echo(line: str) -> None:

@@ -1,4 +1,4 @@
-"""``lstmkit train-lm``: train (or resume) an AWD-LSTM language model; see :mod:`lstmkit.train.lm`.
+"""``lstmkit train-lm``: train (or resume) an AWD-LSTM language model; see :mod:`lstmkit.lm.task`.
 
 Examples::
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..train.config import merge_from_args
 from ..train.distributed import Distributed, from_environment, is_main_process
-from ..train.lm import PRESETS, preset_config, train_language_model
+from ..lm.task import PRESETS, preset_config, train_language_model
 from ..train.loop import LoopConfig
 from ._budget import (
     add_budget_arguments,
@@ -24,9 +24,11 @@ from ._budget import (
     budget_line,
     budget_overrides,
     echo_after,
+    finish_training,
     resume_dir,
     stored_progress,
 )
+from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -65,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, ddp: Distributed) -> int:
-    from ..cli import UsageError
-
     overrides = []
     if args.data is not None:
         overrides.append(f"--data.path={args.data}")
@@ -100,18 +100,11 @@ def _run(args: argparse.Namespace, ddp: Distributed) -> int:
         return 128 + int(result.signal) if result.interrupted else 0
     state = result.state
     metrics = state.last_metrics or {}
-    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
-    summary = [f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step {state.step}, "
-               f"epoch {state.epoch}, {rate:.0f} tokens/s"]
+    details = []
     if "ppl" in metrics:
-        summary.append(f"validation perplexity {metrics['ppl']:.2f}")
+        details.append(f"validation perplexity {metrics['ppl']:.2f}")
     if "bpc" in metrics:
-        summary.append(f"bits per character {metrics['bpc']:.4f}")
+        details.append(f"bits per character {metrics['bpc']:.4f}")
     if state.best_score is not None:
-        summary.append(f"best validation loss {state.best_score:.4f} at step {state.best_step}")
-    print("; ".join(summary))
-    if result.interrupted:
-        print(f"interrupted: resume with  lstmkit train-lm --resume {run_dir}")
-        return 128 + int(result.signal)
-    print(f"run directory: {run_dir}")
-    return 0
+        details.append(f"best validation loss {state.best_score:.4f} at step {state.best_step}")
+    return finish_training(result, "train-lm", run_dir, "tokens", details, f"run directory: {run_dir}")

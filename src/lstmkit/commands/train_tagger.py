@@ -1,4 +1,4 @@
-"""``lstmkit train-tagger``: train (or resume) a BiLSTM part-of-speech tagger; see :mod:`lstmkit.train.tagger`.
+"""``lstmkit train-tagger``: train (or resume) a BiLSTM part-of-speech tagger; see :mod:`lstmkit.tagger.task`.
 
 Examples::
 
@@ -20,9 +20,11 @@ from ._budget import (
     budget_line,
     budget_overrides,
     echo_after,
+    finish_training,
     resume_dir,
     stored_progress,
 )
+from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
 
@@ -40,7 +42,7 @@ def _settings(config: Any, prefix: str = "") -> list[str]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from ..train.tagger import TrainTaggerConfig
+    from ..tagger.task import TrainTaggerConfig
 
     parser.epilog = ("Any setting can be given as --section.key=value; the settings and their defaults: "
                      + ", ".join(_settings(TrainTaggerConfig())))
@@ -62,11 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, ddp: Any) -> int:
-    from ..cli import UsageError
     from ..train.config import merge_from_args
     from ..train.distributed import is_main_process
     from ..train.loop import BEST_CHECKPOINT
-    from ..train.tagger import TrainTaggerConfig, train_tagger
+    from ..tagger.task import TrainTaggerConfig, train_tagger
 
     settings = [f"--{key}={value}" for key, value in
                 (("tagset", args.tagset), ("seed", args.seed)) if value is not None]
@@ -85,7 +86,7 @@ def _run(args: argparse.Namespace, ddp: Any) -> int:
         if settings:
             raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
                              "--train.*), --data and --threads can change")
-        result = train_tagger(None, run_dir, resume=True, loop_overrides=[*where, *budget, *args.overrides],
+        result = train_tagger(None, run_dir, resume=True, overrides=[*where, *budget, *args.overrides],
                               echo=echo_after(first_line), distributed=ddp)
     else:
         if args.run_dir is None:
@@ -99,12 +100,6 @@ def _run(args: argparse.Namespace, ddp: Any) -> int:
     if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
         return 128 + int(result.signal) if result.interrupted else 0
     state = result.state
-    rate = state.tokens / state.train_seconds if state.train_seconds > 0 else 0.0
     best = "none" if state.best_score is None else f"{state.best_score:.4f} at step {state.best_step}"
-    print(f"stopped ({result.stop_reason}) after {state.train_seconds:.0f} s of training, step {state.step}, "
-          f"epoch {state.epoch}, {rate:.0f} words/s; best dev accuracy {best}")
-    if result.interrupted:
-        print(f"interrupted: resume with  lstmkit train-tagger --resume {run_dir}")
-        return 128 + int(result.signal)
-    print(f"tagger: {run_dir / BEST_CHECKPOINT}")
-    return 0
+    return finish_training(result, "train-tagger", run_dir, "words", [f"best dev accuracy {best}"],
+                           f"tagger: {run_dir / BEST_CHECKPOINT}")

@@ -1,4 +1,4 @@
-"""lstmkit.data: text -> tokens -> vocabulary -> ids -> batches, and CoNLL-U for tagging.
+"""lstmkit.data: what more than one task reads: text -> tokens -> vocabulary -> ids -> batches, and CoNLL-U.
 
 Stands alone: imports torch tensors only, nothing else from lstmkit and nothing from torch.nn.
 
@@ -10,20 +10,20 @@ Language modelling::
     for inputs, targets, seq_len, lr_scale, start in bptt_windows(train, 70, generator=generator):
         ...
 
-Tagging::
+Sentences (the tagger's vocabularies and padded batches are in :mod:`lstmkit.tagger.data`)::
 
-    sentences = read_conllu("en_ewt-ud-train.conllu")      # Sentence.forms, .upos, .xpos
-    vocabs = TaggingVocabs.build(sentences, tagset="upos")
-    encoded = encode_sentences(sentences, vocabs)
-    for indices in batch_plan([len(s) for s in sentences], batch_size=32, generator=generator):
-        batch = make_batch([encoded[i] for i in indices], vocabs)   # TaggingBatch: word_ids (B, T), lengths, ...
+    files = find_conllu_splits("../shared/data/ud_english_ewt")          # {"train": Path, "dev": Path, ...}
+    sentences = read_conllu(files["train"])                               # Sentence.forms, .upos, .xpos
+    for indices in batch_plan([len(s.forms) for s in sentences], batch_size=32, generator=generator):
+        ...                                                               # similar lengths in each batch
     write_conllu(sentences, "predicted.conllu", upos=predicted_tags)
 """
 
-from lstmkit.data.batching import BpttWindow, batchify, bptt_windows, sample_seq_len
+from lstmkit.data.batching import BpttWindow, batch_plan, batchify, bptt_windows, sample_seq_len
 from lstmkit.data.conllu import (
     COLUMN_NAMES,
     Sentence,
+    find_conllu_splits,
     parse_conllu,
     read_conllu,
     read_plain,
@@ -44,19 +44,6 @@ from lstmkit.data.corpus import (
     word_tokens,
 )
 from lstmkit.data.errors import DataError
-from lstmkit.data.tagging import (
-    PAD_TAG,
-    TAGSETS,
-    EncodedSentence,
-    TaggingBatch,
-    TaggingVocabs,
-    batch_plan,
-    encode_sentences,
-    find_conllu_splits,
-    make_batch,
-    sentence_tags,
-    word_chars,
-)
 from lstmkit.data.textfile import read_utf8_text, split_lines, strip_bom
 from lstmkit.data.tokenize import treebank_tokens
 from lstmkit.data.vocab import EOS, UNK, EncodedTokens, Vocab
@@ -90,6 +77,7 @@ __all__ = [
     "BpttWindow",
     "sample_seq_len",
     "bptt_windows",
+    "batch_plan",
     # CoNLL-U and plain text
     "COLUMN_NAMES",
     "Sentence",
@@ -98,16 +86,5 @@ __all__ = [
     "sentence_to_conllu",
     "write_conllu",
     "read_plain",
-    # tagging: vocabularies and padded batches of sentences
-    "TAGSETS",
-    "PAD_TAG",
-    "TaggingVocabs",
-    "EncodedSentence",
-    "TaggingBatch",
-    "sentence_tags",
-    "encode_sentences",
-    "make_batch",
-    "batch_plan",
     "find_conllu_splits",
-    "word_chars",
 ]

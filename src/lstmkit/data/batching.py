@@ -1,4 +1,5 @@
-"""Laying a token stream out for truncated backpropagation through time (BPTT), as AWD-LSTM does.
+"""Batching: a token stream laid out for truncated backpropagation through time (BPTT), as AWD-LSTM does, and
+batch plans that group sequences of similar length (:func:`batch_plan`: the tagger and the classifier).
 
 Shapes: N tokens in the stream, B batch size (columns), R = N // B rows, T the length of one window.
 
@@ -12,14 +13,14 @@ the B streams; the hidden state of one window is carried into the next.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import torch
 
 from lstmkit.data.errors import DataError
 
-__all__ = ["batchify", "BpttWindow", "sample_seq_len", "bptt_windows"]
+__all__ = ["batchify", "BpttWindow", "sample_seq_len", "bptt_windows", "batch_plan"]
 
 SHORT_WINDOW_PROBABILITY = 0.05
 """AWD-LSTM's chance that a window's mean length is bptt / 2 instead of bptt."""
@@ -173,3 +174,39 @@ def bptt_windows(
         targets = data[position + 1 : position + 1 + seq_len]  # (T, B)
         yield BpttWindow(inputs, targets, seq_len, seq_len / bptt, position)
         position += seq_len
+
+
+def batch_plan(
+    lengths: Sequence[int],
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    pool_batches: int = 50,
+) -> list[list[int]]:
+    """Group sentence indices into batches of similar length, so little of each batch is padding.
+
+    Without ``generator`` (evaluation, tagging): sentences sorted by length, longest first, cut into batches.
+    With it (training): a random permutation is cut into pools of ``pool_batches * batch_size`` sentences, each pool
+    sorted by length and cut into batches, and the batches are shuffled; the same generator state gives the same plan.
+
+    Args:
+        lengths: words per sentence.
+        batch_size: sentences per batch (the last batch of a pool may be smaller).
+        generator: the source of randomness, or ``None`` for the sorted order.
+        pool_batches: batches per sorting pool in training.
+
+    Returns:
+        Lists of indices into ``lengths``; every index appears exactly once.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if generator is None:
+        order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    permutation = torch.randperm(len(lengths), generator=generator).tolist()
+    pool_size = batch_size * max(1, pool_batches)
+    batches = []
+    for start in range(0, len(permutation), pool_size):
+        pool = sorted(permutation[start : start + pool_size], key=lambda index: -lengths[index])
+        batches.extend(pool[first : first + batch_size] for first in range(0, len(pool), batch_size))
+    shuffle = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[index] for index in shuffle]

@@ -30,6 +30,7 @@ __all__ = [
     "sentence_to_conllu",
     "write_conllu",
     "read_plain",
+    "find_conllu_splits",
 ]
 
 COLUMN_NAMES = ("ID", "FORM", "LEMMA", "UPOS", "XPOS", "FEATS", "HEAD", "DEPREL", "DEPS", "MISC")
@@ -308,3 +309,35 @@ def read_plain(path_or_lines: str | os.PathLike[str] | Iterable[str]) -> list[li
         if tokens:
             out.append(tokens)
     return out
+
+
+_SPLIT_PATTERNS = {"train": re.compile(r"train"), "dev": re.compile(r"dev|valid"), "test": re.compile(r"test")}
+
+
+def find_conllu_splits(directory: str | Path, required: Sequence[str] = ("train", "dev")) -> dict[str, Path]:
+    """The CoNLL-U files of a treebank directory, by split: ``*train*.conllu``, ``*dev*.conllu`` (or ``*valid*``),
+    ``*test*.conllu``, as in Universal Dependencies (``en_ewt-ud-train.conllu``).
+
+    Args:
+        directory: the treebank folder.
+        required: splits that must be present.
+
+    Raises:
+        DataError: the directory does not exist, a required split has no file, or a split matches several files.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: no such directory (expected a folder of CoNLL-U files)")
+    files = sorted(path for path in directory.iterdir() if path.suffix == ".conllu" and path.is_file())
+    found: dict[str, Path] = {}
+    for split, pattern in _SPLIT_PATTERNS.items():
+        matches = [path for path in files if pattern.search(path.name)]
+        if len(matches) > 1:
+            names = ", ".join(path.name for path in matches)
+            raise DataError(f"{directory}: several {split} files ({names}); keep one")
+        if matches:
+            found[split] = matches[0]
+    missing = [split for split in required if split not in found]
+    if missing:
+        raise DataError(f"{directory}: no {' or '.join(missing)} file (expected names like en_ewt-ud-{missing[0]}.conllu)")
+    return found

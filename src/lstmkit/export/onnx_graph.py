@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.tagging import PAD_TAG
+from ..tagger.data import PAD_TAG
 from ..nn import LSTM
 from ..ops.reference import LAYER_NORM_EPS
 
@@ -387,7 +387,7 @@ def _linear(g: GraphBuilder, x: str, linear: torch.nn.Linear, features: int) -> 
 
 
 def language_model_model(model, metadata: dict[str, str] | None = None):
-    """An ONNX model of a :class:`~lstmkit.models.LanguageModel` (eval mode).
+    """An ONNX model of a :class:`~lstmkit.lm.LanguageModel` (eval mode).
 
     Inputs: ``words`` (T, B) int64 token ids; ``h0_{k}``, ``c0_{k}`` (1, B, H_k) the state entering each layer k
     (zeros to start, the previous call's ``h_n_{k}``, ``c_n_{k}`` to continue a text).
@@ -415,7 +415,7 @@ def language_model_model(model, metadata: dict[str, str] | None = None):
 
 
 def tagger_model(tagger, metadata: dict[str, str] | None = None):
-    """An ONNX model of a :class:`~lstmkit.models.Tagger` (eval mode), taking a padded batch with lengths where
+    """An ONNX model of a :class:`~lstmkit.tagger.Tagger` (eval mode), taking a padded batch with lengths where
     the module takes packed sequences (ONNX's ``sequence_lens`` give the same results).
 
     Inputs (those of :class:`~lstmkit.data.TaggingBatch`, all int64): ``word_ids`` (B, T), ``lengths`` (B,),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..data.tagging import PAD_TAG
+from ..tagger.data import PAD_TAG
 from ..nn import LSTM
 from ..ops.layer_op import lstm_layer_fused
 from .onnx_graph import ExportError
@@ -100,7 +100,7 @@ class LSTMWithLengths(nn.Module):
 
 
 class LanguageModelProgram(nn.Module):
-    """A :class:`~lstmkit.models.LanguageModel` as ``(words (T, B), h0_0, c0_0, h0_1, ...) -> (logits (T, B, V),
+    """A :class:`~lstmkit.lm.LanguageModel` as ``(words (T, B), h0_0, c0_0, h0_1, ...) -> (logits (T, B, V),
     h_n_0, c_n_0, ...)``: the state entering and leaving each layer, (1, B, H_k) each, flattened."""
 
     def __init__(self, model) -> None:
@@ -114,7 +114,7 @@ class LanguageModelProgram(nn.Module):
 
 
 class TaggerProgram(nn.Module):
-    """A :class:`~lstmkit.models.Tagger` as ``(word_ids (B, T), lengths (B,), char_ids (U, C), char_lengths (U,),
+    """A :class:`~lstmkit.tagger.Tagger` as ``(word_ids (B, T), lengths (B,), char_ids (U, C), char_lengths (U,),
     word_index (B, T)) -> (logits (B, T, K), tags (B, T))``: the tensors of a
     :class:`~lstmkit.data.TaggingBatch` in, the scores and the best tag of each word out (never ``<unk>``,
     -100 at padding), computed as :meth:`Tagger.forward` does with the packing replaced by lengths."""

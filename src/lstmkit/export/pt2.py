@@ -76,7 +76,7 @@ def export_lstm(module: LSTM, *, lengths: bool = False) -> ExportedProgram:
 
 
 def export_language_model(model) -> ExportedProgram:
-    """A :class:`~lstmkit.models.LanguageModel` (eval mode) as a
+    """A :class:`~lstmkit.lm.LanguageModel` (eval mode) as a
     :class:`~lstmkit.export.programs.LanguageModelProgram`: ``(words (T, B), h0_0, c0_0, ...) -> (logits, h_n_0,
     c_n_0, ...)`` with dynamic T and B."""
     _eval(model)
@@ -89,7 +89,7 @@ def export_language_model(model) -> ExportedProgram:
 
 
 def export_tagger(tagger) -> ExportedProgram:
-    """A :class:`~lstmkit.models.Tagger` (eval mode) as a :class:`~lstmkit.export.programs.TaggerProgram`:
+    """A :class:`~lstmkit.tagger.Tagger` (eval mode) as a :class:`~lstmkit.export.programs.TaggerProgram`:
     ``(word_ids, lengths, char_ids, char_lengths, word_index) -> (logits, tags)`` with dynamic B, T, U and C."""
     _eval(tagger)
     batch, steps, forms, chars = _dim("B"), _dim("T"), _dim("U"), _dim("C")

@@ -51,7 +51,7 @@ def _run_kind(run_dir: Path, checkpoint: str) -> str:
 
 
 def _language_model(run_dir: Path, fmt: str, checkpoint: str) -> bytes:
-    from ..lm_api import load_language_model
+    from ..lm.api import load_language_model
 
     lm = load_language_model(run_dir, checkpoint)
     metadata = {"lstmkit.kind": "language_model", "lstmkit.vocab": json.dumps(lm.vocab.itos, ensure_ascii=False),
@@ -66,7 +66,7 @@ def _language_model(run_dir: Path, fmt: str, checkpoint: str) -> bytes:
 
 
 def _tagger(run_dir: Path, fmt: str, checkpoint: str) -> bytes:
-    from ..tagger_api import load_tagger
+    from ..tagger.api import load_tagger
 
     tagger = load_tagger(run_dir, checkpoint)
     vocabs = tagger.vocabs

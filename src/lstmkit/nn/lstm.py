@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +19,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
 from ..ops.masks import bernoulli_mask, check_probability, drop_weight
-from ..ops.reference import NO_VARIANT, Variant
+from ..ops.reference import Variant
 
 __all__ = ["LSTM", "LSTMCell"]
 
@@ -71,7 +70,85 @@ def _check_finite(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
-class LSTM(nn.RNNBase):
+class _Variants:
+    """What :class:`LSTM` and :class:`LSTMCell` share beyond torch: checking and keeping the variant options, the
+    variant parameters (registered after torch's, per layer and direction: ``weight_ci{suffix}``, ...,
+    ``ln_c_bias{suffix}``), their initialisation, and the :class:`~lstmkit.ops.reference.Variant` the ops take."""
+
+    def _set_variant_options(self, impl, bias, forget_bias, zoneout, layer_norm, peephole, cell_clip) -> None:
+        """Check the options both modules have (raising torch-style TypeError / ValueError) and keep them."""
+        _check_flags(layer_norm=layer_norm, peephole=peephole)
+        _check_finite("forget_bias", forget_bias)
+        zoneout_pair = _zoneout_pair(zoneout)
+        if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
+            raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
+        if forget_bias and not bias:
+            raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
+        self.impl = _check_impl(impl)
+        self.forget_bias = float(forget_bias)
+        self.zoneout = zoneout_pair
+        self.layer_norm = bool(layer_norm)
+        self.peephole = bool(peephole)
+        self.cell_clip = float(cell_clip) if cell_clip is not None else None
+
+    def _register_variants(self, suffixes: list[str], factory: dict) -> None:
+        """The variant parameters of each layer and direction (one per suffix), in torch's registration order after
+        torch's own, so that a seed gives torch's initial weights; then their initial values."""
+        hidden = self.hidden_size
+        shapes = {}
+        if self.peephole:
+            shapes.update(weight_ci=hidden, weight_cf=hidden, weight_co=hidden)
+        if self.layer_norm:
+            shapes.update(ln_ih_weight=4 * hidden, ln_ih_bias=4 * hidden, ln_hh_weight=4 * hidden,
+                          ln_hh_bias=4 * hidden, ln_c_weight=hidden, ln_c_bias=hidden)
+        self._variant_names = [{kind: kind + suffix for kind in shapes} for suffix in suffixes]
+        for names in self._variant_names:
+            for kind, name in names.items():
+                setattr(self, name, nn.Parameter(torch.empty(shapes[kind], **factory)))
+        self._reset_variants()
+
+    def _reset_variants(self) -> None:
+        """The variant parameters from U(-1/sqrt(H), 1/sqrt(H)) in registration order, then :meth:`_finish_variants`."""
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
+        for names in self._variant_names:
+            for name in names.values():
+                nn.init.uniform_(getattr(self, name), -bound, bound)
+        self._finish_variants()
+
+    @torch.no_grad()
+    def _finish_variants(self) -> None:
+        """Layer-norm gains 1 and biases 0 (peepholes keep their uniform draw); ``forget_bias`` added to the
+        forget-gate rows of every ``bias_ih``."""
+        for names in self._variant_names:
+            for kind, name in names.items():
+                if kind.startswith("ln_"):
+                    getattr(self, name).fill_(1.0 if kind.endswith("weight") else 0.0)
+        if self.forget_bias:
+            for name, parameter in self.named_parameters(recurse=False):
+                if name.startswith("bias_ih"):
+                    parameter[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
+
+    def _variant(self, names: dict[str, str]) -> Variant:
+        """The :class:`~lstmkit.ops.reference.Variant` of one layer and direction: its variant parameters, the
+        cell clip and the zoneout probabilities (masks are drawn by the caller or the op)."""
+        get = lambda kind: getattr(self, names[kind])  # noqa: E731
+        return Variant(
+            peephole=torch.stack([get("weight_ci"), get("weight_cf"), get("weight_co")]) if self.peephole else None,
+            ln_ih=(get("ln_ih_weight"), get("ln_ih_bias")) if self.layer_norm else None,
+            ln_hh=(get("ln_hh_weight"), get("ln_hh_bias")) if self.layer_norm else None,
+            ln_c=(get("ln_c_weight"), get("ln_c_bias")) if self.layer_norm else None,
+            zoneout_h=self.zoneout[0],
+            zoneout_c=self.zoneout[1],
+            cell_clip=self.cell_clip,
+        )
+
+    def _extra_repr_options(self, defaults: dict[str, object]) -> str:
+        """``, name=value`` for each option that is not at its default, in the order given."""
+        return "".join(f", {name}={getattr(self, name)!r}" for name, default in defaults.items()
+                       if getattr(self, name) != default)
+
+
+class LSTM(_Variants, nn.RNNBase):
     r"""A multi-layer LSTM, the same module as ``torch.nn.LSTM`` with a choice of implementation.
 
     For each element of the input sequence, each layer computes
@@ -211,50 +288,21 @@ class LSTM(nn.RNNBase):
             "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
             device=device, dtype=dtype,
         )
-        _check_flags(bidirectional=bidirectional, layer_norm=layer_norm, peephole=peephole)
-        _check_finite("forget_bias", forget_bias)
+        _check_flags(bidirectional=bidirectional)
         check_probability(weight_dropout, "weight_dropout", allow_one=False)
         check_probability(recurrent_dropout, "recurrent_dropout", allow_one=False)
-        zoneout_h, zoneout_c = _zoneout_pair(zoneout)
-        if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
-            raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
-        if forget_bias and not bias:
-            raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
-        self.impl = _check_impl(impl)
+        self._set_variant_options(impl, bias, forget_bias, zoneout, layer_norm, peephole, cell_clip)
         self.weight_dropout = float(weight_dropout)
-        self.forget_bias = float(forget_bias)
         self.recurrent_dropout = float(recurrent_dropout)
-        self.zoneout = (zoneout_h, zoneout_c)
-        self.layer_norm = bool(layer_norm)
-        self.peephole = bool(peephole)
-        self.cell_clip = float(cell_clip) if cell_clip is not None else None
-
-        factory = {"device": device, "dtype": dtype}
-        directions = 2 if bidirectional else 1
         # per layer and direction: the names of (w_ih, w_hh, b_ih, b_hh, w_hr), None where absent
         self._layer_names = [
             tuple(next((n for n in names if n.startswith(kind + "_l")), None) for kind in LAYER_KINDS)
             for names in self._all_weights
         ]
         # the variants' parameters come after all of torch's, so torch's weights get the same initial values
-        variant_names: list[dict[str, str]] = []
-        for layer in range(num_layers):
-            for direction in range(directions):
-                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                shapes = {}
-                if peephole:
-                    shapes.update(weight_ci=(hidden_size,), weight_cf=(hidden_size,), weight_co=(hidden_size,))
-                if layer_norm:
-                    shapes.update(
-                        ln_ih_weight=(4 * hidden_size,), ln_ih_bias=(4 * hidden_size,),
-                        ln_hh_weight=(4 * hidden_size,), ln_hh_bias=(4 * hidden_size,),
-                        ln_c_weight=(hidden_size,), ln_c_bias=(hidden_size,),
-                    )
-                for kind, shape in shapes.items():
-                    setattr(self, kind + suffix, nn.Parameter(torch.empty(shape, **factory)))
-                variant_names.append({kind: kind + suffix for kind in shapes})
-        self._variant_names = variant_names
-        self._reset_variants()
+        directions = ("", "_reverse") if bidirectional else ("",)
+        suffixes = [f"_l{layer}{direction}" for layer in range(num_layers) for direction in directions]
+        self._register_variants(suffixes, {"device": device, "dtype": dtype})
 
     def reset_parameters(self) -> None:
         """Every parameter from U(-1/sqrt(H), 1/sqrt(H)), in registration order (as torch does: torch's weights
@@ -265,19 +313,6 @@ class LSTM(nn.RNNBase):
             nn.init.uniform_(getattr(self, name), -bound, bound)
         if "_variant_names" in self.__dict__:  # not while RNNBase.__init__ calls this, before the variants exist
             self._reset_variants()
-
-    def _reset_variants(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for names in self._variant_names:  # layer-norm gains 1 and biases 0; peepholes keep the uniform draw
-            for kind, name in names.items():
-                nn.init.uniform_(getattr(self, name), -bound, bound)
-                if kind.startswith("ln_"):
-                    nn.init.ones_(getattr(self, name)) if kind.endswith("weight") else nn.init.zeros_(getattr(self, name))
-        if self.forget_bias:
-            with torch.no_grad():
-                for names in self._all_weights:
-                    bias_ih = getattr(self, names[2])  # weight_ih, weight_hh, bias_ih, ...
-                    bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
 
     def layer_weights(self) -> list[LayerWeights]:
         """One :class:`~lstmkit.ops.LayerWeights` per layer and direction, in torch's flat order, as this forward
@@ -302,34 +337,14 @@ class LSTM(nn.RNNBase):
     def variants(self) -> list[Variant]:
         """One :class:`~lstmkit.ops.reference.Variant` per layer and direction: the variant parameters, the cell
         clip and the zoneout probabilities (the op draws the masks in training)."""
-        out = []
-        for names in self._variant_names:
-            get = lambda kind: getattr(self, names[kind])  # noqa: E731
-            out.append(
-                Variant(
-                    peephole=torch.stack([get("weight_ci"), get("weight_cf"), get("weight_co")]) if self.peephole else None,
-                    ln_ih=(get("ln_ih_weight"), get("ln_ih_bias")) if self.layer_norm else None,
-                    ln_hh=(get("ln_hh_weight"), get("ln_hh_bias")) if self.layer_norm else None,
-                    ln_c=(get("ln_c_weight"), get("ln_c_bias")) if self.layer_norm else None,
-                    zoneout_h=self.zoneout[0],
-                    zoneout_c=self.zoneout[1],
-                    cell_clip=self.cell_clip,
-                )
-            )
-        return out
+        return [self._variant(names) for names in self._variant_names]
 
     def extra_repr(self) -> str:
         """torch.nn.LSTM's text for torch's arguments (same order and formatting), then the options it lacks."""
-        s = super().extra_repr()
-        defaults = {
+        return super().extra_repr() + self._extra_repr_options({
             "impl": "auto", "weight_dropout": 0.0, "forget_bias": 0.0, "recurrent_dropout": 0.0,
             "zoneout": (0.0, 0.0), "layer_norm": False, "peephole": False, "cell_clip": None,
-        }
-        for name, default in defaults.items():
-            value = getattr(self, name)
-            if value != default:
-                s += f", {name}={value!r}"
-        return s
+        })
 
     # ---- torch.nn.LSTM's methods beyond RNNBase's, with its semantics: h and c as a pair
 
@@ -513,7 +528,7 @@ class LSTM(nn.RNNBase):
         return output, (h_n, c_n)
 
 
-class LSTMCell(nn.RNNCellBase):
+class LSTMCell(_Variants, nn.RNNCellBase):
     r"""One LSTM step, the same module as ``torch.nn.LSTMCell`` with a choice of implementation.
 
     .. math::
@@ -572,74 +587,26 @@ class LSTMCell(nn.RNNCellBase):
         # torch's parameters (names, shapes, order, initialisation). As torch's cell: sizes of 0 are allowed, and
         # bias is not type-checked (it is printed as given), so neither is refused here (issue 12)
         super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
-        factory = {"device": device, "dtype": dtype}
-        _check_flags(layer_norm=layer_norm, peephole=peephole)
-        _check_finite("forget_bias", forget_bias)
-        if forget_bias and not bias:
-            raise ValueError(f"forget_bias={forget_bias} needs bias=True: there is no bias to add it to")
-        if cell_clip is not None and (not isinstance(cell_clip, numbers.Number) or cell_clip <= 0):
-            raise ValueError(f"cell_clip must be a positive number or None, got {cell_clip!r}")
-        self.impl = _check_impl(impl)
-        self.forget_bias = float(forget_bias)
-        self.zoneout = _zoneout_pair(zoneout)
-        self.layer_norm = bool(layer_norm)
-        self.peephole = bool(peephole)
-        self.cell_clip = float(cell_clip) if cell_clip is not None else None
-        variant_names = []
-        if peephole:
-            variant_names += ["weight_ci", "weight_cf", "weight_co"]
-        if layer_norm:
-            variant_names += [f"ln_{part}_{kind}" for part in ("ih", "hh", "c") for kind in ("weight", "bias")]
-        for name in variant_names:
-            size = 4 * hidden_size if name.startswith(("ln_ih", "ln_hh")) else hidden_size
-            setattr(self, name, nn.Parameter(torch.empty(size, **factory)))
-        self._variant_names = variant_names
-        self._reset_variants()
+        self._set_variant_options(impl, bias, forget_bias, zoneout, layer_norm, peephole, cell_clip)
+        self._register_variants([""], {"device": device, "dtype": dtype})  # one cell: the names have no suffix
 
     def reset_parameters(self) -> None:
         """torch's initialisation, U(-1/sqrt(H), 1/sqrt(H)) for every parameter in registration order; layer-norm
         gains 1 and biases 0; ``forget_bias`` added to the forget-gate rows of ``bias_ih``."""
-        super().reset_parameters()
+        super().reset_parameters()  # every parameter, the variants' too, in registration order
         if "_variant_names" in self.__dict__:  # not while RNNCellBase.__init__ calls this
-            with torch.no_grad():
-                self._finish_variants()
-
-    def _reset_variants(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
-        for name in self._variant_names:
-            nn.init.uniform_(getattr(self, name), -bound, bound)
-        with torch.no_grad():
             self._finish_variants()
-
-    def _finish_variants(self) -> None:
-        if self.layer_norm:
-            for part in ("ih", "hh", "c"):
-                getattr(self, f"ln_{part}_weight").fill_(1.0)
-                getattr(self, f"ln_{part}_bias").zero_()
-        if self.forget_bias:
-            self.bias_ih[self.hidden_size : 2 * self.hidden_size] += self.forget_bias
 
     def variant(self) -> Variant:
         """This cell's extras; zoneout as probabilities (the forward draws masks in training)."""
-        return Variant(
-            peephole=torch.stack([self.weight_ci, self.weight_cf, self.weight_co]) if self.peephole else None,
-            ln_ih=(self.ln_ih_weight, self.ln_ih_bias) if self.layer_norm else None,
-            ln_hh=(self.ln_hh_weight, self.ln_hh_bias) if self.layer_norm else None,
-            ln_c=(self.ln_c_weight, self.ln_c_bias) if self.layer_norm else None,
-            zoneout_h=self.zoneout[0],
-            zoneout_c=self.zoneout[1],
-            cell_clip=self.cell_clip,
-        )
+        return self._variant(self._variant_names[0])
 
     def extra_repr(self) -> str:
         """torch.nn.LSTMCell's text (``bias`` printed as torch prints it), then the options it lacks."""
-        s = super().extra_repr()
-        defaults = {"impl": "auto", "forget_bias": 0.0, "zoneout": (0.0, 0.0), "layer_norm": False,
-                    "peephole": False, "cell_clip": None}
-        for name, default in defaults.items():
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)!r}"
-        return s
+        return super().extra_repr() + self._extra_repr_options({
+            "impl": "auto", "forget_bias": 0.0, "zoneout": (0.0, 0.0), "layer_norm": False, "peephole": False,
+            "cell_clip": None,
+        })
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         # torch.nn.LSTMCell's steps in its order; the size and dtype checks of torch's kernel follow in lstm_cell

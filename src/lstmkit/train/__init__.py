@@ -11,9 +11,11 @@ from .checkpoint import (
     checkpoint_exists,
     load_checkpoint,
     load_checkpoint_state,
+    load_model_weights,
+    load_optimizer_state,
     save_checkpoint,
 )
-from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
+from .config import ConfigError, check_resume_overrides, config_from_dict, config_to_dict, merge_from_args
 from .distributed import Distributed, DistributedError
 from .loop import (
     BEST_CHECKPOINT,
@@ -35,6 +37,7 @@ from .seeding import get_rng_state, seed_everything, set_rng_state
 __all__ = [
     "ConfigError",
     "merge_from_args",
+    "check_resume_overrides",
     "config_to_dict",
     "config_from_dict",
     "CheckpointError",
@@ -42,6 +45,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_checkpoint_state",
+    "load_model_weights",
+    "load_optimizer_state",
     "checkpoint_exists",
     "atomic_writer",
     "atomic_write_bytes",

@@ -479,6 +479,33 @@ def load_checkpoint_state(run_dir: str | os.PathLike, *, name: str = "checkpoint
     return _load(Path(run_dir), name, "cpu", state_only=True)
 
 
+def load_model_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where: Path | str) -> None:
+    """``model.load_state_dict(weights)`` with a one-line :class:`CheckpointError` on any mismatch."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise CheckpointError(f"{where}: model weights do not fit the model ({detail})")
+    for key, value in expected.items():
+        if weights[key].shape != value.shape:
+            raise CheckpointError(
+                f"{where}: weight {key!r} has shape {tuple(weights[key].shape)}, the model expects {tuple(value.shape)}"
+            )
+    model.load_state_dict(weights)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, training: Any) -> None:
+    """Restore ``optimizer`` from a checkpoint's training state (a dict with ``"optimizer"``), with a one-line
+    :class:`CheckpointError` when there is none or it does not fit (another model or optimizer)."""
+    if not isinstance(training, dict) or "optimizer" not in training:
+        raise CheckpointError("checkpoint holds no optimizer state to resume training from")
+    try:
+        optimizer.load_state_dict(training["optimizer"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"checkpoint's optimizer state does not fit this run: {error}") from None
+
+
 def _load(run_dir: Path, name: str, map_location: str | torch.device, state_only: bool) -> Any:
     _check_name(name)
     for attempt in range(_READ_ATTEMPTS):

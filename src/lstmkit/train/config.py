@@ -32,7 +32,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, Iterable, Sequence, TypeVar
 
 ConfigT = TypeVar("ConfigT")
 
@@ -212,6 +212,28 @@ def merge_from_args(config: ConfigT, args: Iterable[str]) -> ConfigT:
         path, text = _split_override(arg)
         config = _with_value(config, path, text, "")
     return config
+
+
+def check_resume_overrides(overrides: Iterable[str], allowed: Sequence[str], what: str) -> list[str]:
+    """The overrides of a resumed run, after checking that each changes only what a resumed run may change.
+
+    Every task's ``train_*(config, run_dir, *, resume=False, overrides=(), ...)`` takes the same ``overrides``:
+    ``--section.key=value`` changes applied to the new run's config or, on resume, to the stored one; this check
+    keeps the rest of a resumed run as it was.
+
+    Args:
+        overrides: ``--section.key=value`` strings.
+        allowed: prefixes an override may start with, e.g. ``("--train.", "--loop.", "--data=")``.
+        what: the allowed changes in words, for the error message.
+
+    Raises:
+        ConfigError: naming the first override that does not start with an allowed prefix.
+    """
+    overrides = list(overrides)
+    for override in overrides:
+        if not override.startswith(tuple(allowed)):
+            raise ConfigError(f"{override!r}: on --resume only {what} can change")
+    return overrides
 
 
 # ---------------------------------------------------------------------------------------------- dict round trip

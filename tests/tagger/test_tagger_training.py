@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lstmkit.data import DataError, read_conllu
-from lstmkit.models import TaggerConfig
-from lstmkit.tagger_api import evaluate_tagger, load_tagger, tag_sentences, tag_text
+from lstmkit.tagger import TaggerConfig
+from lstmkit.tagger.api import evaluate_tagger, load_tagger, tag_sentences, tag_text
 from lstmkit.train import (
     CheckpointError,
     ConfigError,
@@ -22,8 +22,8 @@ from lstmkit.train import (
     read_metrics,
     save_checkpoint,
 )
-from lstmkit.train.tagger import TaggerOptimConfig, TaggingTask, TrainTaggerConfig, train_tagger
-from lstmkit.train.tagging_metrics import plot_confusion, score_tags
+from lstmkit.tagger.task import TaggerOptimConfig, TaggingTask, TrainTaggerConfig, train_tagger
+from lstmkit.tagger.metrics import plot_confusion, score_tags
 from tiny_treebank import write_treebank
 
 TINY_MODEL = TaggerConfig(word_embedding_size=12, char_embedding_size=8, char_hidden_size=10, hidden_size=16)
@@ -62,8 +62,10 @@ def test_a_run_directory_holds_checkpoints_metrics_and_the_tagger(trained) -> No
 
 def test_resume_continues_exactly(treebank, tmp_path) -> None:
     whole = train_tagger(tiny_config(treebank, max_steps=10, eval_every=3), tmp_path / "whole")
-    train_tagger(tiny_config(treebank, max_steps=7, eval_every=3), tmp_path / "split")  # stops mid-epoch 2 of 5 steps
-    resumed = train_tagger(None, tmp_path / "split", resume=True, loop_overrides=["--loop.max_steps=10"])
+    # a new run takes overrides too; it stops mid-epoch 2 of 5 steps
+    train_tagger(tiny_config(treebank, max_steps=10, eval_every=3), tmp_path / "split",
+                 overrides=["--train.max_steps=7"])
+    resumed = train_tagger(None, tmp_path / "split", resume=True, overrides=["--loop.max_steps=10"])
     assert resumed.state.step == whole.state.step == 10
     for name, tensor in parameters(tmp_path / "whole").items():
         assert torch.equal(parameters(tmp_path / "split")[name], tensor), name
@@ -77,7 +79,7 @@ def test_resume_continues_exactly(treebank, tmp_path) -> None:
 
 def test_resume_refuses_what_it_cannot_do(treebank, trained, tmp_path) -> None:
     with pytest.raises(ConfigError, match="only --train"):
-        train_tagger(None, trained, resume=True, loop_overrides=["--model.hidden_size=32"])
+        train_tagger(None, trained, resume=True, overrides=["--model.hidden_size=32"])
     with pytest.raises(CheckpointError, match="no checkpoint"):
         train_tagger(None, tmp_path / "empty", resume=True)
     with pytest.raises(RunDirectoryError, match="already holds a run"):

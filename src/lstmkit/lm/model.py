@@ -30,8 +30,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_field_types
 from ..nn import LSTM
-from ._checks import check_field_types
 from ..ops import IMPLS, linear_cross_entropy
 from ..regularize import (
     activation_regularization,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import assert_close
-from lstmkit.models import LanguageModel, LanguageModelConfig, LMLoss, LMOutput, detach_hidden
+from lstmkit.lm import LanguageModel, LanguageModelConfig, LMLoss, LMOutput, detach_hidden
 from lstmkit.ops import linear_cross_entropy, linear_cross_entropy_ref
 
 V = 23

@@ -1,6 +1,6 @@
 """Scoring predicted tags: accuracy, per-tag precision / recall / F1, a confusion matrix and its picture.
 
-Pure bookkeeping over tag strings; :func:`lstmkit.tagger_api.evaluate_tagger` runs a model and calls
+Pure bookkeeping over tag strings; :func:`lstmkit.tagger.api.evaluate_tagger` runs a model and calls
 :func:`score_tags`.
 """
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lstmkit.data import TaggingVocabs, batch_plan, encode_sentences, find_conllu_splits, make_batch, read_conllu
-from lstmkit.models import Tagger, TaggerConfig
+from lstmkit.data import batch_plan, find_conllu_splits, read_conllu
+from lstmkit.tagger.data import TaggingVocabs, encode_sentences, make_batch
+from lstmkit.tagger import Tagger, TaggerConfig
 
 pytestmark = pytest.mark.data
 

@@ -1,4 +1,4 @@
-"""Tests for lstmkit.data.tagging: vocabularies, encoding, padded batches, batch plans, split discovery."""
+"""Tests for lstmkit.tagger.data: vocabularies, encoding, padded batches, batch plans, split discovery."""
 
 from __future__ import annotations
 
@@ -7,18 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstmkit.data import (
-    PAD_TAG,
-    DataError,
-    Sentence,
-    TaggingVocabs,
-    batch_plan,
-    encode_sentences,
-    find_conllu_splits,
-    make_batch,
-    parse_conllu,
-    word_chars,
-)
+from lstmkit.data import DataError, Sentence, batch_plan, find_conllu_splits, parse_conllu
+from lstmkit.tagger.data import PAD_TAG, TaggingVocabs, encode_sentences, make_batch, word_chars
 from tiny_treebank import write_treebank
 
 

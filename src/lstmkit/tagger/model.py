@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lstmkit.data.tagging import PAD_TAG, TaggingBatch, TaggingVocabs
-from lstmkit.models._checks import check_field_types
-from lstmkit.nn import LSTM
-from lstmkit.regularize.word_dropout import WordDropout
+from .._checks import check_field_types
+from ..nn import LSTM
+from ..regularize.word_dropout import WordDropout
+from .data import PAD_TAG, TaggingBatch, TaggingVocabs
 
 __all__ = ["TaggerConfig", "TaggerOutput", "Tagger", "tagging_loss"]
 

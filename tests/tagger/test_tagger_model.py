@@ -1,4 +1,4 @@
-"""Tests for lstmkit.models.Tagger: shapes, padding independence, the masked loss, word dropout, learning."""
+"""Tests for lstmkit.tagger.Tagger: shapes, padding independence, the masked loss, word dropout, learning."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lstmkit.data import PAD_TAG, Sentence, TaggingVocabs, batch_plan, encode_sentences, make_batch
-from lstmkit.models import Tagger, TaggerConfig, TaggerOutput, tagging_loss
+from lstmkit.data import Sentence, batch_plan
+from lstmkit.tagger.data import PAD_TAG, TaggingVocabs, encode_sentences, make_batch
+from lstmkit.tagger import Tagger, TaggerConfig, TaggerOutput, tagging_loss
 from tiny_treebank import random_sentence
 
 TINY = TaggerConfig(

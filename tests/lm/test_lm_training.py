@@ -9,7 +9,7 @@ import torch
 from lm_corpus import TINY_OVERRIDES, write_word_corpus
 from lstmkit.data import load_corpus
 from lstmkit.train import CheckpointError, ConfigError, StepInfo, load_checkpoint
-from lstmkit.train.lm import LanguageModelTask, LMOptimConfig, make_config, preset_config, train_language_model
+from lstmkit.lm.task import LanguageModelTask, LMOptimConfig, make_config, preset_config, train_language_model
 from lstmkit.train.optim import NTASGD
 
 
@@ -49,7 +49,7 @@ def test_presets_follow_the_recipes():
 
 
 def test_precision_resolves():
-    from lstmkit.train.lm import cpu_has_native_bfloat16, resolve_precision
+    from lstmkit.lm.task import cpu_has_native_bfloat16, resolve_precision
 
     assert resolve_precision("float32") == torch.float32 and resolve_precision("bfloat16") == torch.bfloat16
     assert resolve_precision("auto") == (torch.bfloat16 if cpu_has_native_bfloat16() else torch.float32)

@@ -19,10 +19,8 @@ The character encoder runs once per distinct form in the batch, not once per wor
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -40,8 +38,6 @@ __all__ = [
     "sentence_tags",
     "encode_sentences",
     "make_batch",
-    "batch_plan",
-    "find_conllu_splits",
     "word_chars",
 ]
 
@@ -245,71 +241,3 @@ def make_batch(
         char_ids[u, : len(spelling)] = torch.tensor(spelling)
     lengths = torch.tensor([len(sentence.word_ids) for sentence in sentences], dtype=torch.long)
     return TaggingBatch(word_ids, lengths, char_ids, char_lengths, word_index, tags)
-
-
-def batch_plan(
-    lengths: Sequence[int],
-    batch_size: int,
-    generator: torch.Generator | None = None,
-    pool_batches: int = 50,
-) -> list[list[int]]:
-    """Group sentence indices into batches of similar length, so little of each batch is padding.
-
-    Without ``generator`` (evaluation, tagging): sentences sorted by length, longest first, cut into batches.
-    With it (training): a random permutation is cut into pools of ``pool_batches * batch_size`` sentences, each pool
-    sorted by length and cut into batches, and the batches are shuffled; the same generator state gives the same plan.
-
-    Args:
-        lengths: words per sentence.
-        batch_size: sentences per batch (the last batch of a pool may be smaller).
-        generator: the source of randomness, or ``None`` for the sorted order.
-        pool_batches: batches per sorting pool in training.
-
-    Returns:
-        Lists of indices into ``lengths``; every index appears exactly once.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if generator is None:
-        order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
-        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    permutation = torch.randperm(len(lengths), generator=generator).tolist()
-    pool_size = batch_size * max(1, pool_batches)
-    batches = []
-    for start in range(0, len(permutation), pool_size):
-        pool = sorted(permutation[start : start + pool_size], key=lambda index: -lengths[index])
-        batches.extend(pool[first : first + batch_size] for first in range(0, len(pool), batch_size))
-    shuffle = torch.randperm(len(batches), generator=generator).tolist()
-    return [batches[index] for index in shuffle]
-
-
-_SPLIT_PATTERNS = {"train": re.compile(r"train"), "dev": re.compile(r"dev|valid"), "test": re.compile(r"test")}
-
-
-def find_conllu_splits(directory: str | Path, required: Sequence[str] = ("train", "dev")) -> dict[str, Path]:
-    """The CoNLL-U files of a treebank directory, by split: ``*train*.conllu``, ``*dev*.conllu`` (or ``*valid*``),
-    ``*test*.conllu``, as in Universal Dependencies (``en_ewt-ud-train.conllu``).
-
-    Args:
-        directory: the treebank folder.
-        required: splits that must be present.
-
-    Raises:
-        DataError: the directory does not exist, a required split has no file, or a split matches several files.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise DataError(f"{directory}: no such directory (expected a folder of CoNLL-U files)")
-    files = sorted(path for path in directory.iterdir() if path.suffix == ".conllu" and path.is_file())
-    found: dict[str, Path] = {}
-    for split, pattern in _SPLIT_PATTERNS.items():
-        matches = [path for path in files if pattern.search(path.name)]
-        if len(matches) > 1:
-            names = ", ".join(path.name for path in matches)
-            raise DataError(f"{directory}: several {split} files ({names}); keep one")
-        if matches:
-            found[split] = matches[0]
-    missing = [split for split in required if split not in found]
-    if missing:
-        raise DataError(f"{directory}: no {' or '.join(missing)} file (expected names like en_ewt-ud-{missing[0]}.conllu)")
-    return found

@@ -11,7 +11,7 @@
 
 A run directory holds ``checkpoint/`` (to resume: the trained weights, Adam's state and the averaged weights),
 ``best/`` (the averaged weights of the best dev accuracy, with config and vocabularies: what
-:func:`lstmkit.tagger_api.load_tagger` reads) and ``metrics.jsonl``.
+:func:`lstmkit.tagger.api.load_tagger` reads) and ``metrics.jsonl``.
 
 Command line: ``lstmkit train-tagger`` (:mod:`lstmkit.commands.train_tagger`).
 """
@@ -27,24 +27,15 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from lstmkit.data import (
-    EncodedSentence,
-    Sentence,
-    TaggingVocabs,
-    batch_plan,
-    encode_sentences,
-    find_conllu_splits,
-    make_batch,
-    read_conllu,
-)
-from lstmkit.models import Tagger, TaggerConfig
-
-from .checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
-from .config import ConfigError, config_from_dict, config_to_dict, merge_from_args
-from .distributed import Distributed, from_environment, single_process
-from .loop import LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
-from .rundir import RunDirectoryError, lock_run_dir
-from .seeding import seed_everything
+from ..data import Sentence, batch_plan, find_conllu_splits, read_conllu
+from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
+from ..train.config import ConfigError, check_resume_overrides, config_from_dict, config_to_dict, merge_from_args
+from ..train.distributed import Distributed, from_environment, single_process
+from ..train.loop import LAST_CHECKPOINT, LoopConfig, RunResult, StepInfo, TaskState, fit
+from ..train.rundir import RunDirectoryError, lock_run_dir
+from ..train.seeding import seed_everything
+from .data import EncodedSentence, TaggingVocabs, encode_sentences, make_batch
+from .model import Tagger, TaggerConfig
 
 __all__ = ["TaggerOptimConfig", "TrainTaggerConfig", "TaggingTask", "train_tagger", "read_tagger_info"]
 
@@ -268,7 +259,7 @@ def train_tagger(
     run_dir: str | os.PathLike,
     *,
     resume: bool = False,
-    loop_overrides: Sequence[str] = (),
+    overrides: Sequence[str] = (),
     echo=None,
     distributed: Distributed | None = None,
 ) -> RunResult:
@@ -278,9 +269,9 @@ def train_tagger(
         config: the run's configuration (ignored with ``resume``: the stored one is used).
         run_dir: the run directory; a new run needs one without a checkpoint.
         resume: continue from ``RUN_DIR/checkpoint`` exactly where it stopped.
-        loop_overrides: with ``resume``, ``--train.key=value`` changes to the stored loop settings (e.g. a larger
-            ``max_seconds``; ``--loop.`` is accepted too), ``--data=DIR`` (the treebank has moved) and
-            ``--threads=N``; nothing else of a run can change.
+        overrides: ``--section.key=value`` changes to ``config``; with ``resume``, to the stored configuration, where
+            only the loop's settings (``--train.key=value``, e.g. a larger ``max_seconds``; ``--loop.`` is accepted
+            too), ``--data=DIR`` (the treebank has moved) and ``--threads=N`` can change.
         echo: called with a line per evaluation (e.g. ``print``).
         distributed: the rank of this process in a DDP run; ``None`` takes it from the environment (torchrun's
             variables: joins the process group, and leaves it at the end), which is one process without them.
@@ -297,26 +288,25 @@ def train_tagger(
     try:
         with ddp.failures_as_errors(), ddp.hold_on_main(lambda: lock_run_dir(run_dir)):
             # rank 0 holds the run directory from before it reads the checkpoint: no other writer meanwhile
-            return _train_tagger_locked(config, Path(run_dir), resume, loop_overrides,
+            return _train_tagger_locked(config, Path(run_dir), resume, overrides,
                                         echo if ddp.is_main else None, ddp)
     finally:
         if distributed is None:
             ddp.close()
 
 
-def _train_tagger_locked(config, run_dir: Path, resume: bool, loop_overrides, echo, ddp: Distributed) -> RunResult:
+def _train_tagger_locked(config, run_dir: Path, resume: bool, overrides, echo, ddp: Distributed) -> RunResult:
     checkpoint = None
     if resume:
         checkpoint = ddp.run_on_main(lambda: load_checkpoint(run_dir, name=LAST_CHECKPOINT))
         config, vocabs = read_tagger_info(checkpoint.extra.get("task"), run_dir)
-        for override in loop_overrides:
-            if not override.startswith(("--train.", "--loop.", "--data=", "--threads=")):
-                raise ConfigError(f"{override!r}: on --resume only --train.* settings (budgets), --data and "
-                                  "--threads can change")
-        config = merge_from_args(config, loop_overrides)
+        overrides = check_resume_overrides(overrides, ("--train.", "--loop.", "--data=", "--threads="),
+                                           "--train.* settings (budgets), --data and --threads")
+        config = merge_from_args(config, overrides)
     else:
         if config is None:
             raise ValueError("a new run needs a config")
+        config = merge_from_args(config, list(overrides))
         if ddp.run_on_main(lambda: checkpoint_exists(run_dir, LAST_CHECKPOINT)):
             raise RunDirectoryError(f"{run_dir} already holds a run; resume it or choose a new run directory")
         vocabs = None

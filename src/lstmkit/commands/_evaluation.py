@@ -1,0 +1,37 @@
+"""What the evaluation commands (``eval-tagger``, ``eval-classifier``) share: their arguments and where the
+confusion matrix goes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_evaluation_arguments(parser: argparse.ArgumentParser, trainer: str, data: tuple[str, str], json_keys: str,
+                             batch_unit: str) -> None:
+    """``RUN_DIR``, ``--split``, ``--data``, ``--checkpoint``, ``--json``, ``--confusion``, ``--no-confusion`` and
+    ``--batch-size``.
+
+    Args:
+        trainer: the command whose run directories it reads (``"train-tagger"``).
+        data: the metavar and help of ``--data``.
+        json_keys: what the JSON object holds, for ``--json``'s help.
+        batch_unit: what a batch holds (``"sentences"``), for ``--batch-size``'s help.
+    """
+    parser.add_argument("run_dir", metavar="RUN_DIR", help=f"a {trainer} run directory")
+    parser.add_argument("--split", default="test", choices=("train", "dev", "test"), help="default: test")
+    parser.add_argument("--data", metavar=data[0], help=data[1])
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
+    parser.add_argument("--json", action="store_true", help=f"print one JSON object: {json_keys}")
+    parser.add_argument("--confusion", metavar="PNG", help="where to draw the confusion matrix "
+                        "(default: RUN_DIR/confusion-SPLIT.png)")
+    parser.add_argument("--no-confusion", action="store_true", help="do not draw the confusion matrix")
+    parser.add_argument("--batch-size", type=int, metavar="N", help=f"{batch_unit} per batch (default: the run's)")
+
+
+def confusion_path(args: argparse.Namespace) -> Path | None:
+    """Where to draw the confusion matrix: ``--confusion``, else ``RUN_DIR/confusion-SPLIT.png``; ``None`` with
+    ``--no-confusion``."""
+    if args.no_confusion:
+        return None
+    return Path(args.confusion) if args.confusion else Path(args.run_dir) / f"confusion-{args.split}.png"
