@@ -2,15 +2,15 @@
 
 Ours: :func:`lstmkit.classify.classify_texts` on raw lines (tokenize, encode, batches sorted by length, the
 classifier under ``torch.inference_mode``, softmax, the best label) with each ``precision``: float32 (the default:
-the fast path of :mod:`lstmkit.classify.inference`, a per-word table for the first layer's input projection and
-no steps spent on padding), int8 (the same with int8 weights) and auto (bfloat16 autocast through the module where
-the CPU has native bfloat16); by default ``--threads`` workers take whole batches with one torch thread each,
-"/w1" runs one batch at a time on ``--threads`` torch threads; and the module itself in float32
-(``Classifier.forward``, what ``classify`` ran before the fast path). The peers (our own code): the same tokenized, encoded and sorted batches through
-``torch.nn.LSTM`` layers holding the same weights, the same concat pooling and head, in float32 and with torch's
-dynamic int8 quantization of those layers (``torch.ao.quantization.quantize_dynamic``). All run in the same process
-in alternating blocks; the report gives the median sentences per second of each, the ratio to the float32 peer,
-and how many predictions equal the module's.
+the fast path of :mod:`lstmkit.classify.inference`, a per-word table for the first layer's input projection and no
+steps spent on padding), int8 (the same with int8 weights) and auto (bfloat16 autocast through the module where the
+CPU has native bfloat16); by default ``--threads`` workers take whole batches with one torch thread each, "/w1" runs
+one batch at a time on ``--threads`` torch threads; and the module itself in float32 (``Classifier.forward``, what
+``classify`` ran before the fast path). The peers (our own code): the same tokenized, encoded and sorted batches
+through ``torch.nn.LSTM`` layers holding the same weights, the same concat pooling and head, in float32 and with
+torch's dynamic int8 quantization of those layers (``torch.ao.quantization.quantize_dynamic``). All run in the same
+process in alternating blocks; the report gives the median sentences per second of each, the ratio to the float32
+peer, and how many predictions equal the module's.
 
     python benchmarks/bench_classify.py --run runs/sst2 --threads 2          # a trained classifier
     python benchmarks/bench_classify.py --threads 2                          # random weights of the default sizes
