@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -110,6 +111,7 @@ def damaged_copy(runs, tmp_path):
         ("output is a folder", "cannot write"),
         ("unknown format", "argument --format: invalid choice: 'tflite'"),
         ("impl the format cannot express", "impl='reference'"),
+        ("output is a pipe", "is not a regular file"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(case, message, runs, tmp_path, capsys):
@@ -130,6 +132,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, message, runs, t
         fmt = "tflite"
     elif case == "impl the format cannot express":
         run, fmt = runs / "lm-reference", "pt2"
+    elif case == "output is a pipe":  # renamed over, a device or a pipe would be replaced by the file
+        out = tmp_path / "out" / "pipe"
+        os.mkfifo(out)
     before = sorted(os.listdir(tmp_path / "out"))
     code, stdout, err = export(capsys, run, "--format", fmt, "--out", out)
     assert code == 2, (stdout, err)
@@ -137,6 +142,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, message, runs, t
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
     assert sorted(os.listdir(tmp_path / "out")) == before  # no file, no temporary left behind
     assert not out.is_file()
+    if case == "output is a pipe":
+        assert stat.S_ISFIFO(out.stat().st_mode)
 
 
 def test_a_failed_export_keeps_the_previous_file(runs, tmp_path, capsys):

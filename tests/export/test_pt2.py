@@ -7,7 +7,7 @@ import io
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pack_sequence, pad_packed_sequence
 
 import lstmkit
 from export_cases import OPTIONS, lstm_inputs, tagger_sentences
@@ -62,6 +62,44 @@ def test_lstm_program_matches_eager_at_other_lengths(name):
             out, _ = pad_packed_sequence(out, batch_first=module.batch_first, total_length=T)
             for a, e, what in zip(packed.module()(x, lengths, *hx), (out, h_n, c_n), ("output", "h_n", "c_n")):
                 close(a, e, f"{name} T={T} B={B} {what} (lengths)")
+
+
+class _PackedLSTM(torch.nn.Module):
+    """An lstmkit.LSTM called with a PackedSequence made of the program's inputs (its data and batch sizes)."""
+
+    def __init__(self, lstm):
+        super().__init__()
+        self.lstm = lstm
+
+    def forward(self, data, batch_sizes, sorted_indices=None, unsorted_indices=None):
+        out, (h_n, c_n) = self.lstm(PackedSequence(data, batch_sizes, sorted_indices, unsorted_indices))
+        return out.data, h_n, c_n
+
+
+@pytest.mark.parametrize("sorted_", [True, False], ids=["sorted", "unsorted"])
+def test_packed_sequence_program_matches_eager_at_other_batches(sorted_):
+    """A PackedSequence without h_0 exports with a symbolic length and number of rows, sorted (the batch size is
+    then a value of batch_sizes, read by lstmkit::packed_zero_state) or not; run on other batches, saved and loaded."""
+    torch.manual_seed(0)
+    module = lstmkit.LSTM(3, 6, **OPTIONS["everything"]).eval()
+    rows, steps = torch.export.Dim("N", min=1), torch.export.Dim("T", min=1)
+
+    def pack(lengths, seed):
+        g = torch.Generator().manual_seed(seed)
+        return pack_sequence([torch.randn(n, 3, generator=g) for n in lengths], enforce_sorted=sorted_)
+
+    example = pack((5, 3, 2) if sorted_ else (3, 5, 2), 0)
+    args = (example.data, example.batch_sizes) + (() if sorted_ else (example.sorted_indices, example.unsorted_indices))
+    batch = torch.export.Dim("B", min=1)
+    dynamic = ({0: rows}, {0: steps}) + (() if sorted_ else ({0: batch}, {0: batch}))
+    program, _ = reload(torch.export.export(_PackedLSTM(module), args, dynamic_shapes=dynamic))
+    for lengths, seed in (((7, 7, 4, 1), 1), ((1,), 2), ((2, 6), 3)):
+        packed = pack(lengths if not sorted_ else sorted(lengths, reverse=True), seed)
+        with torch.no_grad():
+            out, (h_n, c_n) = module(packed)
+        args = (packed.data, packed.batch_sizes) + (() if sorted_ else (packed.sorted_indices, packed.unsorted_indices))
+        for a, e, what in zip(program.module()(*args), (out.data, h_n, c_n), ("output", "h_n", "c_n")):
+            close(a, e, f"lengths {lengths} {what}")
 
 
 @pytest.mark.filterwarnings("ignore:The tensor attributes self._flat_weights")  # torch.nn.LSTM under export

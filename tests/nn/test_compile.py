@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch._dynamo
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence, pad_packed_sequence
 
 import lstmkit
 from helpers import assert_close
@@ -229,16 +229,31 @@ def treebank_batch():
 # ---------------------------------------------------------------------------------------------- PackedSequence
 
 
+PACKED_CASES = [  # (options, sorted, with h_0, training)
+    (dict(EVERY_OPTION, proj_size=2), True, False, True),
+    (dict(EVERY_OPTION, proj_size=2, batch_first=True), True, False, False),
+    (dict(EVERY_OPTION, impl="fused"), False, False, True),
+    (dict(EVERY_OPTION, proj_size=2), True, True, True),
+    (dict(), False, False, False),
+    (dict(impl="reference", proj_size=2), True, False, False),
+    (dict(batch_first=True, impl="reference"), True, True, False),
+]
+
+
 @pytest.mark.parametrize(
-    "kwargs,sorted_,with_hx",
-    [(dict(), False, False), (dict(EVERY_OPTION, proj_size=2), False, False), (dict(batch_first=True, impl="reference"), True, True)],
-    ids=["plain-unsorted", "every-option-unsorted", "reference-sorted-with-hx"],
+    "kwargs,sorted_,with_hx,training",
+    PACKED_CASES,
+    ids=["every-sorted-train", "every-sorted-eval", "every-unsorted-fused-train", "every-sorted-hx-train",
+         "plain-unsorted-eval", "reference-sorted-eval", "reference-sorted-hx-eval"],
 )
-def test_compiled_packed_input_equals_eager(kwargs, sorted_, with_hx):
-    """A PackedSequence (packed outside, as pack_padded_sequence is a graph break) traces whole; in eval (no
-    random masks, whose layouts differ) compiled outputs, states and gradients equal eager's."""
+def test_compiled_packed_input_equals_eager(kwargs, sorted_, with_hx, training):
+    """A PackedSequence (packed outside, as pack_padded_sequence is a graph break) traces whole, sorted or not,
+    with or without h_0: the fused operator runs the packed rows and draws eager's masks, so compiled outputs,
+    states and gradients equal eager's in training too. A sorted batch without h_0 has its size only in
+    ``batch_sizes[0]``: lstmkit::packed_zero_state makes it a symbolic size. impl="reference" runs a padded copy
+    under compilation (its masks are drawn in that layout), compared in eval."""
     torch.manual_seed(0)
-    m = lstmkit.LSTM(3, 4, **kwargs).double().eval()
+    m = lstmkit.LSTM(3, 4, **kwargs).double().train(training)
     x = torch.randn(5, 3, 3, dtype=torch.float64)
     lengths = torch.tensor([5, 3, 2]) if sorted_ else torch.tensor([3, 5, 2])
     packed = pack_padded_sequence(x.transpose(0, 1) if m.batch_first else x, lengths, batch_first=m.batch_first,
@@ -249,15 +264,33 @@ def test_compiled_packed_input_equals_eager(kwargs, sorted_, with_hx):
         hx = (torch.randn(layers, 3, m.proj_size or 4, dtype=torch.float64), torch.randn(layers, 3, 4, dtype=torch.float64))
 
     def step(module):
+        torch.manual_seed(7)
         out, (h, c) = module(packed, hx)
         loss = (out.data * out.data).sum() + h.sum() + c.sin().sum()
         return (out.data, h, c, *torch.autograd.grad(loss, list(m.parameters())))
 
     assert _graph_breaks(lambda p: m(p, hx)[0].data, packed) == (0, [])
-    m.train()
-    assert _graph_breaks(lambda p: m(p, hx)[0].data, packed) == (0, [])
-    m.eval()
     _assert_all_close(step(torch.compile(m, fullgraph=True, backend="aot_eager")), step(m), rtol=1e-9)
+
+
+def test_compiled_packed_input_takes_other_batches():
+    """Sorted packed batches of other sizes and lengths compile twice (static, then dynamic with the batch size a
+    symbolic value) and never again, each equal to eager; pack_sequence is the other way to sort and pack."""
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm
+
+    torch.manual_seed(0)
+    m = lstmkit.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2).double().eval()
+    compiled = torch.compile(m, fullgraph=True, backend=counting_backend)
+    for lengths in ((5, 3, 2), (4, 4, 2, 1, 1), (2,), (6, 6, 6, 5, 3, 3, 1)):
+        packed = pack_sequence([torch.randn(n, 3, dtype=torch.float64) for n in lengths])
+        (out, (h, c)), (want, (want_h, want_c)) = compiled(packed), m(packed)
+        assert h.shape == (4, len(lengths), 2)
+        _assert_all_close((out.data, h, c), (want.data, want_h, want_c), rtol=1e-12)
+    assert len(graphs) == 2
 
 
 def test_windows_of_every_length_compile_twice():
@@ -276,3 +309,27 @@ def test_windows_of_every_length_compile_twice():
         loss, _ = compiled(torch.randint(0, 40, (steps, 3)), torch.randint(0, 40, (steps, 3)), model.init_hidden(3))
         loss.backward()
     assert len(graphs) == 2
+
+
+def test_native_under_compilation():
+    """impl='native' (torch's kernel) compiles for inference on padded input, equal to eager; training fails
+    inside AOTAutograd exactly as torch.nn.LSTM's does (torch 2.13: oneDNN's LSTM saves a None for its
+    backward); packed input and lengths= are refused, in our words."""
+    torch.manual_seed(0)
+    m = lstmkit.LSTM(3, 4, impl="native")
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        _assert_all_close(torch.compile(m, fullgraph=True, backend="aot_eager")(x)[0], m(x)[0])
+    torch._dynamo.reset()
+    theirs = torch.nn.LSTM(3, 4)
+    with torch._dynamo.config.patch(allow_rnn=True), pytest.raises(Exception) as torch_error:
+        torch.compile(theirs, fullgraph=True, backend="aot_eager")(x)
+    torch._dynamo.reset()
+    with pytest.raises(type(torch_error.value), match="tensors_saved_with_vc_check to be Tensors"):
+        torch.compile(m, fullgraph=True, backend="aot_eager")(x)
+    assert "tensors_saved_with_vc_check to be Tensors" in str(torch_error.value)
+    packed = pack_sequence([torch.randn(3, 3), torch.randn(2, 3)])
+    for args, kwargs, what in (((packed,), {}, "packed input"), ((x,), dict(lengths=torch.tensor([5, 3])), "lengths=")):
+        torch._dynamo.reset()
+        with pytest.raises(Exception, match=f"impl='native' .* cannot run {what} under torch.compile"):
+            torch.compile(m, fullgraph=True, backend="aot_eager")(*args, **kwargs)

@@ -101,6 +101,26 @@ def test_batched_grads_packed(impl):
     like_torch(lambda m: batched_grads(m, _randn(4, 3, 3), PACKED_LENGTHS), impl, dtype=torch.float64)
 
 
+def func_transforms(m, x, lengths=None):
+    """torch.func: grad over the parameters (functional_call), vjp in the input, and grad of a grad in the input.
+    Packed input is packed outside the transforms (torch's packing cannot run inside them) and differentiated in
+    its data."""
+    packed = _module_input(m, x, lengths)
+    data = _data(packed)
+    as_input = (lambda d: d) if lengths is None else (lambda d: PackedSequence(d, *packed[1:]))
+    params = {name: p.detach() for name, p in m.named_parameters()}
+
+    def loss(params, data):
+        out, (h, c) = torch.func.functional_call(m, params, (as_input(data),))
+        return (_data(out) * _randn(*_data(out).shape, seed=2)).sum() + (h * h).sum() + c.sin().sum()
+
+    by_params = torch.func.grad(loss)(params, data)
+    out, vjp = torch.func.vjp(lambda d: _data(m(as_input(d))[0]), data)
+    (by_input,) = vjp(_randn(*out.shape, seed=3))
+    second = torch.func.grad(lambda d: torch.func.grad(loss, argnums=1)(params, d).pow(2).sum())(data)
+    return [by_params[name] for name in params], by_input, second
+
+
 def cell_double_backward(m, x):
     x = x.clone().requires_grad_()
     hx = (_randn(x.shape[0], m.hidden_size, seed=5), _randn(x.shape[0], m.hidden_size, seed=6))
@@ -140,6 +160,26 @@ def test_variants_double_backward_and_batched_grads_fused_equals_reference(call,
         return call(m, _randn(4, 3, 3), PACKED_LENGTHS if packed else None)
 
     assert_same_as_torch(lambda: run(make("reference")), lambda: run(make("fused")))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_torch_func_grad_and_vjp(impl):
+    """torch.func.grad / vjp over every impl as over torch.nn.LSTM. The operator behind the fused path needs an
+    autograd.Function of its own under torch.func (lstmkit.ops.layer_op._LayerFunction)."""
+    like_torch(lambda m: func_transforms(m, _randn(4, 3, 3)), impl, dtype=torch.float64, proj_size=2, num_layers=2,
+               bidirectional=True)
+
+
+@pytest.mark.parametrize("impl", ["auto", "fused"])
+def test_torch_func_packed_and_variants_equal_reference(impl):
+    """Packed input, where torch.nn.LSTM itself fails under torch.func ("Cannot access data pointer of Tensor that
+    doesn't have storage"), and the variants in training: the reference equations are the oracle."""
+    def run(impl):
+        torch.manual_seed(0)
+        m = lstmkit.LSTM(3, 4, bidirectional=True, proj_size=2, impl=impl, **VARIANTS).double()
+        return func_transforms(m, _randn(4, 3, 3), PACKED_LENGTHS)
+
+    assert_same_as_torch(lambda: run("reference"), lambda: run(impl))
 
 
 def test_fused_double_backward_is_not_zero():

@@ -97,7 +97,8 @@ def export_run(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, che
         checkpoint: ``"best"`` or ``"last"``.
 
     Raises:
-        ExportError: an unknown format, or a model option the format cannot express.
+        ExportError: an unknown format, a model option the format cannot express, or ``out`` an existing path
+            that is not a regular file.
         CheckpointError: not a run directory, or a damaged checkpoint.
         OSError: ``out`` cannot be written (nothing is left behind).
     """
@@ -106,6 +107,9 @@ def export_run(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, che
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     run_dir, out = Path(run_dir), Path(out)
+    if out.exists() and not out.is_file() and not out.is_dir():  # a folder fails in the write, with its reason
+        # the atomic write renames a finished file over the path, which would replace a device or a pipe itself
+        raise ExportError(f"cannot write {out}: it exists and is not a regular file (a device, pipe or socket)")
     kind = _run_kind(run_dir, checkpoint)
     data = (_language_model if kind == "language_model" else _tagger)(run_dir, fmt, checkpoint)
     atomic_write_bytes(out, data)

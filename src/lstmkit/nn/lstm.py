@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..ops.functional import IMPLS, LayerWeights, lstm, lstm_cell
+from ..ops.layer_op import packed_zero_state
 from ..ops.masks import bernoulli_mask, check_probability, drop_weight
 from ..ops.reference import Variant
 
@@ -406,22 +407,34 @@ class LSTM(_Variants, nn.RNNBase):
         if not torch.compiler.is_compiling() and batch and not bool(((lengths >= 1) & (lengths <= steps)).all()):
             raise ValueError(f"lengths must be in [1, {steps}] (the input has {steps} steps), got {lengths.tolist()}")
 
+    @staticmethod
+    def _packed_batch(input: PackedSequence, hx) -> int | None:
+        """B of packed input: ``batch_sizes[0]`` in eager code. Under torch.compile / torch.export a value of
+        ``batch_sizes`` read in Python is a graph break (an error in export), so B comes from a shape:
+        ``len(sorted_indices)`` (``enforce_sorted=False``) or h_0's; None when neither exists (a sorted
+        PackedSequence without h_0: then the zero states come from the operator ``lstmkit::packed_zero_state``,
+        whose B is a symbolic size the fused operator carries through)."""
+        if not torch.compiler.is_compiling():
+            return int(input.batch_sizes[0])
+        if input.sorted_indices is not None:
+            return input.sorted_indices.numel()
+        return hx[0].size(-2) if hx is not None else None
+
     def _forward_packed_compiling(self, input: PackedSequence, hx):
-        """A PackedSequence under torch.compile / torch.export: unpacked to a padded (T, B) batch with gathers whose
-        shapes come from shapes only, run with ``lengths`` (states frozen past each length), and gathered back
-        into packed rows: the result of packed input, with no value of ``batch_sizes`` read in Python. The batch
-        size B is ``len(sorted_indices)`` (``enforce_sorted=False``) or h_0's; a sorted PackedSequence without
-        h_0 leaves only ``batch_sizes[0]``, a value, which dynamo turns into a graph break."""
+        """A PackedSequence under torch.compile / torch.export with ``impl="reference"``, whose packed loop needs
+        every value of ``batch_sizes`` in Python: unpacked to a padded (T, B) batch with gathers whose shapes come
+        from shapes only, run with ``lengths`` (states frozen past each length), and gathered back into packed
+        rows. The result of packed input; random masks (training) are drawn in the padded layout, so they are
+        not eager's. The fused operator runs packed rows itself (:meth:`forward`)."""
         x, batch_sizes, sorted_indices, unsorted_indices = input
         self._check_packed(x)
         if self.impl == "native":
             raise ValueError("impl='native' (torch's kernel) cannot run packed input under torch.compile; use 'auto' or 'fused'")
-        if sorted_indices is not None:
-            batch = sorted_indices.numel()
-        elif hx is not None:
-            batch = hx[0].size(-2)
-        else:
-            batch = int(batch_sizes[0])
+        batch = self._packed_batch(input, hx)
+        if batch is None:  # the zero states carry B, a symbolic size, for the gathers below
+            layers = self.num_layers * (2 if self.bidirectional else 1)
+            hx = packed_zero_state(batch_sizes, x, layers, self.proj_size or self.hidden_size, self.hidden_size)
+            batch = hx[0].size(1)
         sizes = batch_sizes.to(x.device)  # (T,)
         offsets = torch.cumsum(sizes, 0) - sizes  # (T,) first row of each step
         column = torch.arange(batch, device=x.device)
@@ -444,9 +457,9 @@ class LSTM(_Variants, nn.RNNBase):
         (``enforce_sorted=False``), running, and padding back with zeros to the input's length, computed on the
         padded tensor with each sequence's state frozen past its length (:func:`lstmkit.ops.lstm`). No shape
         depends on the data, so torch.compile and torch.export trace it whole, where ``pack_padded_sequence`` is
-        a graph break (dynamo does not trace it) and packed input makes the batch size a value of
-        ``batch_sizes``. Eager and compiled code draw the same random masks. ``impl="native"`` packs instead
-        (torch's kernel has no frozen steps), in eager code only."""
+        a graph break (dynamo does not trace it; a PackedSequence made outside the compiled code traces whole,
+        see :meth:`_packed_batch`). Eager and compiled code draw the same random masks. ``impl="native"`` packs
+        instead (torch's kernel has no frozen steps), in eager code only."""
         if lengths is not None:
             self._check_lengths(input, lengths)
             if self.impl == "native":
@@ -456,7 +469,7 @@ class LSTM(_Variants, nn.RNNBase):
                 packed = pack_padded_sequence(input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
                 output, state = self.forward(packed, hx)
                 return pad_packed_sequence(output, batch_first=self.batch_first, total_length=steps)[0], state
-        if isinstance(input, PackedSequence) and torch.compiler.is_compiling():
+        if isinstance(input, PackedSequence) and torch.compiler.is_compiling() and self.impl in ("native", "reference"):
             return self._forward_packed_compiling(input, hx)
         directions = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
@@ -466,7 +479,7 @@ class LSTM(_Variants, nn.RNNBase):
         if packed:
             x, batch_sizes, sorted_indices, unsorted_indices = input
             self._check_packed(x)
-            batch = int(batch_sizes[0])
+            batch = self._packed_batch(input, hx)
         else:
             x = input
             if x.dim() not in (2, 3):
@@ -477,10 +490,13 @@ class LSTM(_Variants, nn.RNNBase):
             batch = x.size(0 if self.batch_first else 1)
         layers = self.num_layers * directions
         if hx is None:
-            hx = (
-                torch.zeros(layers, batch, real_hidden, dtype=x.dtype, device=x.device),
-                torch.zeros(layers, batch, self.hidden_size, dtype=x.dtype, device=x.device),
-            )
+            if batch is None:  # compiling a sorted PackedSequence: B is a value, which only an operator may read
+                hx = packed_zero_state(batch_sizes, x, layers, real_hidden, self.hidden_size)
+            else:
+                hx = (
+                    torch.zeros(layers, batch, real_hidden, dtype=x.dtype, device=x.device),
+                    torch.zeros(layers, batch, self.hidden_size, dtype=x.dtype, device=x.device),
+                )
             if not packed:
                 self.check_forward_args(x, hx, None)
         else:

@@ -124,7 +124,11 @@ def _compiled_impl(impl: str) -> str:
 
 def _ragged(batch_sizes: Tensor | Sequence[int] | None) -> bool:
     """Whether packed input has sequences of different lengths (torch leaves oneDNN only for those)."""
-    if batch_sizes is None or len(batch_sizes) == 0:
+    if batch_sizes is None:
+        return False
+    if torch.compiler.is_compiling():  # reading sizes or values would fix them; impl is no longer "auto" there
+        return True
+    if len(batch_sizes) == 0:
         return False
     if isinstance(batch_sizes, Tensor):
         return bool((batch_sizes != batch_sizes[0]).any())
@@ -329,7 +333,7 @@ def lstm(
         impl, device=x.device, dtype=x.dtype, packed=_ragged(batch_sizes), projected=projected, variant=active,
         hidden=weights[0].w_hh.shape[0] // 4, batch=hx[0].shape[1],
         needs_grad=_needs_grad(x, *hx, *(w for layer in weights for w in layer)),
-        steps=len(batch_sizes) if batch_sizes is not None else x.shape[1 if batch_first else 0],
+        steps=batch_sizes.shape[0] if batch_sizes is not None else x.shape[1 if batch_first else 0],  # T, not fixed
     )
     if which == "native":  # the whole stack in one call, exactly torch.nn.LSTM's
         flat = [w for layer in weights for w in layer if w is not None]
@@ -341,7 +345,10 @@ def lstm(
         return out, (h_n, c_n)
 
     layer_fn = lstm_layer_fused if which == "fused" and not _empty((hx[0][0], hx[1][0])) else lstm_layer_ref
-    sizes = None if batch_sizes is None else tuple(int(s) for s in batch_sizes)
+    if batch_sizes is None or (which == "fused" and torch.compiler.is_compiling()):
+        sizes = batch_sizes  # the operator takes the tensor: its values are not read while tracing
+    else:
+        sizes = tuple(int(s) for s in batch_sizes)
     layer_input = x.transpose(0, 1) if (batch_first and batch_sizes is None) else x  # time-major
     padding = None
     if lengths is not None:  # (T, B, 1) True past each sequence's end

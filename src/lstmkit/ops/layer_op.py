@@ -40,7 +40,7 @@ from . import fused
 from .fused import GRADIENTS, WORKSPACE
 from .reference import NO_VARIANT, Variant, lstm_layer_ref
 
-__all__ = ["fused_backend", "lstm_layer_fused", "use_fused_backend", "cpp_extension_error"]
+__all__ = ["fused_backend", "lstm_layer_fused", "packed_zero_state", "use_fused_backend", "cpp_extension_error"]
 
 BACKENDS = ("cpp", "python")
 _forced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -288,16 +288,22 @@ def _backward(ctx, grad_output, grad_h_n, grad_c_n, *_workspace_grads):
 
 
 def _backward_through_reference(args, options, needs, grads_out):
-    """Gradients by autograd through :func:`lstm_layer_ref` on the same inputs: slower, but differentiable."""
+    """Gradients by :func:`torch.func.vjp` through :func:`lstm_layer_ref` on the same inputs: slower, but
+    differentiable (double backward), and right inside and after torch.func transforms, whose saved tensors
+    autograd cannot differentiate once the transform's level has exited (``torch.func.vjp``'s function)."""
     reverse, zoneout_h, zoneout_c, cell_clip = options
-    output, (h_n, c_n) = lstm_layer_ref(
-        args["x"], (args["h0"], args["c0"]), args["w_ih"], args["w_hh"], args["b_ih"], args["b_hh"], args["w_hr"],
-        reverse=reverse, batch_sizes=args["batch_sizes"], variant=_variant(args, zoneout_h, zoneout_c, cell_clip),
-    )
     names = [n for n in _TENSOR_INPUTS if needs[n] and args[n] is not None]
-    outs, grads = zip(*[(o, g) for o, g in zip((output, h_n, c_n), grads_out) if g is not None])
-    found = dict(zip(names, torch.autograd.grad(outs, [args[n] for n in names], grads, create_graph=True,
-                                                allow_unused=True)))
+
+    def layer(*differentiated):
+        a = dict(args, **dict(zip(names, differentiated)))
+        output, (h_n, c_n) = lstm_layer_ref(
+            a["x"], (a["h0"], a["c0"]), a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], a["w_hr"], reverse=reverse,
+            batch_sizes=a["batch_sizes"], variant=_variant(a, zoneout_h, zoneout_c, cell_clip),
+        )
+        return output, h_n, c_n
+
+    outs, vjp = torch.func.vjp(layer, *(args[n] for n in names))
+    found = dict(zip(names, vjp(tuple(g if g is not None else torch.zeros_like(o) for o, g in zip(outs, grads_out)))))
     return tuple(found.get(n) for n in _INPUTS)
 
 
@@ -314,6 +320,20 @@ def _variant(args, zoneout_h, zoneout_c, cell_clip) -> Variant:
 
 
 lstm_layer_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _LayerFunction(torch.autograd.Function):
+    """``lstmkit::lstm_layer`` with the same autograd formula, for torch.func transforms (``grad``, ``vjp``,
+    ``jacrev``): the autograd.Function that ``custom_op`` generates has no ``setup_context``, so functorch refuses
+    it. functorch differentiates with the graph kept (transforms nest), so the backward runs through the
+    reference equations, as for double backward: right, and slower than the fused backward."""
+
+    @staticmethod
+    def forward(*inputs):
+        return torch.ops.lstmkit.lstm_layer(*inputs)
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
 torch.library.register_autocast("lstmkit::lstm_layer", "cpu", torch.bfloat16)
 
 
@@ -345,7 +365,9 @@ def lstm_layer_fused(
     zone_c = v.zoneout_c if isinstance(v.zoneout_c, Tensor) else None
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, v.peephole, *ln_ih, *ln_hh, *ln_c)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    result = torch.ops.lstmkit.lstm_layer(
+    # torch.func (a private flag, the one autograd.Function.apply checks): the Function above; otherwise the operator
+    layer = _LayerFunction.apply if torch._C._are_functorch_transforms_active() else torch.ops.lstmkit.lstm_layer
+    result = layer(
         x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, bool(reverse),
         v.peephole, *ln_ih, *ln_hh, *ln_c, v.recurrent_mask,
         zone_h.contiguous() if zone_h is not None else None, zone_c.contiguous() if zone_c is not None else None,
@@ -353,3 +375,25 @@ def lstm_layer_fused(
         None if v.cell_clip is None else float(v.cell_clip), need_grad,
     )
     return result[0], (result[1], result[2])
+
+
+# ---------------------------------------------------------------------------------------------------- packed zeros
+
+
+@torch.library.custom_op("lstmkit::packed_zero_state", mutates_args=())
+def packed_zero_state(batch_sizes: Tensor, like: Tensor, layers: int, proj: int, hidden: int) -> tuple[Tensor, Tensor]:
+    """Zero initial states ``(h_0 (layers, B, proj), c_0 (layers, B, hidden))`` for packed data whose batch size B
+    is ``batch_sizes[0]``, in ``like``'s dtype and device. An operator because B is a value of ``batch_sizes``:
+    read in Python under torch.compile it is a graph break, and under torch.export an error; here its fake kernel
+    makes B a new symbolic size, which the LSTM's operators carry to h_n and c_n (a sorted PackedSequence without
+    h_0: :meth:`lstmkit.LSTM.forward`)."""
+    batch = int(batch_sizes[0])
+    if batch < 1:
+        raise ValueError(f"batch_sizes[0] must be at least 1, got {batch}")
+    return like.new_zeros(layers, batch, proj), like.new_zeros(layers, batch, hidden)
+
+
+@packed_zero_state.register_fake
+def _(batch_sizes, like, layers, proj, hidden):
+    batch = torch.library.get_ctx().new_dynamic_size(min=1)  # a PackedSequence holds at least one sequence
+    return like.new_empty(layers, batch, proj), like.new_empty(layers, batch, hidden)

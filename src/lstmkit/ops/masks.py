@@ -82,7 +82,10 @@ def _random_words(count: int, generator: torch.Generator | None, device) -> Tens
     over [-2**63, 2**63 - 1) consumes the same 64-bit draws and returns each plus 2**63, i.e. with the top bit
     flipped, which the xor flips back. So eager masks are unchanged, and a compiled model draws the same ones
     when inductor is told to use torch's generator (``torch._inductor.config.fallback_random``)."""
-    words = torch.randint(-(2**63), 2**63 - 1, (count,), dtype=torch.int64, device=device, generator=generator)
+    # generator passed only when given: randint's overload with a generator argument needs concrete sizes under
+    # torch.compile, and a packed batch's size is symbolic there (lstmkit::packed_zero_state)
+    chosen = {} if generator is None else {"generator": generator}
+    words = torch.randint(-(2**63), 2**63 - 1, (count,), dtype=torch.int64, device=device, **chosen)
     return torch.bitwise_xor(words, -(2**63))
 
 
