@@ -1,10 +1,16 @@
 """Throughput of ``lstmkit classify`` (sentences per second) against a peer built on plain ``torch.nn.LSTM``.
 
-Ours: :func:`lstmkit.classify.classify_texts` on raw lines (tokenize, encode, sortish batches, the classifier under
-``torch.inference_mode``, softmax, the best label), in float32 and with ``precision="auto"`` (bfloat16 autocast
-where the CPU has native bfloat16). The peer (our own code): the same tokenized, encoded and sorted
-batches through ``torch.nn.LSTM`` layers holding the same weights, the same concat pooling and head. Both run in
-the same process in alternating blocks; the report gives the median sentences per second of each and the ratio.
+Ours: :func:`lstmkit.classify.classify_texts` on raw lines (tokenize, encode, batches sorted by length, the
+classifier under ``torch.inference_mode``, softmax, the best label) with each ``precision``: float32 (the default:
+the fast path of :mod:`lstmkit.classify.inference`, a per-word table for the first layer's input projection and no
+steps spent on padding), int8 (the same with int8 weights) and auto (bfloat16 autocast through the module where the
+CPU has native bfloat16); by default ``--threads`` workers take whole batches with one torch thread each, "/w1" runs
+one batch at a time on ``--threads`` torch threads; and the module itself in float32 (``Classifier.forward``, what
+``classify`` ran before the fast path). The peers (our own code): the same tokenized, encoded and sorted batches
+through ``torch.nn.LSTM`` layers holding the same weights, the same concat pooling and head, in float32 and with
+torch's dynamic int8 quantization of those layers (``torch.ao.quantization.quantize_dynamic``). All run in the same
+process in alternating blocks; the report gives the median sentences per second of each, the ratio to the float32
+peer, and how many predictions equal the module's.
 
     python benchmarks/bench_classify.py --run runs/sst2 --threads 2          # a trained classifier
     python benchmarks/bench_classify.py --threads 2                          # random weights of the default sizes
@@ -22,6 +28,7 @@ import random
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -96,6 +103,19 @@ def peer_classify(peer: Peer, clf: LoadedClassifier, texts: list[str], batch_siz
     return out
 
 
+def module_classify(clf: LoadedClassifier, texts: list[str], batch_size: int) -> list[int]:
+    """The module's own forward (``Classifier.forward``) over the same batches: classify before the fast path."""
+    ids = encode_examples([tokenize(text) for text in texts], clf.vocab)
+    out = [0] * len(ids)
+    with torch.inference_mode():
+        for indices in batch_plan([len(row) for row in ids], batch_size):
+            batch = make_batch([ids[i] for i in indices], None, clf.vocab.unk_id)
+            best = torch.softmax(clf.model(batch.words, batch.lengths).logits, dim=1).argmax(dim=1).tolist()
+            for row, index in enumerate(indices):
+                out[index] = best[row]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="a train-classifier run directory (default: random weights, default sizes)")
@@ -111,27 +131,45 @@ def main(argv: list[str] | None = None) -> int:
         texts = texts[: args.limit]
     clf = load_classifier(args.run) if args.run else random_classifier(texts)
     peer = Peer(clf.model).eval()
-    ours_labels = [clf.labels.index(p.label) for p in classify_texts(clf, texts[:512], args.batch_size)]
-    agree = sum(a == b for a, b in zip(ours_labels, peer_classify(peer, clf, texts[:512], args.batch_size)))
-    times: dict[str, list[float]] = {"lstmkit float32": [], "lstmkit auto": [], "torch.nn.LSTM peer": []}
+    with warnings.catch_warnings():  # torch marks its eager quantization deprecated (torchao replaces it)
+        warnings.simplefilter("ignore")
+        peer_int8 = torch.ao.quantization.quantize_dynamic(Peer(clf.model).eval(), {nn.LSTM}, dtype=torch.qint8)
+
+    def ours(precision: str, workers: int | None = None):
+        return lambda: [clf.labels.index(p.label)
+                        for p in classify_texts(clf, texts, args.batch_size, precision, workers)]
+
+    sides = {
+        "lstmkit float32": ours("float32"),
+        "lstmkit int8": ours("int8"),
+        "lstmkit float32/w1": ours("float32", 1),
+        "lstmkit int8/w1": ours("int8", 1),
+        "lstmkit auto": ours("auto"),
+        "module float32": lambda: module_classify(clf, texts, args.batch_size),
+        "peer float32": lambda: peer_classify(peer, clf, texts, args.batch_size),
+        "peer int8": lambda: peer_classify(peer_int8, clf, texts, args.batch_size),
+    }
+    labels = {name: side() for name, side in sides.items()}  # warm-up, and the predictions
+    times: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(args.repeats):
-        for precision in ("float32", "auto"):
+        for name, side in sides.items():
             started = time.perf_counter()
-            classify_texts(clf, texts, args.batch_size, precision)
-            times[f"lstmkit {precision}"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        peer_classify(peer, clf, texts, args.batch_size)
-        times["torch.nn.LSTM peer"].append(time.perf_counter() - started)
+            side()
+            times[name].append(time.perf_counter() - started)
     tokens = sum(len(tokenize(text)) + 1 for text in texts)
     print(f"classify throughput: {len(texts)} sentences of {source} ({tokens / len(texts):.1f} tokens each with "
           f"<eos>), model {clf.path} ({clf.model.num_parameters():,} parameters), batch {args.batch_size}, "
           f"{args.threads} threads, torch {torch.__version__}, {cpu_name()}")
-    print(f"predictions agree with the peer on {agree}/{min(512, len(texts))} sentences")
     rates = {name: len(texts) / statistics.median(values) for name, values in times.items()}
+    reference = labels["module float32"]
     for name, rate in rates.items():
-        ratio = rate / rates["torch.nn.LSTM peer"]
-        print(f"  {name:<20} {rate:>10,.0f} sentences/s (median of {args.repeats}), {ratio:.2f}x the peer")
-    print("  (auto: bfloat16 autocast where the CPU has native bfloat16 arithmetic, else float32)")
+        ratio = rate / rates["peer float32"]
+        agree = sum(a == b for a, b in zip(labels[name], reference))
+        print(f"  {name:<18} {rate:>10,.0f} sentences/s (median of {args.repeats}), {ratio:.2f}x the float32 peer; "
+              f"predictions equal to the module's on {agree}/{len(texts)}")
+    print(f"  (lstmkit: {args.threads} workers taking whole batches, one torch thread each, the default; /w1: one "
+          f"batch at a time on {args.threads} torch threads; auto: bfloat16 autocast where the CPU has native "
+          "bfloat16 arithmetic, else float32, through the module)")
     return 0
 
 

@@ -140,8 +140,12 @@ def test_bench_classify_reports_sentences_per_second_against_the_peer():
     stdout = _run([str(BENCH / "bench_classify.py"), "--threads", "1", "--repeats", "1", "--limit", "40",
                    "--data", str(REPO / "no-such-folder")])
     assert "40 sentences of random sentences" in stdout
-    assert "predictions agree with the peer on 40/40 sentences" in stdout
-    assert "lstmkit float32" in stdout and "x the peer" in stdout
+    lines = {line.split()[0] + " " + line.split()[1]: line for line in stdout.splitlines() if "sentences/s" in line}
+    assert set(lines) == {"lstmkit float32", "lstmkit int8", "lstmkit float32/w1", "lstmkit int8/w1", "lstmkit auto",
+                          "module float32", "peer float32", "peer int8"}
+    for side in ("lstmkit float32", "peer float32"):  # the fast path and torch's LSTM compute the module's function
+        assert lines[side].endswith("predictions equal to the module's on 40/40"), lines[side]
+    assert "x the float32 peer" in lines["lstmkit int8"]
 
 def test_bench_ddp_runs_two_processes(tmp_path):
     corpus = write_word_corpus(tmp_path / "corpus", train_lines=400)

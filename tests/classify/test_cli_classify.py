@@ -88,6 +88,15 @@ def test_train_eval_and_classify_with_a_finetuned_encoder(data, finetuned, capsy
     assert code == 0 and len(lines) == 3
     assert all(label in clf.labels and 0 < float(p) <= 1 for label, p in lines)
 
+    # int8: the same commands with --precision int8 (close to float32 on this tiny model, but a different function)
+    code, out, _ = call(capsys, "eval-classifier", run, "--split", "test", "--json", "--no-confusion",
+                        "--precision", "int8")
+    int8 = json.loads(out)
+    assert code == 0 and int8["precision"] == "int8" and result["precision"] == "float32"
+    assert int8["examples"] == 20 and abs(int8["accuracy"] - result["accuracy"]) <= 0.1
+    code, out, _ = call(capsys, "classify", run, "--input", texts, "--precision", "int8")
+    assert code == 0 and [line.split("\t")[0] for line in out.splitlines()] == [label for label, _ in lines]
+
 
 def test_the_from_scratch_baseline_learns_mr_and_classify_reads_stdin(data, capsys, tmp_path, monkeypatch):
     run = tmp_path / "mr"

@@ -10,7 +10,9 @@ The Python forms of ``lstmkit classify`` and ``lstmkit eval-classifier``::
 
 Loading reads only safetensors and JSON (never pickle) and checks the files against the checkpoint's manifest.
 Texts are tokenized as the training data was (:func:`~lstmkit.classify.data.tokenize`) and classified in batches of
-similar length under ``torch.inference_mode``.
+similar length, longest first, under ``torch.inference_mode``; in float32 and int8 through
+:class:`~lstmkit.classify.inference.FastClassifier` (built on first use and kept with the loaded classifier), which
+computes what the module computes (float32) faster, or with int8 weights.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,6 +32,7 @@ from ..tagger.metrics import TaggingScores, plot_confusion, score_tags
 from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint, load_model_weights
 from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
 from .data import Example, make_batch, task_splits, tokenize
+from .inference import FastClassifier, supports_fast_path
 from .model import Classifier
 from .task import ClassifierRunConfig, encode_examples, read_classifier_info
 
@@ -46,6 +50,18 @@ class LoadedClassifier:
     labels: list[str]
     config: ClassifierRunConfig
     path: Path
+    fast: dict[bool, FastClassifier] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    """Its :class:`~lstmkit.classify.inference.FastClassifier` forms by ``int8``, built on first use from the
+    weights as they are then."""
+
+    def fast_form(self, int8: bool = False) -> FastClassifier | None:
+        """The fast inference form (float32, or int8 weights), or None where the model has LSTM variants the fast
+        path does not compute."""
+        if not supports_fast_path(self.model):
+            return None
+        if int8 not in self.fast:
+            self.fast[int8] = FastClassifier(self.model, int8=int8)
+        return self.fast[int8]
 
 
 class Prediction(NamedTuple):
@@ -84,26 +100,58 @@ def _as_classifier(model: LoadedClassifier | str | os.PathLike) -> LoadedClassif
     return model if isinstance(model, LoadedClassifier) else load_classifier(model)
 
 
-PRECISIONS = ("float32", "bfloat16", "auto")
-"""Compute of :func:`classify_texts`: float32, bfloat16 autocast, or auto (bfloat16 where the CPU has native
-bfloat16 arithmetic). Scores (:func:`evaluate_classifier`) are always float32."""
+PRECISIONS = ("float32", "bfloat16", "auto", "int8")
+"""Compute of :func:`classify_texts` and :func:`evaluate_classifier`: float32 (the module's function, by the fast
+path), bfloat16 autocast, auto (bfloat16 where the CPU has native bfloat16 arithmetic), or int8 weights for the LSTM
+layers (the fast path; predictions can differ from float32's: benchmarks/RESULTS.md gives the accuracy change)."""
 
 
-@torch.inference_mode()
 def _probabilities(clf: LoadedClassifier, token_lists: Sequence[Sequence[str]], batch_size: int | None,
-                   precision: str = "float32") -> torch.Tensor:
-    """``(N, K)`` class probabilities of tokenized texts, in input order."""
+                   precision: str = "float32", workers: int | None = None) -> torch.Tensor:
+    """``(N, K)`` class probabilities of tokenized texts, in input order.
+
+    With ``workers`` > 1 (default: torch's thread count) and more than one batch, that many Python threads take
+    whole batches, each running torch with one thread (torch's count is 1 for the process while they run, then
+    restored): small LSTM steps parallelise better across batches than inside one step (benchmarks/RESULTS.md).
+    The numbers are those of one thread per batch either way.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    low = resolve_precision(precision) == torch.bfloat16
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    int8 = precision == "int8"
+    low = not int8 and resolve_precision(precision) == torch.bfloat16
+    fast = None if low else clf.fast_form(int8)
+    if int8 and fast is None:
+        raise ValueError("precision='int8' needs plain LSTM layers (the fast path); this model has LSTM variants")
     ids = encode_examples(token_lists, clf.vocab)
     out = torch.empty(len(ids), len(clf.labels))
     clf.model.eval()
-    for indices in batch_plan([len(row) for row in ids], batch_size or clf.config.data.eval_batch_size):
-        batch = make_batch([ids[i] for i in indices], None, clf.vocab.unk_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-            logits = clf.model(batch.words, batch.lengths).logits
-        out[indices] = torch.softmax(logits.float(), dim=1)
+    plan = batch_plan([len(row) for row in ids], batch_size or clf.config.data.eval_batch_size)
+
+    def classify(indices: list[int]) -> None:
+        batch = make_batch([ids[i] for i in indices], None, clf.vocab.unk_id)  # longest first
+        with torch.inference_mode():
+            if fast is not None:
+                logits = fast.logits(batch.words, batch.lengths)
+            else:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+                    logits = clf.model(batch.words, batch.lengths).logits
+            out[indices] = torch.softmax(logits.float(), dim=1)
+
+    threads = torch.get_num_threads()
+    workers = min(threads if workers is None else workers, len(plan))
+    if workers <= 1:
+        for indices in plan:
+            classify(indices)
+        return out
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="lstmkit-classify") as pool:
+            for _ in pool.map(classify, plan):  # re-raises a worker's error here
+                pass
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -112,21 +160,25 @@ def classify_texts(
     texts: Sequence[str],
     batch_size: int | None = None,
     precision: str = "float32",
+    workers: int | None = None,
 ) -> list[Prediction]:
     """The most probable label of each text and its probability, in input order.
 
     A text is one line of raw text; it is tokenized as the training data was. An empty text is classified as
-    the start-of-text marker alone (the model's prior). ``precision``: one of :data:`PRECISIONS`.
+    the start-of-text marker alone (the model's prior). ``precision``: one of :data:`PRECISIONS`. ``workers``:
+    batches classified at once, each on one thread (default: torch's thread count; 1: one batch at a time on
+    torch's threads).
     """
     clf = _as_classifier(model_or_run_dir)
-    probabilities = _probabilities(clf, [tokenize(text) for text in texts], batch_size, precision)
+    probabilities = _probabilities(clf, [tokenize(text) for text in texts], batch_size, precision, workers)
     best, index = probabilities.max(dim=1)
     return [Prediction(clf.labels[i], p) for p, i in zip(best.tolist(), index.tolist())]
 
 
-def predict_examples(clf: LoadedClassifier, examples: Sequence[Example], batch_size: int | None = None) -> list[int]:
+def predict_examples(clf: LoadedClassifier, examples: Sequence[Example], batch_size: int | None = None,
+                     precision: str = "float32") -> list[int]:
     """Predicted label ids of already tokenized examples."""
-    return _probabilities(clf, [example.tokens for example in examples], batch_size).argmax(dim=1).tolist()
+    return _probabilities(clf, [example.tokens for example in examples], batch_size, precision).argmax(dim=1).tolist()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +243,7 @@ def evaluate_classifier(
     split: str = "test",
     data: str | os.PathLike | None = None,
     batch_size: int | None = None,
+    precision: str = "float32",
 ) -> ClassificationScores:
     """Classify a split of the run's task and score it.
 
@@ -199,6 +252,7 @@ def evaluate_classifier(
         split: ``"train"``, ``"dev"`` or ``"test"`` (for MR: of the run's fold).
         data: the data folder (default: the one the run was trained on).
         batch_size: examples per batch (default: the run's ``eval_batch_size``).
+        precision: one of :data:`PRECISIONS` (``"int8"`` scores the int8 form).
 
     Raises:
         DataError: missing or malformed data, or an unknown split. CheckpointError: not a classifier run.
@@ -211,6 +265,6 @@ def evaluate_classifier(
                            seed=d.split_seed)[split]
     if not examples:
         raise DataError(f"{data or d.path}: the {split} split has no examples")
-    predicted = predict_examples(clf, examples, batch_size)
+    predicted = predict_examples(clf, examples, batch_size, precision)
     return score_labels([clf.labels[e.label] for e in examples], [clf.labels[p] for p in predicted], split,
                         clf.labels)

@@ -16,9 +16,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: - standard output)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
     parser.add_argument("--batch-size", type=int, metavar="N", help="texts per batch (default: the run's)")
-    parser.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32",
-                        help="compute: float32 (default), bfloat16 autocast, or auto (bfloat16 where the CPU has "
-                        "native bfloat16); see benchmarks/RESULTS.md for which is faster here")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "auto", "int8"), default="float32",
+                        help="compute: float32 (default), bfloat16 autocast, auto (bfloat16 where the CPU has "
+                        "native bfloat16), or int8 weights for the LSTM layers (faster; predictions can differ "
+                        "from float32's); see benchmarks/RESULTS.md for speeds and int8's accuracy")
     parser.add_argument("--stats", action="store_true", help="print texts per second to standard error")
 
 
