@@ -122,6 +122,25 @@ def test_resume_continues_exactly(data, capsys, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
 
 
+def test_resume_max_seconds_means_more_seconds(data, capsys, tmp_path):
+    """As for train-lm and train-tagger: on resume, --max-seconds S is S more seconds than the run has trained, and
+    the first line says so; without it the run keeps its total (the schedule is laid out over it)."""
+    from lstmkit.commands._budget import stored_progress
+
+    run = tmp_path / "run"
+    common = ["--data", data["mr"], "--task", "mr", *TINY_SCRATCH]
+    code, out, _ = call(capsys, "train-classifier", "--out", run, "--max-seconds", "1000", "--train.max_steps=3", *common)
+    assert code == 0 and out.splitlines()[0] == "new run: will train for at most 1000.0 seconds"
+    trained, step, limit = stored_progress(run)
+    assert step == 3 and limit == 1000.0
+    code, out, _ = call(capsys, "train-classifier", "--resume", run, "--max-seconds", "3000", "--train.max_steps=5")
+    assert code == 0 and out.splitlines()[0].startswith(f"resuming at step 3 after {trained:.1f} s of training: ")
+    assert f"(the run's limit: {trained + 3000:.1f} s in total)" in out.splitlines()[0]
+    assert stored_progress(run)[1:] == (5, pytest.approx(trained + 3000))
+    code, out, _ = call(capsys, "train-classifier", "--resume", run, "--train.max_steps=6")
+    assert code == 0 and stored_progress(run)[1:] == (6, pytest.approx(trained + 3000))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train-classifier", "--data", "{mr}", "--task", "mr"], "--out RUN_DIR is required"),
     (["train-classifier", "--data", "{mr}", "--task", "mr", "--out", "{tmp}/x", "--train.max_epochs=none"],

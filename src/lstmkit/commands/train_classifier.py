@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._budget import add_budget_arguments, budget_overrides, finish_training
+from ._budget import add_budget_arguments, budget_line, budget_overrides, echo_after, finish_training, stored_progress
 from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
@@ -59,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import merge_from_args
     from ..train.loop import BEST_CHECKPOINT
 
-    budget = budget_overrides(args, "train")
     named = {
         "encoder": args.encoder, "data.path": args.data, "data.task": args.task, "data.fold": args.fold,
         "data.phrases": False if args.no_phrases else None, "optim.unfreeze_every": args.gradual_unfreezing,
@@ -75,18 +74,23 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
                              "--train.*) can change")
         run_dir = Path(args.resume)
-        result = train_classifier(None, run_dir, resume=True, overrides=[*budget, *args.overrides], echo=_echo)
+        # --max-seconds S means S more seconds, as for the other trainers; without it the run keeps its total (the
+        # learning-rate schedule and unfreezing are laid out over the total, so extending it stretches them).
+        trained, step, limit = stored_progress(run_dir)
+        budget = budget_overrides(args, "train", trained)
+        from .train_lm import _train_section
+        from ..train.loop import LoopConfig
+
+        final = merge_from_args(LoopConfig(max_seconds=limit), _train_section([*budget, *args.overrides]))
+        result = train_classifier(None, run_dir, resume=True, overrides=[*budget, *args.overrides],
+                                  echo=echo_after(budget_line(final.max_seconds, trained, step)))
     else:
         if args.out is None:
             raise UsageError("--out RUN_DIR is required (where the checkpoints and metrics go)")
         run_dir = Path(args.out)
-        config = merge_from_args(ClassifierRunConfig(), [*settings, *budget, *args.overrides])
-        result = train_classifier(config, run_dir, echo=_echo)
+        config = merge_from_args(ClassifierRunConfig(), [*settings, *budget_overrides(args, "train"), *args.overrides])
+        result = train_classifier(config, run_dir, echo=echo_after(budget_line(config.train.max_seconds)))
     state = result.state
     best = "none" if state.best_score is None else f"{100 * state.best_score:.2f}% at step {state.best_step}"
     return finish_training(result, "train-classifier", run_dir, "examples", [f"best dev accuracy {best}"],
                            f"classifier: {run_dir / BEST_CHECKPOINT}")
-
-
-def _echo(line: str) -> None:
-    print(line, flush=True)
