@@ -49,7 +49,7 @@ from typing import Iterator, NamedTuple
 import torch
 from torch import Tensor
 
-from .reference import LAYER_NORM_EPS, NO_VARIANT, Variant
+from .reference import LAYER_NORM_EPS
 
 __all__ = [
     "GRADIENTS", "WORKSPACE", "backward_python", "forward_python", "matmul_backend", "set_matmul_backend", "use_matmul",
@@ -222,7 +222,6 @@ def forward_python(
 ):
     """The forward of ``lstmkit::lstm_layer`` in readable PyTorch (arguments and results as the operator's,
     see :mod:`lstmkit.ops.layer_op`): returns ``(output, h_n, c_n, *workspace)``."""
-    padded = batch_sizes is None
     out_shape = (*x.shape[:-1], (w_hr.shape[0] if w_hr is not None else c0.shape[1]))
     sizes = _sizes(x, batch_sizes)
     x = _as_rows(x)
@@ -351,9 +350,7 @@ def backward_python(
     output = _as_rows(output)
     sched = _schedule(sizes, reverse)
     total, batch = x.shape[0], h0.shape[0]
-    out_at, init_at = 0, total  # state buffers: [outputs (N); initial (B)]
     hidden = c0.shape[1]
-    proj = h0.shape[1]
     zoning_h = zone_h is not None or zoneout_h > 0
     zoning_c = zone_c is not None or zoneout_c > 0
     mean_ih, rstd_ih = (stats_ih[0].unsqueeze(1), stats_ih[1].unsqueeze(1)) if ln_ih_w is not None else (None, None)
