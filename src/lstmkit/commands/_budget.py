@@ -8,7 +8,7 @@ Every trainer keeps its loop settings in the config section ``train`` (``--train
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import UsageError
@@ -78,6 +78,30 @@ def stored_progress(run_dir: Path) -> tuple[float, int, float | None]:
     section = config.get("train", config.get("loop", {})) if isinstance(config, dict) else {}
     limit = section.get("max_seconds") if isinstance(section, dict) else None
     return float(loop.get("train_seconds", 0.0)), int(loop.get("step", 0)), limit
+
+
+def train_section(overrides: Sequence[str]) -> list[str]:
+    """The ``--train.*`` (or ``--loop.*``) overrides among ``overrides``, as overrides of a LoopConfig."""
+    out = []
+    for item in overrides:
+        for prefix in ("--train.", "--loop."):
+            if item.startswith(prefix):
+                out.append("--" + item[len(prefix):])
+    return out
+
+
+def resumed_budget(args: argparse.Namespace, run_dir: Path, overrides: Sequence[str],
+                   read: Callable[[Path], tuple[float, int, float | None]] = stored_progress) -> tuple[list[str], str]:
+    """What every trainer does on ``--resume``: ``(the budget overrides, the first line to print)``, with
+    ``--max-seconds S`` counted from the training time stored in the run's last checkpoint (``read`` reads it; a
+    torchrun job passes one that reads on rank 0) and the run's total as ``overrides`` leave it."""
+    from ..train.config import merge_from_args
+    from ..train.loop import LoopConfig
+
+    trained, step, limit = read(run_dir)
+    budget = budget_overrides(args, "train", trained)
+    final = merge_from_args(LoopConfig(max_seconds=limit), train_section([*budget, *overrides]))
+    return budget, budget_line(final.max_seconds, trained, step)
 
 
 def budget_line(max_seconds: float | None, trained_seconds: float = 0.0, step: int | None = None) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._budget import add_budget_arguments, budget_line, budget_overrides, echo_after, finish_training, stored_progress
+from ._budget import add_budget_arguments, budget_line, budget_overrides, echo_after, finish_training, resumed_budget
 from .errors import UsageError
 
 ACCEPTS_OVERRIDES = True  # unknown --section.key=value arguments are config overrides
@@ -76,14 +76,9 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         # --max-seconds S means S more seconds, as for the other trainers; without it the run keeps its total (the
         # learning-rate schedule and unfreezing are laid out over the total, so extending it stretches them).
-        trained, step, limit = stored_progress(run_dir)
-        budget = budget_overrides(args, "train", trained)
-        from .train_lm import _train_section
-        from ..train.loop import LoopConfig
-
-        final = merge_from_args(LoopConfig(max_seconds=limit), _train_section([*budget, *args.overrides]))
+        budget, first_line = resumed_budget(args, run_dir, args.overrides)
         result = train_classifier(None, run_dir, resume=True, overrides=[*budget, *args.overrides],
-                                  echo=echo_after(budget_line(final.max_seconds, trained, step)))
+                                  echo=echo_after(first_line))
     else:
         if args.out is None:
             raise UsageError("--out RUN_DIR is required (where the checkpoints and metrics go)")

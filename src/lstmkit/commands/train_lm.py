@@ -17,7 +17,6 @@ from pathlib import Path
 from ..train.config import merge_from_args
 from ..train.distributed import Distributed, from_environment, is_main_process
 from ..lm.task import PRESETS, preset_config, train_language_model
-from ..train.loop import LoopConfig
 from ._budget import (
     add_budget_arguments,
     add_run_dir_arguments,
@@ -26,6 +25,7 @@ from ._budget import (
     echo_after,
     finish_training,
     resume_dir,
+    resumed_budget,
     stored_progress,
 )
 from .errors import UsageError
@@ -46,16 +46,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_run_dir_arguments(parser)
     add_budget_arguments(parser)
     parser.add_argument("--seed", type=int, help="random seed")
-
-
-def _train_section(overrides: list[str]) -> list[str]:
-    """The ``--train.*`` (or ``--loop.*``) overrides, as overrides of a LoopConfig."""
-    out = []
-    for item in overrides:
-        for prefix in ("--train.", "--loop."):
-            if item.startswith(prefix):
-                out.append("--" + item[len(prefix):])
-    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,10 +71,9 @@ def _run(args: argparse.Namespace, ddp: Distributed) -> int:
         if args.preset is not None:
             raise UsageError("--preset cannot change a resumed run; its stored configuration is used")
         run_dir, config, resume = resume_dir(args), None, True
-        trained, step, limit = ddp.run_on_main(lambda: stored_progress(run_dir))
-        overrides = budget_overrides(args, "train", trained) + overrides
-        final = merge_from_args(LoopConfig(max_seconds=limit), _train_section(overrides))
-        first_line = budget_line(final.max_seconds, trained, step)
+        budget, first_line = resumed_budget(args, run_dir, overrides,
+                                            read=lambda d: ddp.run_on_main(lambda: stored_progress(d)))
+        overrides = budget + overrides
     else:
         preset = args.preset or "small"
         config = preset_config(preset)

@@ -22,6 +22,7 @@ from ._budget import (
     echo_after,
     finish_training,
     resume_dir,
+    resumed_budget,
     stored_progress,
 )
 from .errors import UsageError
@@ -76,13 +77,8 @@ def _run(args: argparse.Namespace, ddp: Any) -> int:
 
     if args.resume is not None:
         run_dir = resume_dir(args)
-        trained, step, limit = ddp.run_on_main(lambda: stored_progress(run_dir))
-        budget = budget_overrides(args, "train", trained)
-        from .train_lm import _train_section
-        from ..train.loop import LoopConfig
-
-        final = merge_from_args(LoopConfig(max_seconds=limit), _train_section([*budget, *args.overrides]))
-        first_line = budget_line(final.max_seconds, trained, step)
+        budget, first_line = resumed_budget(args, run_dir, args.overrides,
+                                            read=lambda d: ddp.run_on_main(lambda: stored_progress(d)))
         if settings:
             raise UsageError("a resumed run keeps its configuration; only budgets (--max-seconds, --max-epochs, "
                              "--train.*), --data and --threads can change")
