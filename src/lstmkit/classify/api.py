@@ -30,7 +30,7 @@ from ..data import DataError, Vocab, batch_plan
 from ..lm.task import resolve_precision
 from ..tagger.metrics import TaggingScores, plot_confusion, score_tags
 from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint, load_model_weights
-from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
+from ..train.loop import chosen_checkpoint
 from .data import Example, make_batch, task_splits, tokenize
 from .inference import FastClassifier, supports_fast_path
 from .model import Classifier
@@ -82,11 +82,9 @@ def load_classifier(run_dir: str | os.PathLike, checkpoint: str = "best") -> Loa
         CheckpointError: no such run directory, not a classifier's, or damaged files (one line).
     """
     run_dir = Path(run_dir)
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    name = chosen_checkpoint(run_dir, checkpoint)  # ValueError for anything but best / last
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
-    name = BEST_CHECKPOINT if checkpoint == "best" and checkpoint_exists(run_dir, BEST_CHECKPOINT) else LAST_CHECKPOINT
     if not checkpoint_exists(run_dir, name):
         raise CheckpointError(f"{run_dir} is not a classifier run directory (it has no {name}/ checkpoint)")
     stored = load_checkpoint(run_dir, name=name)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..train.checkpoint import CheckpointError, atomic_write_bytes, checkpoint_exists, load_checkpoint
-from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
+from ..train.loop import chosen_checkpoint
 from .onnx_graph import ExportError
 
 __all__ = ["FORMATS", "ExportedRun", "export_run"]
@@ -40,7 +40,7 @@ class ExportedRun(NamedTuple):
 def _run_kind(run_dir: Path, checkpoint: str) -> str:
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
-    name = BEST_CHECKPOINT if checkpoint == "best" and checkpoint_exists(run_dir, BEST_CHECKPOINT) else LAST_CHECKPOINT
+    name = chosen_checkpoint(run_dir, checkpoint)
     if not checkpoint_exists(run_dir, name):
         raise CheckpointError(f"{run_dir} is not a run directory (it has no {name}/ checkpoint)")
     info = load_checkpoint(run_dir, name=name).extra.get("task")

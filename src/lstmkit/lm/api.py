@@ -24,8 +24,8 @@ import torch
 
 from ..data import SPLITS, Vocab, batchify, check_length, load_corpus
 from ..data.corpus import _BUILTIN_TOKEN
-from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
-from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
+from ..train.checkpoint import CheckpointError, load_checkpoint
+from ..train.loop import chosen_checkpoint
 from .model import LanguageModel
 from .task import LMRunConfig, evaluate_stream, load_model_weights, read_run_config
 
@@ -89,11 +89,7 @@ def load_language_model(run_dir: str | os.PathLike, checkpoint: str = "best") ->
         raise CheckpointError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run directory")
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    name = LAST_CHECKPOINT
-    if checkpoint == "best" and checkpoint_exists(run_dir, BEST_CHECKPOINT):
-        name = BEST_CHECKPOINT
+    name = chosen_checkpoint(run_dir, checkpoint)
     loaded = load_checkpoint(run_dir, name=name)
     config = read_run_config(loaded.extra, loaded.path)
     info = loaded.extra["task"]

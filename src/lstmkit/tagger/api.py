@@ -40,7 +40,7 @@ from ..data import (
     write_conllu,
 )
 from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint
-from ..train.loop import BEST_CHECKPOINT, LAST_CHECKPOINT
+from ..train.loop import chosen_checkpoint
 from .data import TaggingVocabs, encode_sentences, make_batch, sentence_tags
 from .metrics import TaggingScores, score_tags
 from .model import Tagger
@@ -94,13 +94,11 @@ def load_tagger(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedT
             files are damaged.
     """
     run_dir = Path(run_dir)
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    name = chosen_checkpoint(run_dir, checkpoint)  # ValueError for anything but best / last
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
-    name = BEST_CHECKPOINT if checkpoint == "best" and checkpoint_exists(run_dir, BEST_CHECKPOINT) else LAST_CHECKPOINT
     if not checkpoint_exists(run_dir, name):
         raise CheckpointError(f"{run_dir} is not a tagger run directory (it has no {name}/ checkpoint)")
     stored = load_checkpoint(run_dir, name=name)

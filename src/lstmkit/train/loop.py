@@ -63,6 +63,7 @@ __all__ = [
     "fit",
     "LAST_CHECKPOINT",
     "BEST_CHECKPOINT",
+    "chosen_checkpoint",
 ]
 
 LAST_CHECKPOINT = "checkpoint"
@@ -70,6 +71,17 @@ LAST_CHECKPOINT = "checkpoint"
 
 BEST_CHECKPOINT = "best"
 """Name of the checkpoint holding the model of the best evaluation so far."""
+
+
+def chosen_checkpoint(run_dir: str | os.PathLike, checkpoint: str) -> str:
+    """The checkpoint a loader reads when asked for ``checkpoint``: ``"best"`` is :data:`BEST_CHECKPOINT` when the
+    run has one and :data:`LAST_CHECKPOINT` otherwise (a run stopped before its first evaluation), ``"last"`` is
+    :data:`LAST_CHECKPOINT`; anything else is a ValueError. Whether that checkpoint exists is the caller's check."""
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    if checkpoint == "best" and checkpoint_exists(run_dir, BEST_CHECKPOINT):
+        return BEST_CHECKPOINT
+    return LAST_CHECKPOINT
 
 
 @dataclasses.dataclass(frozen=True)
