@@ -1,10 +1,12 @@
-"""What the evaluation commands (``eval-tagger``, ``eval-classifier``) share: their arguments and where the
-confusion matrix goes."""
+"""What the evaluation commands (``eval-tagger``, ``eval-classifier``) share: their arguments, where the
+confusion matrix goes and how the scores are printed."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser, trainer: str, data: tuple[str, str], json_keys: str,
@@ -35,3 +37,19 @@ def confusion_path(args: argparse.Namespace) -> Path | None:
     if args.no_confusion:
         return None
     return Path(args.confusion) if args.confusion else Path(args.run_dir) / f"confusion-{args.split}.png"
+
+
+def print_scores(args: argparse.Namespace, scores: Any, picture: Path | None, header: str, **json_keys: Any) -> int:
+    """Print ``scores`` (anything with ``to_dict()`` and ``report()``): with ``--json`` one JSON object, the scores
+    followed by ``json_keys`` and ``confusion_png``; otherwise ``header``, the report and where the confusion matrix
+    went. Returns the command's exit code, 0."""
+    if args.json:
+        data = scores.to_dict()
+        data.update(json_keys, confusion_png=None if picture is None else str(picture))
+        print(json.dumps(data))
+        return 0
+    print(header)
+    print(scores.report())
+    if picture is not None:
+        print(f"confusion matrix: {picture}")
+    return 0

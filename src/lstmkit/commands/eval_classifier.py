@@ -4,9 +4,8 @@ trained classifier on a split (:func:`lstmkit.classify.evaluate_classifier`)."""
 from __future__ import annotations
 
 import argparse
-import json
 
-from ._evaluation import add_evaluation_arguments, confusion_path
+from ._evaluation import add_evaluation_arguments, confusion_path, print_scores
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -27,14 +26,5 @@ def run(args: argparse.Namespace) -> int:
     if picture is not None:
         title = f"{clf.config.data.task} {scores.split}: accuracy {100 * scores.accuracy:.2f}% of {scores.examples}"
         picture = plot_confusion(scores.as_tagging_scores(), picture, title)
-    if args.json:
-        data = scores.to_dict()
-        data.update(task=clf.config.data.task, precision=args.precision,
-                    confusion_png=None if picture is None else str(picture))
-        print(json.dumps(data))
-        return 0
-    print(f"{clf.config.data.task} classifier {clf.path}")
-    print(scores.report())
-    if picture is not None:
-        print(f"confusion matrix: {picture}")
-    return 0
+    return print_scores(args, scores, picture, f"{clf.config.data.task} classifier {clf.path}",
+                        task=clf.config.data.task, precision=args.precision)

@@ -4,10 +4,9 @@ tagger on a split (:func:`lstmkit.tagger.api.evaluate_tagger`, :func:`lstmkit.ta
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-from ._evaluation import add_evaluation_arguments, confusion_path
+from ._evaluation import add_evaluation_arguments, confusion_path, print_scores
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +27,5 @@ def run(args: argparse.Namespace) -> int:
     picture = confusion_path(args)
     if picture is not None:
         picture = plot_confusion(scores, picture)
-    if args.json:
-        data = scores.to_dict()
-        data.update(tagset=tagger.tagset, confusion_png=None if picture is None else str(picture))
-        print(json.dumps(data))
-        return 0
-    print(f"{tagger.tagset.upper()} tagger {tagger.path} ({seconds:.1f}s)")
-    print(scores.report())
-    if picture is not None:
-        print(f"confusion matrix: {picture}")
-    return 0
+    return print_scores(args, scores, picture, f"{tagger.tagset.upper()} tagger {tagger.path} ({seconds:.1f}s)",
+                        tagset=tagger.tagset)
