@@ -38,6 +38,20 @@ def random_sentence(rng: random.Random) -> list[tuple[str, str]]:
     return words
 
 
+def random_sentences(count: int, seed: int = 0) -> list:
+    """``count`` random sentences as :class:`lstmkit.data.Sentence` objects with their UPOS tags set."""
+    from lstmkit.data import Sentence
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        words = random_sentence(rng)
+        sentence = Sentence.from_tokens([form for form, _ in words])
+        sentence.upos = [tag for _, tag in words]
+        out.append(sentence)
+    return out
+
+
 def conllu_text(sentences: list[list[tuple[str, str]]], prefix: str = "s") -> str:
     """CoNLL-U for the sentences: a sent_id and text comment, 10 columns, XPOS = UPOS lowercased."""
     parts = []

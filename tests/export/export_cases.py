@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
 import torch
 
-from lstmkit.data import Sentence
-from tiny_treebank import random_sentence
+from tiny_treebank import random_sentences
 
 # every option of lstmkit.LSTM; the training-only ones (dropouts, weight dropout) must vanish in eval
 OPTIONS = {
@@ -40,14 +37,6 @@ def lstm_inputs(module, T: int, B: int, seed: int):
     return x, (h0, c0), lengths
 
 
-def tagger_sentences(count: int, seed: int) -> list[Sentence]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        words = random_sentence(rng)
-        sentence = Sentence.from_tokens([form for form, _ in words])
-        sentence.upos = [tag for _, tag in words]
-        out.append(sentence)
-    return out
+tagger_sentences = random_sentences
 
 

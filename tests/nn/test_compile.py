@@ -205,20 +205,12 @@ def test_tagger_training_step_compiles(treebank_batch):
 @pytest.fixture
 def treebank_batch():
     import dataclasses
-    import random
 
-    from lstmkit.data import Sentence
     from lstmkit.tagger.data import TaggingVocabs, encode_sentences, make_batch
     from lstmkit.tagger import Tagger, TaggerConfig
-    from tiny_treebank import random_sentence
+    from tiny_treebank import random_sentences
 
-    rng = random.Random(0)
-    train = []
-    for _ in range(6):
-        words = random_sentence(rng)
-        sentence = Sentence.from_tokens([form for form, _ in words])
-        sentence.upos = [tag for _, tag in words]
-        train.append(sentence)
+    train = random_sentences(6, 0)
     vocabs = TaggingVocabs.build(train)
     config = TaggerConfig(word_embedding_size=6, char_embedding_size=4, char_hidden_size=5, hidden_size=6)
     torch.manual_seed(0)

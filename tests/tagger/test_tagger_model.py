@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 
 import pytest
 import torch
@@ -12,22 +11,14 @@ import torch.nn.functional as F
 from lstmkit.data import Sentence, batch_plan
 from lstmkit.tagger.data import PAD_TAG, TaggingVocabs, encode_sentences, make_batch
 from lstmkit.tagger import Tagger, TaggerConfig, TaggerOutput, tagging_loss
-from tiny_treebank import random_sentence
+from tiny_treebank import random_sentences
 
 TINY = TaggerConfig(
     word_embedding_size=12, char_embedding_size=8, char_hidden_size=10, hidden_size=16, dropout=0.2, word_dropout=0.25
 )
 
 
-def sentences(count: int, seed: int = 0) -> list[Sentence]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        words = random_sentence(rng)
-        sentence = Sentence.from_tokens([form for form, _ in words])
-        sentence.upos = [tag for _, tag in words]
-        out.append(sentence)
-    return out
+sentences = random_sentences
 
 
 @pytest.fixture(scope="module")
