@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib.util
 import os
 from typing import Iterator
 
@@ -53,7 +54,9 @@ try:  # the optional C++ kernels, compiled by `make setup`
     _cpp_error: str | None = None
 except ImportError as error:  # not built (no compiler, or the build failed): the Python kernels serve
     _cpp = None
-    _cpp_error = str(error)
+    # with no _C file at all, Python's own message blames a circular import; say what happened instead
+    _cpp_error = (str(error) if importlib.util.find_spec(f"{__package__}._C") is not None
+                  else "no compiled lstmkit/ops/_C file; `make setup` builds it, or says in one line why it cannot")
 
 
 def cpp_extension_error() -> str | None:
