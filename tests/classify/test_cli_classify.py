@@ -129,7 +129,8 @@ def test_resume_max_seconds_means_more_seconds(data, capsys, tmp_path):
 
     run = tmp_path / "run"
     common = ["--data", data["mr"], "--task", "mr", *TINY_SCRATCH]
-    code, out, _ = call(capsys, "train-classifier", "--out", run, "--max-seconds", "1000", "--train.max_steps=3", *common)
+    code, out, _ = call(capsys, "train-classifier", "--out", run, "--max-seconds", "1000", "--train.max_steps=3",
+                        *common)
     assert code == 0 and out.splitlines()[0] == "new run: will train for at most 1000.0 seconds"
     trained, step, limit = stored_progress(run)
     assert step == 3 and limit == 1000.0
