@@ -233,16 +233,17 @@ int64_t grain_for(int64_t row_elements) { return std::max<int64_t>(1, 32768 / st
 // cannot deadlock the barrier.
 
 // BLAS on raw row-major pointers: c (n, m) = a (n, k) @ b (k, m) (+ c when accumulate), leading dimensions given
+// (b_transposed: b holds the transpose, (m, k) row-major; float only)
 inline void raw_gemm(int64_t n, int64_t k, int64_t m, const float* a, int64_t lda, const float* b, int64_t ldb,
-                     float* c, int64_t ldc, bool accumulate) {
+                     float* c, int64_t ldc, bool accumulate, bool b_transposed = false) {
   if (n <= 0 || m <= 0) return;
   const int n_ = n, k_ = k, m_ = m, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  const char none = 'N';
-  sgemm_(&none, &none, &m_, &n_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
+  const char none = 'N', trans = 'T';
+  sgemm_(b_transposed ? &trans : &none, &none, &m_, &n_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
 }
 inline void raw_gemm(int64_t n, int64_t k, int64_t m, const double* a, int64_t lda, const double* b, int64_t ldb,
-                     double* c, int64_t ldc, bool accumulate) {
+                     double* c, int64_t ldc, bool accumulate, bool = false) {
   if (n <= 0 || m <= 0) return;
   const int n_ = n, k_ = k, m_ = m, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
   const double one = 1.0, beta = accumulate ? 1.0 : 0.0;
@@ -252,7 +253,7 @@ inline void raw_gemm(int64_t n, int64_t k, int64_t m, const double* a, int64_t l
 
 // bfloat16 never takes the partitioned loop (partition_blas below); this only lets its instance of the loop compile
 inline void raw_gemm(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*, int64_t, uint16_t*, int64_t,
-                     bool) {
+                     bool, bool = false) {
   std::abort();
 }
 
@@ -266,27 +267,35 @@ void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k
 void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
                          const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
 }
-constexpr int kRowMajor = 101, kNoTrans = 111, kPacked = 151, kMatrixB = 162;  // CBLAS's enum values
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kMatrixB = 162;  // CBLAS's enum values
+
+// whether a float right operand can be packed by MKL (then it can also be packed from its transpose, with no copy)
+inline bool mkl_packing() {
+  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
+}
 
 // One thread's right operand of a per-step product: (k, m) row-major with leading dimension ld, packed by MKL
-// when it can (float), else multiplied in place with sgemm_/dgemm_.
+// when it can (float), else multiplied in place with sgemm_/dgemm_. `transposed`: the source holds the operand's
+// transpose, (m, k) row-major with leading dimension ld (a block of rows of w_hh itself, so that the forward needs
+// no transposed copy of the weights: 16 MB of strided copying per call at H = 1024); float only.
 template <typename T>
 struct StepOperand {
   const T* src = nullptr;
   int64_t k = 0, m = 0, ld = 0;
+  bool trans = false;
   float* packed = nullptr;
   StepOperand() = default;
   StepOperand(const StepOperand&) = delete;
   StepOperand& operator=(const StepOperand&) = delete;
   ~StepOperand() { std::free(packed); }
-  void set(const T* source, int64_t k_, int64_t m_, int64_t ld_, int64_t rows) {
-    src = source, k = k_, m = m_, ld = ld_;
+  void set(const T* source, int64_t k_, int64_t m_, int64_t ld_, int64_t rows, bool transposed = false) {
+    src = source, k = k_, m = m_, ld = ld_, trans = transposed;
     if constexpr (std::is_same<T, float>::value) {
-      if (m > 0 && k > 0 && rows > 0 && cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr &&
-          cblas_sgemm_compute != nullptr) {
+      if (m > 0 && k > 0 && rows > 0 && mkl_packing()) {
         const size_t bytes = (cblas_sgemm_pack_get_size(kMatrixB, rows, m, k) + 63) / 64 * 64;
         packed = static_cast<float*>(std::aligned_alloc(64, bytes));
-        if (packed != nullptr) cblas_sgemm_pack(kRowMajor, kMatrixB, kNoTrans, rows, m, k, 1.0f, src, ld, packed);
+        if (packed != nullptr)
+          cblas_sgemm_pack(kRowMajor, kMatrixB, transposed ? kTrans : kNoTrans, rows, m, k, 1.0f, src, ld, packed);
       }
     }
   }
@@ -300,7 +309,7 @@ struct StepOperand {
         return;
       }
     }
-    raw_gemm(n, k, m, a, lda, src, ld, c, ldc, accumulate);
+    raw_gemm(n, k, m, a, lda, src, ld, c, ldc, accumulate, trans);
   }
 };
 
@@ -582,8 +591,10 @@ std::vector<Tensor> forward_impl(
   }
   Tensor h_scratch = at::empty({batch, P}, opts);  // previous h gathered (reverse direction, packed input)
   Tensor h_masked = rec_mask.defined() ? at::empty({batch, P}, opts) : Tensor();  // h_prev * recurrent mask
-  // MKL runs (n, K) x (K, M) about 1.3x faster with the right operand contiguous than as a transposed view
-  const Tensor w_hh_t = w_hh.t().contiguous(), w_hr_t = proj ? w_hr.t().contiguous() : Tensor();
+  // the partitioned loop packs its weight slices straight from w_hh and w_hr (MKL packs a transposed source); the
+  // per-step loop and the unpacked BLAS want the transposes as contiguous copies (MKL runs (n, K) x (K, M) about
+  // 1.3x faster with the right operand contiguous than as a transposed view)
+  const bool pack_from_weights = std::is_same<S, float>::value;  // (packed, or sgemm_ with a transposed operand)
 
   ForwardStep<S> a;
   a.H = H;
@@ -623,6 +634,11 @@ std::vector<Tensor> forward_impl(
   // the partitioned loop (one parallel region, see above) unless layer norm of R h or c needs whole rows per step
   const LoopPlan plan = partition_blas<S>() && !ln_hh_w.defined() && !ln_c_w.defined() ? plan_loop(batch, H, P, sizeof(S)) : LoopPlan{};
   const int threads = plan.threads;
+  const bool copy_weights = threads == 0 || !pack_from_weights;
+  const Tensor w_hh_t = copy_weights ? w_hh.t().contiguous() : Tensor();
+  const Tensor w_hr_t = copy_weights && proj ? w_hr.t().contiguous() : Tensor();
+  const Tensor w_hh_c = copy_weights ? Tensor() : w_hh.contiguous();
+  const Tensor w_hr_c = !copy_weights && proj ? w_hr : Tensor();  // contig() above
   if (threads > 0) {
     using R = typename Num<S>::raw;
     const int64_t steps = s.size.size();
@@ -630,8 +646,8 @@ std::vector<Tensor> forward_impl(
     R* gb = ptr<S>(gates);
     R* scratch = ptr<S>(h_scratch);
     R* hr = ptr<S>(h_raw);
-    const R* whh = ptr<S>(w_hh_t);
-    const R* whr = ptr<S>(w_hr_t);
+    const R* whh = ptr<S>(copy_weights ? w_hh_t : w_hh_c);
+    const R* whr = ptr<S>(copy_weights ? w_hr_t : w_hr_c);
     const R* mask = ptr<S>(rec_mask);
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
@@ -649,9 +665,14 @@ std::vector<Tensor> forward_impl(
       // thread owns every unit) and w_hr.T's columns of h
       const bool whole = j0 == 0 && j1 == H;
       StepOperand<R> w_gate[4], w_proj;
-      for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
-        w_gate[k].set(whh + k * H + j0, P, whole ? G : j1 - j0, G, r1 - r0);
-      if (proj) w_proj.set(whr + q0, H, q1 - q0, P, r1 - r0);
+      for (int64_t k = 0; k < (whole ? 1 : 4); ++k) {
+        if (copy_weights) w_gate[k].set(whh + k * H + j0, P, whole ? G : j1 - j0, G, r1 - r0);
+        else w_gate[k].set(whh + (k * H + j0) * P, P, whole ? G : j1 - j0, P, r1 - r0, true);
+      }
+      if (proj) {
+        if (copy_weights) w_proj.set(whr + q0, H, q1 - q0, P, r1 - r0);
+        else w_proj.set(whr + q0 * H, H, q1 - q0, H, r1 - r0, true);
+      }
       for (const int64_t t : s.order) {
         const int64_t n = s.size[t], row = s.offset[t], keep = need_ws ? row : 0;
         const int64_t nb = reverse ? t + 1 : t - 1;
