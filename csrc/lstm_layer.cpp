@@ -140,19 +140,22 @@ bool blas_rows(const Tensor& t) {
   return (t.size(1) <= 1 || t.stride(1) == 1) && leading(t) >= std::max<int64_t>(1, t.size(1));
 }
 
+// b may be a transposed view (w.t() of a contiguous w): BLAS reads it in place ('T'), no copy
 void step_gemm(Tensor& c, const Tensor& a, const Tensor& b, bool accumulate) {
-  const bool rows_ok = blas_rows(a) && blas_rows(b) && blas_rows(c);
+  const bool b_rows = blas_rows(b), b_cols = !b_rows && blas_rows(b.t());
+  const bool rows_ok = blas_rows(a) && (b_rows || b_cols) && blas_rows(c);
   const int n = a.size(0), k = a.size(1), m = b.size(1);
-  const int lda = leading(a), ldb = leading(b), ldc = leading(c);
-  const char none = 'N';
+  const int lda = leading(a), ldb = b_rows ? leading(b) : leading(b.t()), ldc = leading(c);
+  const char none = 'N', trans = 'T';
+  const char* op_b = b_rows ? &none : &trans;
   if (rows_ok && n > 0 && a.scalar_type() == at::kFloat && sgemm_ != nullptr) {
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     // column-major view: c^T (m, n) = b^T (m, k) a^T (k, n)
-    sgemm_(&none, &none, &m, &n, &k, &one, b.data_ptr<float>(), &ldb, a.data_ptr<float>(), &lda, &beta,
+    sgemm_(op_b, &none, &m, &n, &k, &one, b.data_ptr<float>(), &ldb, a.data_ptr<float>(), &lda, &beta,
            c.data_ptr<float>(), &ldc);
   } else if (rows_ok && n > 0 && a.scalar_type() == at::kDouble && dgemm_ != nullptr) {
     const double one = 1.0, beta = accumulate ? 1.0 : 0.0;
-    dgemm_(&none, &none, &m, &n, &k, &one, b.data_ptr<double>(), &ldb, a.data_ptr<double>(), &lda, &beta,
+    dgemm_(op_b, &none, &m, &n, &k, &one, b.data_ptr<double>(), &ldb, a.data_ptr<double>(), &lda, &beta,
            c.data_ptr<double>(), &ldc);
   } else if (accumulate) {
     at::addmm_out(c, c, a, b);
@@ -233,7 +236,7 @@ int64_t grain_for(int64_t row_elements) { return std::max<int64_t>(1, 32768 / st
 // cannot deadlock the barrier.
 
 // BLAS on raw row-major pointers: c (n, m) = a (n, k) @ b (k, m) (+ c when accumulate), leading dimensions given
-// (b_transposed: b holds the transpose, (m, k) row-major; float only)
+// (b_transposed: b holds the transpose, (m, k) row-major)
 inline void raw_gemm(int64_t n, int64_t k, int64_t m, const float* a, int64_t lda, const float* b, int64_t ldb,
                      float* c, int64_t ldc, bool accumulate, bool b_transposed = false) {
   if (n <= 0 || m <= 0) return;
@@ -243,12 +246,12 @@ inline void raw_gemm(int64_t n, int64_t k, int64_t m, const float* a, int64_t ld
   sgemm_(b_transposed ? &trans : &none, &none, &m_, &n_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
 }
 inline void raw_gemm(int64_t n, int64_t k, int64_t m, const double* a, int64_t lda, const double* b, int64_t ldb,
-                     double* c, int64_t ldc, bool accumulate, bool = false) {
+                     double* c, int64_t ldc, bool accumulate, bool b_transposed = false) {
   if (n <= 0 || m <= 0) return;
   const int n_ = n, k_ = k, m_ = m, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
   const double one = 1.0, beta = accumulate ? 1.0 : 0.0;
-  const char none = 'N';
-  dgemm_(&none, &none, &m_, &n_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
+  const char none = 'N', trans = 'T';
+  dgemm_(b_transposed ? &trans : &none, &none, &m_, &n_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
 }
 
 // bfloat16 never takes the partitioned loop (partition_blas below); this only lets its instance of the loop compile
@@ -277,7 +280,7 @@ inline bool mkl_packing() {
 // One thread's right operand of a per-step product: (k, m) row-major with leading dimension ld, packed by MKL
 // when it can (float), else multiplied in place with sgemm_/dgemm_. `transposed`: the source holds the operand's
 // transpose, (m, k) row-major with leading dimension ld (a block of rows of w_hh itself, so that the forward needs
-// no transposed copy of the weights: 16 MB of strided copying per call at H = 1024); float only.
+// no transposed copy of the weights: `w.t().contiguous()` of a (4096, 1024) w took ~10 ms at 2 threads here).
 template <typename T>
 struct StepOperand {
   const T* src = nullptr;
@@ -553,9 +556,10 @@ std::vector<Tensor> forward_impl(
   else if (b_ih.has_value()) bias = *b_ih;
   else if (b_hh.has_value()) bias = *b_hh;
   Tensor gates, x_proj, stats_ih;
-  // w_ih.T as a contiguous copy: MKL took 57 ms for x (2240, 512) @ w_ih.T as a transposed view and 31 ms with
-  // the copy (1 thread); the copy itself costs a fraction of a millisecond
-  Tensor w_ih_t = w_ih.t().contiguous();
+  // w_ih.T as a view: MKL reads it transposed in place at the speed of a contiguous copy (Intel host, 2 threads:
+  // 15.7 vs 16.7 ms at T=35 B=64 H=512), while ATen's strided copy of a (4096, 1024) w_ih.T took ~10 ms
+  // (benchmarks/RESULTS.md, "Transposed weight copies (session 6)")
+  Tensor w_ih_t = w_ih.t();
   if (ln_ih_w.has_value()) {
     x_proj = at::mm(x, w_ih_t);
     auto normed = at::native_layer_norm(x_proj, {G}, opt(ln_ih_w), opt(ln_ih_b), kLayerNormEps);
@@ -567,7 +571,6 @@ std::vector<Tensor> forward_impl(
   } else {
     gates = at::mm(x, w_ih_t);
   }
-  w_ih_t.reset();  // freed before the loop's buffers are allocated (16 MB at H = 1024)
 
   const int64_t keep_rows = need_ws ? N : batch;  // everything for the backward, or one step's scratch
   Tensor h_buf = at::empty({N + batch, P}, opts);
@@ -591,10 +594,10 @@ std::vector<Tensor> forward_impl(
   }
   Tensor h_scratch = at::empty({batch, P}, opts);  // previous h gathered (reverse direction, packed input)
   Tensor h_masked = rec_mask.defined() ? at::empty({batch, P}, opts) : Tensor();  // h_prev * recurrent mask
-  // the partitioned loop packs its weight slices straight from w_hh and w_hr (MKL packs a transposed source); the
-  // per-step loop and the unpacked BLAS want the transposes as contiguous copies (MKL runs (n, K) x (K, M) about
-  // 1.3x faster with the right operand contiguous than as a transposed view)
-  const bool pack_from_weights = std::is_same<S, float>::value;  // (packed, or sgemm_ with a transposed operand)
+  // w_hh.T and w_hr.T as views, no copies: the partitioned loop packs its weight slices from the rows of w_hh and
+  // w_hr (MKL packs a transposed source), the per-step loop's BLAS reads them transposed in place
+  const Tensor w_hh_c = w_hh.contiguous();
+  const Tensor w_hh_t = w_hh_c.t(), w_hr_t = proj ? w_hr.t() : Tensor();
 
   ForwardStep<S> a;
   a.H = H;
@@ -634,11 +637,6 @@ std::vector<Tensor> forward_impl(
   // the partitioned loop (one parallel region, see above) unless layer norm of R h or c needs whole rows per step
   const LoopPlan plan = partition_blas<S>() && !ln_hh_w.defined() && !ln_c_w.defined() ? plan_loop(batch, H, P, sizeof(S)) : LoopPlan{};
   const int threads = plan.threads;
-  const bool copy_weights = threads == 0 || !pack_from_weights;
-  const Tensor w_hh_t = copy_weights ? w_hh.t().contiguous() : Tensor();
-  const Tensor w_hr_t = copy_weights && proj ? w_hr.t().contiguous() : Tensor();
-  const Tensor w_hh_c = copy_weights ? Tensor() : w_hh.contiguous();
-  const Tensor w_hr_c = !copy_weights && proj ? w_hr : Tensor();  // contig() above
   if (threads > 0) {
     using R = typename Num<S>::raw;
     const int64_t steps = s.size.size();
@@ -646,8 +644,8 @@ std::vector<Tensor> forward_impl(
     R* gb = ptr<S>(gates);
     R* scratch = ptr<S>(h_scratch);
     R* hr = ptr<S>(h_raw);
-    const R* whh = ptr<S>(copy_weights ? w_hh_t : w_hh_c);
-    const R* whr = ptr<S>(copy_weights ? w_hr_t : w_hr_c);
+    const R* whh = ptr<S>(w_hh_c);  // (4H, P)
+    const R* whr = ptr<S>(w_hr);    // (P, H)
     const R* mask = ptr<S>(rec_mask);
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
@@ -665,14 +663,9 @@ std::vector<Tensor> forward_impl(
       // thread owns every unit) and w_hr.T's columns of h
       const bool whole = j0 == 0 && j1 == H;
       StepOperand<R> w_gate[4], w_proj;
-      for (int64_t k = 0; k < (whole ? 1 : 4); ++k) {
-        if (copy_weights) w_gate[k].set(whh + k * H + j0, P, whole ? G : j1 - j0, G, r1 - r0);
-        else w_gate[k].set(whh + (k * H + j0) * P, P, whole ? G : j1 - j0, P, r1 - r0, true);
-      }
-      if (proj) {
-        if (copy_weights) w_proj.set(whr + q0, H, q1 - q0, P, r1 - r0);
-        else w_proj.set(whr + q0 * H, H, q1 - q0, H, r1 - r0, true);
-      }
+      for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+        w_gate[k].set(whh + (k * H + j0) * P, P, whole ? G : j1 - j0, P, r1 - r0, true);
+      if (proj) w_proj.set(whr + q0 * H, H, q1 - q0, H, r1 - r0, true);
       for (const int64_t t : s.order) {
         const int64_t n = s.size[t], row = s.offset[t], keep = need_ws ? row : 0;
         const int64_t nb = reverse ? t + 1 : t - 1;
