@@ -391,8 +391,10 @@ struct ForwardStep {
   using R = typename Num<S>::raw;
   using A = typename Num<S>::acc;
   int64_t H = 0, P = 0;
-  R* gates = nullptr;          // step rows (n, 4H): pre-activations in, activated gates out
+  R* gates = nullptr;          // step rows (n, 4H): pre-activations in (without the bias), activated gates out
+  const R* bias = nullptr;     // (4H) b_ih + b_hh, added here (zeros when the gates already hold it)
   const A* c_buf = nullptr;    // (N + B, H) cells, accumulation type
+  const A* c_prev = nullptr;   // (n, H) previous cells of this step's rows when they are contiguous, else null
   A* c_out = nullptr;          // step rows (n, H) of c_buf: the carried cell
   R* c_new = nullptr;          // (n, H) new cell before zoneout (zoneout of c)
   R* tanh_c = nullptr;         // (n, H)
@@ -419,9 +421,10 @@ void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end, int64_t j
   const auto* peep = a.peephole;
   const auto* ln_w = a.ln_c_w;
   const auto* ln_b = a.ln_c_b;
+  const auto* bias = a.bias;
   for (int64_t b = begin; b < end; ++b) {
     auto* z = a.gates + b * 4 * H;
-    const A* c_prev = a.c_buf + a.sched->prev_row(a.t, b) * H;
+    const A* c_prev = a.c_prev != nullptr ? a.c_prev + b * H : a.c_buf + a.sched->prev_row(a.t, b) * H;
     A* c_out = a.c_out + b * H;
     auto* tc = a.tanh_c + b * H;
     auto* h = a.h_out + b * (PROJ ? H : a.P);
@@ -433,13 +436,13 @@ void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end, int64_t j
     A sum = 0;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = j0; j < j1; ++j) {
-      A zi = load(z, j), zf = load(z, H + j);
+      A zi = load(z, j) + load(bias, j), zf = load(z, H + j) + load(bias, H + j);
       const A cp = c_prev[j];
       if constexpr (PEEP) {
         zi += load(peep, j) * cp;
         zf += load(peep, H + j) * cp;
       }
-      const A i = sigmoid(zi), f = sigmoid(zf), g = tanh_(static_cast<A>(load(z, 2 * H + j)));
+      const A i = sigmoid(zi), f = sigmoid(zf), g = tanh_(static_cast<A>(load(z, 2 * H + j) + load(bias, 2 * H + j)));
       const A c = clamp(f * cp + i * g, -clip, clip);
       store(z, j, i);
       store(z, H + j, f);
@@ -468,7 +471,7 @@ void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end, int64_t j
 #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) {
       const A c = ZC ? static_cast<A>(load(c_new, j)) : c_out[j];
-      A zo = load(z, 3 * H + j);
+      A zo = load(z, 3 * H + j) + load(bias, 3 * H + j);
       if constexpr (PEEP) zo += load(peep, 2 * H + j) * c;
       const A o = sigmoid(zo);
       store(z, 3 * H + j, o);
@@ -566,17 +569,32 @@ std::vector<Tensor> forward_impl(
     gates = std::get<0>(normed);
     if (bias.defined()) gates.add_(bias);
     stats_ih = at::stack({std::get<1>(normed).view({-1}), std::get<2>(normed).view({-1})}).to(x.scalar_type());
-  } else if (bias.defined()) {
-    gates = at::addmm(bias, x, w_ih_t);
   } else {
+    // the bias is added by the row sweeps, which read the gates anyway: addmm(bias, ...) would first write the
+    // bias into every row of the (N, 4H) result, a pass over it (4 % of inference at T=200 B=64 H=128)
     gates = at::mm(x, w_ih_t);
   }
+  const Tensor sweep_bias = bias.defined() && !ln_ih_w.has_value() ? bias.contiguous() : at::zeros({G}, opts);
 
   const int64_t keep_rows = need_ws ? N : batch;  // everything for the backward, or one step's scratch
   Tensor h_buf = at::empty({N + batch, P}, opts);
-  Tensor c_buf = at::empty({N + batch, H}, opts.dtype(acc_dtype));
   h_buf.narrow(0, N, batch).copy_(h0);
-  c_buf.narrow(0, N, batch).copy_(c0);
+  // The cells: every step's rows for the backward (or packed input's final states), else two steps' rows used in
+  // turn and the initial ones, which stay in cache (a call without a workspace reads each cell once, the next step)
+  const bool cells_in_turn = !need_ws && s.uniform;
+  const int64_t c_initial = cells_in_turn ? 2 * batch : N;  // row of c0 in c_buf
+  Tensor c_buf = at::empty({c_initial + batch, H}, opts.dtype(acc_dtype));
+  c_buf.narrow(0, c_initial, batch).copy_(c0);
+  const int64_t steps_total = s.size.size();
+  auto c_row = [&](int64_t t) {  // first row of step t's cells in c_buf
+    if (!cells_in_turn) return s.offset[t];
+    return ((reverse ? steps_total - 1 - t : t) % 2) * batch;
+  };
+  auto c_prev_row = [&](int64_t t) -> int64_t {  // first row of step t's previous cells, -1 if not contiguous
+    if (!s.uniform) return -1;
+    const int64_t nb = reverse ? t + 1 : t - 1;
+    return nb >= 0 && nb < steps_total ? c_row(nb) : c_initial;
+  };
   Tensor tanh_c = at::empty({keep_rows, H}, opts);
   Tensor h_raw = proj ? at::empty({keep_rows, H}, opts) : Tensor();
   Tensor c_new = zoning_c ? at::empty({keep_rows, H}, opts) : Tensor();
@@ -603,6 +621,7 @@ std::vector<Tensor> forward_impl(
   a.H = H;
   a.P = P;
   a.c_buf = c_buf.template data_ptr<A>();
+  a.bias = ptr<S>(sweep_bias);
   a.h_buf = ptr<S>(h_buf);
   a.peephole = ptr<S>(peephole);
   a.ln_c_w = ptr<S>(ln_c_w);
@@ -616,7 +635,9 @@ std::vector<Tensor> forward_impl(
     const int64_t row = s.offset[t], keep = need_ws ? row : 0;
     st.t = t;
     st.gates = ptr<S>(gates) + row * G;
-    st.c_out = c_buf.template data_ptr<A>() + row * H;
+    st.c_out = c_buf.template data_ptr<A>() + c_row(t) * H;
+    const int64_t prev = c_prev_row(t);
+    st.c_prev = prev >= 0 ? c_buf.template data_ptr<A>() + prev * H : nullptr;
     st.c_new = zoning_c ? ptr<S>(c_new) + keep * H : nullptr;
     st.tanh_c = ptr<S>(tanh_c) + keep * H;
     st.h_out = proj ? ptr<S>(h_raw) + keep * H : ptr<S>(h_buf) + row * P;
@@ -753,7 +774,7 @@ std::vector<Tensor> forward_impl(
   if (s.uniform) {
     const int64_t first = s.offset[s.order.back()];
     h_n = h_buf.narrow(0, first, batch).clone();
-    c_n = c_buf.narrow(0, first, batch).to(x.scalar_type(), false, true);
+    c_n = c_buf.narrow(0, c_row(s.order.back()), batch).to(x.scalar_type(), false, true);
   } else {
     std::vector<int64_t> last(batch);
     if (reverse) {

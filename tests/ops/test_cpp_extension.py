@@ -140,3 +140,29 @@ def test_cpp_partitioned_loop_same_at_one_and_two_threads(option, hidden, proj):
     for got, alone, want in zip((*two[0], *two[1]), (*one[0], *one[1]), (*python[0], *python[1])):
         torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("option", ["plain", "reverse", "no_bias", "peephole", "zoneout_masks", "zoneout_eval",
+                                    "cell_clip", "proj", "packed_reverse", "all"])
+@pytest.mark.parametrize("hidden", [5, 40])
+@pytest.mark.parametrize("steps", [3, 4])
+def test_cpp_without_workspace_equals_with_it(option, hidden, steps):
+    """A call without a workspace (inference) keeps only two steps' cells, used in turn, and adds the bias in the
+    row sweep as a training call does: its output, h_n and c_n equal the training call's, for an odd and an even
+    number of steps in both directions (the cell rows alternate), at H = 5 and H = 40 (rows and units loops)."""
+    import test_layer_op as shapes
+
+    saved = shapes.T
+    shapes.T = steps
+    try:
+        args = make_args(option) if hidden == 5 else _wide_args(option, hidden)
+    finally:
+        shapes.T = saved
+    with torch.no_grad():
+        kept = _op(args, "cpp")
+        bare = _op({**args, "need_workspace": False}, "cpp")
+        python = _op({**args, "need_workspace": False}, "python")
+    assert all(t.numel() == 0 for t in bare[3:])
+    for got, want, spec in zip(bare[:3], kept[:3], python[:3]):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got, spec)

@@ -78,10 +78,13 @@ def survivor_scale(keep: float) -> float:
 def _random_words(count: int, generator: torch.Generator | None, device) -> Tensor:
     """``count`` int64 words of 64 uniform bits, the numbers ``empty(count).random_(-2**63, None)`` draws.
 
-    Written out of place so that torch.compile traces it (dynamo refuses the in-place ``random_``): ``randint``
-    over [-2**63, 2**63 - 1) consumes the same 64-bit draws and returns each plus 2**63, i.e. with the top bit
-    flipped, which the xor flips back. So eager masks are unchanged, and a compiled model draws the same ones
-    when inductor is told to use torch's generator (``torch._inductor.config.fallback_random``)."""
+    Eager code draws them so, in place. Under torch.compile (dynamo refuses the in-place ``random_``) they are
+    drawn out of place: ``randint`` over [-2**63, 2**63 - 1) consumes the same 64-bit draws and returns each plus
+    2**63, i.e. with the top bit flipped, which the xor flips back (a pass over the words that eager code saves).
+    So a compiled model draws the same masks as eager code when inductor is told to use torch's generator
+    (``torch._inductor.config.fallback_random``)."""
+    if not torch.compiler.is_compiling():
+        return torch.empty(count, dtype=torch.int64, device=device).random_(-(2**63), None, generator=generator)
     # generator passed only when given: randint's overload with a generator argument needs concrete sizes under
     # torch.compile, and a packed batch's size is symbolic there (lstmkit::packed_zero_state)
     chosen = {} if generator is None else {"generator": generator}
@@ -129,7 +132,9 @@ def dropout_mask(
     if level == _LEVELS:
         return torch.zeros(tuple(shape), dtype=dtype, device=device)
     kept = _uniform_int16(math.prod(shape), generator, device) >= level - (_LEVELS // 2)  # dropped below the level
-    return kept.view(shape).to(dtype).mul_(dropout_scale(p))
+    # one pass from the booleans to the scaled values (`kept.to(dtype).mul_(scale)`, the same numbers, took two)
+    scale, zero = (torch.tensor(v, dtype=dtype, device=kept.device) for v in (dropout_scale(p), 0.0))
+    return torch.where(kept.view(shape), scale, zero)
 
 
 def drop_weight(
