@@ -83,7 +83,7 @@ def _random_words(count: int, generator: torch.Generator | None, device) -> Tens
     2**63, i.e. with the top bit flipped, which the xor flips back (a pass over the words that eager code saves).
     So a compiled model draws the same masks as eager code when inductor is told to use torch's generator
     (``torch._inductor.config.fallback_random``)."""
-    if not torch.compiler.is_compiling():
+    if not torch.compiler.is_compiling():  # one pass fewer (benchmarks/RESULTS.md, "Weight dropout, session 6")
         return torch.empty(count, dtype=torch.int64, device=device).random_(-(2**63), None, generator=generator)
     # generator passed only when given: randint's overload with a generator argument needs concrete sizes under
     # torch.compile, and a packed batch's size is symbolic there (lstmkit::packed_zero_state)
@@ -132,9 +132,7 @@ def dropout_mask(
     if level == _LEVELS:
         return torch.zeros(tuple(shape), dtype=dtype, device=device)
     kept = _uniform_int16(math.prod(shape), generator, device) >= level - (_LEVELS // 2)  # dropped below the level
-    # one pass from the booleans to the scaled values (`kept.to(dtype).mul_(scale)`, the same numbers, took two)
-    scale, zero = (torch.tensor(v, dtype=dtype, device=kept.device) for v in (dropout_scale(p), 0.0))
-    return torch.where(kept.view(shape), scale, zero)
+    return kept.view(shape).to(dtype).mul_(dropout_scale(p))  # (faster than torch.where: RESULTS.md, session 6)
 
 
 def drop_weight(
