@@ -132,7 +132,7 @@ def dropout_mask(
     if level == _LEVELS:
         return torch.zeros(tuple(shape), dtype=dtype, device=device)
     kept = _uniform_int16(math.prod(shape), generator, device) >= level - (_LEVELS // 2)  # dropped below the level
-    return kept.view(shape).to(dtype).mul_(dropout_scale(p))  # (faster than torch.where: RESULTS.md, session 6)
+    return kept.view(shape).to(dtype).mul_(dropout_scale(p))  # (torch.where is slower: RESULTS.md, "Weight dropout, session 6")
 
 
 def drop_weight(
