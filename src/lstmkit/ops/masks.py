@@ -132,7 +132,8 @@ def dropout_mask(
     if level == _LEVELS:
         return torch.zeros(tuple(shape), dtype=dtype, device=device)
     kept = _uniform_int16(math.prod(shape), generator, device) >= level - (_LEVELS // 2)  # dropped below the level
-    return kept.view(shape).to(dtype).mul_(dropout_scale(p))  # (torch.where is slower: RESULTS.md, "Weight dropout, session 6")
+    # (torch.where in one pass is slower here: benchmarks/RESULTS.md, "Weight dropout, session 6")
+    return kept.view(shape).to(dtype).mul_(dropout_scale(p))
 
 
 def drop_weight(
