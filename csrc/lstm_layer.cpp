@@ -117,6 +117,37 @@ inline float tanh_(float z) {
 }
 inline double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 inline double tanh_(double z) { return std::tanh(z); }
+
+// Two activations for one division: 1 / (d1 d2), then each reciprocal by a product. The divider is the row sweep's
+// narrowest unit (one 16-lane division per 16 cycles or so): five divisions per unit were most of the sweep's time,
+// three make inference at H = 128 about 18 % faster (benchmarks/RESULTS.md, "Fewer divisions"). That was the
+// "stalled load of the cell row" of session 5: perf's samples landed beside the division's waiting consumers.
+// The exp arguments are clamped to +-40 so that the product stays finite; sigmoid(-40) = 4e-18, far below a
+// float32 ulp of anything it is added to.
+inline void sigmoid2(float a, float b, float& sa, float& sb) {
+  const float da = 1.0f + exp_approx(clamp(-a, -40.0f, 40.0f)), db = 1.0f + exp_approx(clamp(-b, -40.0f, 40.0f));
+  const float r = 1.0f / (da * db);
+  sa = db * r;
+  sb = da * r;
+}
+// sigmoid(a) and tanh(b), tanh as tanh_ computes it
+inline void sigmoid_tanh(float a, float b, float& sa, float& tb) {
+  const float da = 1.0f + exp_approx(clamp(-a, -40.0f, 40.0f));
+  const float m = std::fabs(b), s = b * b;
+  const float db = exp_approx(clamp(2.0f * m, 0.0f, 40.0f)) + 1.0f;
+  const float r = 1.0f / (da * db);
+  sa = db * r;
+  float p = -5.70498872745e-3f;
+  p = p * s + 2.06390887954e-2f;
+  p = p * s - 5.37397155531e-2f;
+  p = p * s + 1.33314422036e-1f;
+  p = p * s - 3.33332819422e-1f;
+  const float small = b + b * s * p;
+  const float large = std::copysign(1.0f - 2.0f * (da * r), b);
+  tb = m < 0.625f ? small : large;
+}
+inline void sigmoid2(double a, double b, double& sa, double& sb) { sa = sigmoid(a), sb = sigmoid(b); }
+inline void sigmoid_tanh(double a, double b, double& sa, double& tb) { sa = sigmoid(a), tb = tanh_(b); }
 // a + w (b - a), exact at w = 0 and w = 1 (torch.lerp's two-sided form), so a zoned-out unit keeps its value
 template <typename A> inline A lerp(A a, A b, A w) { return w < A(0.5) ? a + w * (b - a) : b - (b - a) * (A(1) - w); }
 
@@ -442,7 +473,9 @@ void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end, int64_t j
         zi += load(peep, j) * cp;
         zf += load(peep, H + j) * cp;
       }
-      const A i = sigmoid(zi), f = sigmoid(zf), g = tanh_(static_cast<A>(load(z, 2 * H + j) + load(bias, 2 * H + j)));
+      A i, f;
+      sigmoid2(zi, zf, i, f);
+      const A g = tanh_(static_cast<A>(load(z, 2 * H + j) + load(bias, 2 * H + j)));
       const A c = clamp(f * cp + i * g, -clip, clip);
       store(z, j, i);
       store(z, H + j, f);
@@ -473,11 +506,10 @@ void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end, int64_t j
       const A c = ZC ? static_cast<A>(load(c_new, j)) : c_out[j];
       A zo = load(z, 3 * H + j) + load(bias, 3 * H + j);
       if constexpr (PEEP) zo += load(peep, 2 * H + j) * c;
-      const A o = sigmoid(zo);
+      A o, th;
+      if constexpr (LNC) sigmoid_tanh(zo, (c - mean) * rstd * load(ln_w, j) + load(ln_b, j), o, th);
+      else sigmoid_tanh(zo, c, o, th);
       store(z, 3 * H + j, o);
-      A th;
-      if constexpr (LNC) th = tanh_((c - mean) * rstd * load(ln_w, j) + load(ln_b, j));
-      else th = tanh_(c);
       store(tc, j, th);
       A hv = o * th;
       if constexpr (ZH && !PROJ) hv = lerp(hv, static_cast<A>(load(h_prev, j)), static_cast<A>(load(zh, j)));

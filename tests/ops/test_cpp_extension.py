@@ -166,3 +166,31 @@ def test_cpp_without_workspace_equals_with_it(option, hidden, steps):
     for got, want, spec in zip(bare[:3], kept[:3], python[:3]):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(got, spec)
+
+
+@pytest.mark.parametrize("hidden", [16, 40])
+def test_cpp_float32_saturated_gates_finite_and_exact(hidden):
+    """The float32 sweep computes two activations per division with their exp arguments clamped to +-40: with
+    pre-activations far beyond that (|z| up to ~300) and near 0, outputs and gradients stay finite and equal the
+    float64 kernel's within float32 rounding."""
+    g = torch.Generator().manual_seed(3)
+    T, B = 3, 4
+    scales = torch.tensor([0.01, 1.0, 30.0, 100.0]).repeat_interleave(hidden).repeat(4)[: 4 * hidden]
+    w_ih = torch.randn(4 * hidden, hidden, generator=g, dtype=torch.float64) * scales[:, None] / hidden ** 0.5
+    args64 = dict(make_args("plain"))
+    args64.update(x=torch.randn(T, B, hidden, generator=g, dtype=torch.float64), h0=torch.zeros(B, hidden),
+                  c0=torch.randn(B, hidden, generator=g, dtype=torch.float64), w_ih=w_ih,
+                  w_hh=torch.randn(4 * hidden, hidden, generator=g, dtype=torch.float64) * 0.1,
+                  b_ih=torch.zeros(4 * hidden, dtype=torch.float64), b_hh=torch.zeros(4 * hidden, dtype=torch.float64))
+    args64["h0"] = args64["h0"].double()
+    args64 = {k: (v.detach().requires_grad_(True) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+              for k, v in args64.items()}
+    args32 = {k: (v.detach().float().requires_grad_(True) if isinstance(v, torch.Tensor) and v.is_floating_point()
+                  else v) for k, v in args64.items()}
+    weights = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in _op(args64, "python")[:3]]
+    out32, g32 = _grads(args32, "cpp", [w.float() for w in weights])
+    out64, g64 = _grads(args64, "python", weights)
+    for got, want in zip((*out32, *g32), (*out64, *g64)):
+        assert torch.isfinite(got).all()
+        scale = want.abs().max().item() + 1.0
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * scale)
