@@ -77,12 +77,21 @@ class _PackedLSTM(torch.nn.Module):
         return out.data, h_n, c_n
 
 
-@pytest.mark.parametrize("sorted_", [True, False], ids=["sorted", "unsorted"])
-def test_packed_sequence_program_matches_eager_at_other_batches(sorted_):
+PACKED_CASES = {  # (impl, options, sorted): reference and native with few options, each of their scans costs seconds
+    "sorted": ("auto", OPTIONS["everything"], True),
+    "unsorted": ("auto", OPTIONS["everything"], False),
+    "reference-unsorted": ("reference", dict(bidirectional=True, peephole=True, zoneout=0.2), False),
+    "native-sorted": ("native", dict(bidirectional=True, proj_size=4), True),
+}
+
+
+@pytest.mark.parametrize("case", list(PACKED_CASES))
+def test_packed_sequence_program_matches_eager_at_other_batches(case):
     """A PackedSequence without h_0 exports with a symbolic length and number of rows, sorted (the batch size is
     then a value of batch_sizes, read by lstmkit::packed_zero_state) or not; run on other batches, saved and loaded."""
+    impl, options, sorted_ = PACKED_CASES[case]
     torch.manual_seed(0)
-    module = lstmkit.LSTM(3, 6, **OPTIONS["everything"]).eval()
+    module = lstmkit.LSTM(3, 6, impl=impl, **options).eval()
     rows, steps = torch.export.Dim("N", min=1), torch.export.Dim("T", min=1)
 
     def pack(lengths, seed):

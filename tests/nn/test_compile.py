@@ -307,11 +307,11 @@ def test_windows_of_every_length_compile_twice():
 NATIVE_CASES = [  # (options, input, training)
     (dict(num_layers=2, bidirectional=True, proj_size=2, dropout=0.1, weight_dropout=0.3), "padded", True),
     (dict(bidirectional=True, batch_first=True, weight_dropout=0.3), "lengths", True),
-    (dict(bidirectional=True, proj_size=2), "packed", False),
+    (dict(bidirectional=True, proj_size=2, weight_dropout=0.3), "packed", True),
 ]
 
 
-@pytest.mark.parametrize("kwargs,form,training", NATIVE_CASES, ids=["stack-padded-train", "lengths-train", "packed-eval"])
+@pytest.mark.parametrize("kwargs,form,training", NATIVE_CASES, ids=["stack-padded-train", "lengths-train", "packed-train"])
 def test_native_under_compilation(kwargs, form, training):
     """impl='native' compiles whole in training and inference, padded, with lengths= and packed: torch's kernel
     where AOTAutograd traces it (padded input without grad), torch's equations (the reference step, the same
