@@ -342,7 +342,8 @@ def test_torch_lstm_fails_to_compile_in_training():
     """Why impl='native' trains compiled through torch's equations, not its kernel: torch.nn.LSTM in training
     fails inside AOTAutograd (torch 2.13: oneDNN's LSTM saves a None for its backward)."""
     x = torch.randn(5, 2, 3)
-    with torch._dynamo.config.patch(allow_rnn=True), pytest.raises(Exception, match="tensors_saved_with_vc_check to be Tensors"):
+    failure = pytest.raises(Exception, match="tensors_saved_with_vc_check to be Tensors")
+    with torch._dynamo.config.patch(allow_rnn=True), failure:
         torch.compile(torch.nn.LSTM(3, 4), fullgraph=True, backend="aot_eager")(x)
 
 

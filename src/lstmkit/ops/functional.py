@@ -333,8 +333,9 @@ def lstm(
             need): past its length each sequence's state is frozen, by a zoneout keep-mask of 1 there (lerp
             with weight 1 returns the previous state exactly, and passes no gradient to the new one), so the
             reverse direction starts at each sequence's own last step from h_0, and h_n, c_n are each sequence's
-            state after its last step. Not with ``batch_sizes``; ``impl="native"`` refuses it in eager code (the module
-            packs instead) and runs torch's equations there under torch.compile and torch.export (:func:`_compiled_impl`).
+            state after its last step. Not with ``batch_sizes``; ``impl="native"`` refuses it in eager code (the
+            module packs instead) and runs torch's equations with it under torch.compile and torch.export
+            (:func:`_compiled_impl`).
 
     Returns:
         ``output`` in the layout of ``x`` with P * D features, and ``(h_n, c_n)`` shaped like ``hx``.
@@ -369,7 +370,8 @@ def lstm(
             out, h_n, c_n = torch._VF.lstm(x, batch_sizes, hx, flat, has_bias, num_layers, dropout, training, bidirectional)
         return out, (h_n, c_n)
 
-    layer_fn = lstm_layer_fused if which == "fused" and not _empty((hx[0][0], hx[1][0])) else _reference_layer(batch_sizes)
+    fused = which == "fused" and not _empty((hx[0][0], hx[1][0]))
+    layer_fn = lstm_layer_fused if fused else _reference_layer(batch_sizes)
     if batch_sizes is None or (which == "fused" and torch.compiler.is_compiling()):
         sizes = batch_sizes  # the operator takes the tensor: its values are not read while tracing
     else:
