@@ -84,11 +84,12 @@ def _assert_all_close(actual, expected, rtol=1e-6):
         assert_close(a, e, rtol=rtol, name=f"result {k}")
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_compiled_lstm_equals_eager(training):
+@pytest.mark.parametrize("impl,training", [("auto", True), ("auto", False), ("reference", True)],
+                         ids=["train", "eval", "reference-train"])
+def test_compiled_lstm_equals_eager(impl, training):
     torch.manual_seed(0)
-    m = lstmkit.LSTM(3, 4, **EVERY_OPTION).double().train(training)
-    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    m = lstmkit.LSTM(3, 4, impl=impl, **EVERY_OPTION).double().train(training)
+    x = torch.randn(5 if impl == "auto" else 3, 2, 3, dtype=torch.float64)  # reference: an unrolled loop to compile
     compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
     _assert_all_close(_step(compiled, x), _step(m, x))
 
