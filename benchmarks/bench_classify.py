@@ -14,6 +14,12 @@ peer, and how many predictions equal the module's.
 
     python benchmarks/bench_classify.py --run runs/sst2 --threads 2          # a trained classifier
     python benchmarks/bench_classify.py --threads 2                          # random weights of the default sizes
+    python benchmarks/bench_classify.py --run runs/sst2 --floor              # where float32's time goes, 1 thread
+
+``--floor`` times, on one thread (what each classify worker runs), float32 ``classify_texts`` with one worker, the
+fast path's logits alone, and only the matrix products the fast path runs (the same shapes in the same order: the
+first layer's recurrent product of the examples still running at each step, the second layer's input product, its
+recurrent product), and reports their GFLOP/s: how far a faster loop around those products could go.
 
 The sentences are MR's 10,662 lines (``--data``, else ``$LSTMKIT_DATA/rt_polarity``, else
 ``../shared/data/rt_polarity``); without them, random sentences of 5-40 words stand in (said in the output).
@@ -37,6 +43,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from lstmkit.classify.api import LoadedClassifier, classify_texts, load_classifier  # noqa: E402
 from lstmkit.classify.data import make_batch, read_mr, tokenize  # noqa: E402
+from lstmkit.classify.inference import FastClassifier  # noqa: E402
 from lstmkit.classify.model import Classifier, concat_pool  # noqa: E402
 from lstmkit.classify.task import ClassifierRunConfig, encode_examples  # noqa: E402
 from lstmkit.data import EOS, UNK, Vocab, batch_plan  # noqa: E402
@@ -116,6 +123,55 @@ def module_classify(clf: LoadedClassifier, texts: list[str], batch_size: int) ->
     return out
 
 
+def gemm_floor(clf: LoadedClassifier, texts: list[str], batch_size: int, repeats: int) -> None:
+    """Print the one-thread times of float32 classify_texts, the fast path's logits, and its matrix products alone."""
+    torch.set_num_threads(1)
+    ids = encode_examples([tokenize(text) for text in texts], clf.vocab)
+    batches = [make_batch([ids[i] for i in indices], None, clf.vocab.unk_id)
+               for indices in batch_plan([len(row) for row in ids], batch_size)]
+    fast = FastClassifier(clf.model)
+    first, second = fast.layers  # the table layer, then a layer with float32 (W_ih.T, b)
+    w0, (w1_input, b1), w1 = first.recurrent, second.input, second.recurrent
+
+    def logits() -> None:
+        for batch in batches:
+            fast.logits(batch.words, batch.lengths)
+
+    def products() -> None:  # only the fast path's GEMMs, into buffers of its shapes
+        for batch in batches:
+            steps, size = batch.words.shape
+            running = (batch.lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(dim=1).tolist()
+            h0, h1 = torch.zeros(steps, size, first.hidden), torch.zeros(steps, size, second.hidden)
+            g0, g1 = torch.zeros(size, w0.size(1)), torch.zeros(size, w1.size(1))
+            for t in range(1, steps):
+                g0[: running[t]].addmm_(h0[t - 1, : running[t]], w0)
+            torch.addmm(b1, h0.view(steps * size, -1), w1_input)
+            for t in range(1, steps):
+                g1[: running[t]].addmm_(h1[t - 1, : running[t]], w1)
+
+    sides = {"classify_texts float32, 1 worker": lambda: classify_texts(clf, texts, batch_size, "float32", 1),
+             "fast path logits only": logits, "its matrix products only": products}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    with torch.inference_mode():
+        for side in sides.values():
+            side()  # warm-up
+        for _ in range(repeats):
+            for name, side in sides.items():
+                started = time.perf_counter()
+                side()
+                times[name].append(time.perf_counter() - started)
+    tokens = sum(len(row) for row in ids)
+    flop = 2 * tokens * (w0.numel() + w1_input.numel() + w1.numel())
+    print(f"float32 floor, 1 thread: {len(texts)} sentences ({tokens} tokens with <eos>), model {clf.path}, batch "
+          f"{batch_size}, torch {torch.__version__}, {cpu_name()}; the LSTM's matrix products: {flop / 1e9:.1f} GFLOP")
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    for name, seconds in medians.items():
+        print(f"  {name:<34} {seconds:7.3f} s  {len(texts) / seconds:>8,.0f} sentences/s  "
+              f"{flop / seconds / 1e9:6.1f} GFLOP/s of the products (median of {repeats})")
+    share = medians["its matrix products only"] / medians["fast path logits only"]
+    print(f"  the matrix products are {100 * share:.0f} % of the fast path's time")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="a train-classifier run directory (default: random weights, default sizes)")
@@ -124,12 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks per side")
     parser.add_argument("--limit", type=int, help="classify only the first N sentences")
+    parser.add_argument("--floor", action="store_true", help="instead: float32's one-thread time against the time "
+                        "of its matrix products alone")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     texts, source = sentences(args.data)
     if args.limit:
         texts = texts[: args.limit]
     clf = load_classifier(args.run) if args.run else random_classifier(texts)
+    if args.floor:
+        gemm_floor(clf, texts, args.batch_size, args.repeats)
+        return 0
     peer = Peer(clf.model).eval()
     with warnings.catch_warnings():  # torch marks its eager quantization deprecated (torchao replaces it)
         warnings.simplefilter("ignore")

@@ -147,6 +147,15 @@ def test_bench_classify_reports_sentences_per_second_against_the_peer():
         assert lines[side].endswith("predictions equal to the module's on 40/40"), lines[side]
     assert "x the float32 peer" in lines["lstmkit int8"]
 
+
+def test_bench_classify_floor_times_the_products_alone():
+    stdout = _run([str(BENCH / "bench_classify.py"), "--floor", "--repeats", "1", "--limit", "30",
+                   "--data", str(REPO / "no-such-folder")])
+    lines = [line for line in stdout.splitlines() if "GFLOP/s of the products" in line]
+    assert [line.split("  ")[1].strip() for line in lines] == [
+        "classify_texts float32, 1 worker", "fast path logits only", "its matrix products only"]
+    assert "the matrix products are" in stdout and "GFLOP" in stdout.splitlines()[0]
+
 def test_bench_ddp_runs_two_processes(tmp_path):
     corpus = write_word_corpus(tmp_path / "corpus", train_lines=400)
     stdout = _run([str(BENCH / "bench_ddp.py"), "--data", str(corpus), "--layouts", "2x1", "--rounds", "1",

@@ -69,6 +69,7 @@ def test_lower_layers_import_no_task_and_nothing_above_them():
 
 
 def test_the_tagger_and_the_language_model_do_not_import_each_other_or_the_classifier():
-    for task, others in (("lm", {"tagger", "classify"}), ("tagger", {"lm", "classify"})):
+    """...and the classifier builds on the language model only (its scoring is train's, not the tagger's)."""
+    for task, others in (("lm", {"tagger", "classify"}), ("tagger", {"lm", "classify"}), ("classify", {"tagger"})):
         for path in (PACKAGE / task).glob("*.py"):
             assert not imported_packages(path) & others, path.relative_to(PACKAGE)

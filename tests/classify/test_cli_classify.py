@@ -111,6 +111,34 @@ def test_the_from_scratch_baseline_learns_mr_and_classify_reads_stdin(data, caps
     assert code == 0 and [line.split("\t")[0] for line in out.splitlines()] == ["positive", "negative"]
 
 
+def test_an_ensemble_averages_its_members_probabilities(data, capsys, tmp_path):
+    """eval-classifier and classify take several run directories: the mean of the members' class probabilities
+    decides, members of another fold are refused."""
+    from lstmkit.classify import classify_texts, evaluate_classifier
+
+    common = ["--data", data["mr"], "--task", "mr", "--train.max_steps=6", "--lr", "0.02", *TINY_SCRATCH]
+    a, b, other = tmp_path / "a", tmp_path / "b", tmp_path / "other"
+    for run, extra in ((a, ["--fold", "2"]), (b, ["--fold", "2", "--seed", "7"]), (other, ["--fold", "3"])):
+        assert call(capsys, "train-classifier", "--out", run, *extra, *common)[0] == 0
+    texts = ["a gorgeous , witty film", "boring , flat cast", "the film", "great great dull"]
+    one, two = classify_texts(a, texts), classify_texts(b, texts)
+    both = classify_texts([a, b], texts)
+    for x, y, mean in zip(one, two, both):  # two classes: P(label) of a member is p or 1 - p
+        p_x = x.probability if x.label == mean.label else 1 - x.probability
+        p_y = y.probability if y.label == mean.label else 1 - y.probability
+        assert mean.probability == pytest.approx((p_x + p_y) / 2, abs=1e-6) and mean.probability >= 0.5
+
+    code, out, _ = call(capsys, "eval-classifier", a, b, "--split", "dev", "--json", "--no-confusion")
+    result = json.loads(out)
+    assert code == 0 and result["runs"] == [str(load_classifier(r).path) for r in (a, b)]
+    assert result["accuracy"] == evaluate_classifier([a, b], "dev").accuracy and result["examples"] == 8
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    code, out, _ = call(capsys, "classify", a, b, "--input", tmp_path / "texts.txt")
+    assert code == 0 and out == "".join(f"{p.label}\t{p.probability:.4f}\n" for p in both)
+    code, _, err = call(capsys, "eval-classifier", a, other)
+    assert code == 2 and "data.fold is 2 for one and 3 for the other" in err and len(err.strip().splitlines()) == 1
+
+
 def test_resume_continues_exactly(data, capsys, tmp_path):
     common = ["--data", data["mr"], "--task", "mr", "--stlr", "off", "--gradual-unfreezing", "0", *TINY_SCRATCH]
     whole, split = tmp_path / "whole", tmp_path / "split"

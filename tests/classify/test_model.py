@@ -82,9 +82,12 @@ def test_gradual_unfreezing_and_discriminative_rates_follow_the_budget():
     task.train_step(batch, StepInfo(0, 0, 0.0, None))  # fraction 0: the head alone trains
     assert torch.equal(task.model.encoder.embedding.weight, embedding)
     assert not torch.equal(task.model.head[-1].weight, head)
+    layers = [p.detach().clone() for p in task.model.encoder.layers.parameters()]
     task.train_step(batch, StepInfo(50, 0, 0.0, None))  # fraction 0.5: everything trains
     assert not torch.equal(task.model.encoder.embedding.weight, embedding)
-    assert task.optimizer.param_groups[0]["lr"] == pytest.approx(task.group_rates(0.5)[0])
+    assert all(not torch.equal(p, q) for p, q in zip(task.model.encoder.layers.parameters(), layers))
+    assert all(p in task.optimizer.state for group in task.groups for p in group)  # Adam state for every weight
+    assert [g["lr"] for g in task.optimizer.param_groups] == pytest.approx(task.group_rates(0.5))
 
 
 def test_no_unfreezing_trains_every_group_from_the_first_step():

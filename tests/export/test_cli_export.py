@@ -110,7 +110,6 @@ def damaged_copy(runs, tmp_path):
         ("missing output folder", "cannot write"),
         ("output is a folder", "cannot write"),
         ("unknown format", "argument --format: invalid choice: 'tflite'"),
-        ("impl the format cannot express", "impl='reference'"),
         ("output is a pipe", "is not a regular file"),
     ],
 )
@@ -130,8 +129,6 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, message, runs, t
         out.mkdir()
     elif case == "unknown format":
         fmt = "tflite"
-    elif case == "impl the format cannot express":
-        run, fmt = runs / "lm-reference", "pt2"
     elif case == "output is a pipe":  # renamed over, a device or a pipe would be replaced by the file
         out = tmp_path / "out" / "pipe"
         os.mkfifo(out)
@@ -147,14 +144,35 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, message, runs, t
 
 
 def test_a_failed_export_keeps_the_previous_file(runs, tmp_path, capsys):
-    out = tmp_path / "model.pt2"
+    out = tmp_path / "out" / "model.pt2"
+    out.parent.mkdir()
     out.write_bytes(b"previous")
-    code, _, err = export(capsys, runs / "lm-reference", "--format", "pt2", "--out", out)
-    assert code == 2 and out.read_bytes() == b"previous"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]
-    # ONNX graphs do not depend on the impl: the same run exports there
-    code, _, _ = export(capsys, runs / "lm-reference", "--format", "onnx", "--out", tmp_path / "model.onnx")
-    assert code == 0 and ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    code, _, err = export(capsys, damaged_copy(runs, tmp_path), "--format", "pt2", "--out", out)
+    assert code == 2 and "damaged" in err and out.read_bytes() == b"previous"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.pt2"]
+
+
+def test_every_impl_exports(runs, tmp_path, capsys):
+    """A run trained with impl='reference' exports to pt2 (each layer one scan node over the reference step, T and
+    B symbolic) and to ONNX (whose graph does not depend on the impl); both equal the run's model at a length
+    other than the example's."""
+    lm = load_language_model(runs / "lm-reference")
+    words = torch.randint(len(lm.vocab.itos), (7, 2))  # (T, B)
+    zeros = [t for h, c in lm.model.init_hidden(2) for t in (h, c)]
+    with torch.no_grad():
+        want = lm.model.logits(lm.model(words).output)
+    code, _, _ = export(capsys, runs / "lm-reference", "--format", "pt2", "--out", tmp_path / "lm.pt2")
+    assert code == 0
+    program = torch.export.load(tmp_path / "lm.pt2")
+    scans = [n for n in program.graph.nodes if n.op == "call_function" and "scan" in str(n.target)]
+    assert len(scans) == len(lm.model.layers)
+    torch.testing.assert_close(program.module()(words, *zeros)[0], want, rtol=1e-5, atol=1e-6)
+    code, _, _ = export(capsys, runs / "lm-reference", "--format", "onnx", "--out", tmp_path / "lm.onnx")
+    assert code == 0
+    session = ort.InferenceSession(str(tmp_path / "lm.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    got = session.run(None, dict(zip(names, [words.numpy(), *(t.numpy() for t in zeros)])))[0]
+    torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-5, atol=1e-5)
 
 
 def test_readme_example_tags_with_onnxruntime_alone(runs, tmp_path, capsys):

@@ -15,6 +15,7 @@ from lstmkit.tagger.data import TaggingVocabs, encode_sentences, make_batch
 from lstmkit.export import (
     METADATA_FILE,
     ExportError,
+    LSTMWithLengths,
     export_language_model,
     export_lstm,
     export_tagger,
@@ -76,12 +77,21 @@ class _PackedLSTM(torch.nn.Module):
         return out.data, h_n, c_n
 
 
-@pytest.mark.parametrize("sorted_", [True, False], ids=["sorted", "unsorted"])
-def test_packed_sequence_program_matches_eager_at_other_batches(sorted_):
+PACKED_CASES = {  # (impl, options, sorted): reference and native with few options, each of their scans costs seconds
+    "sorted": ("auto", OPTIONS["everything"], True),
+    "unsorted": ("auto", OPTIONS["everything"], False),
+    "reference-unsorted": ("reference", dict(bidirectional=True, peephole=True, zoneout=0.2), False),
+    "native-sorted": ("native", dict(bidirectional=True, proj_size=4, forget_bias=1.0), True),
+}
+
+
+@pytest.mark.parametrize("case", list(PACKED_CASES))
+def test_packed_sequence_program_matches_eager_at_other_batches(case):
     """A PackedSequence without h_0 exports with a symbolic length and number of rows, sorted (the batch size is
     then a value of batch_sizes, read by lstmkit::packed_zero_state) or not; run on other batches, saved and loaded."""
+    impl, options, sorted_ = PACKED_CASES[case]
     torch.manual_seed(0)
-    module = lstmkit.LSTM(3, 6, **OPTIONS["everything"]).eval()
+    module = lstmkit.LSTM(3, 6, impl=impl, **options).eval()
     rows, steps = torch.export.Dim("N", min=1), torch.export.Dim("T", min=1)
 
     def pack(lengths, seed):
@@ -92,26 +102,90 @@ def test_packed_sequence_program_matches_eager_at_other_batches(sorted_):
     args = (example.data, example.batch_sizes) + (() if sorted_ else (example.sorted_indices, example.unsorted_indices))
     batch = torch.export.Dim("B", min=1)
     dynamic = ({0: rows}, {0: steps}) + (() if sorted_ else ({0: batch}, {0: batch}))
-    program, _ = reload(torch.export.export(_PackedLSTM(module), args, dynamic_shapes=dynamic))
+    with torch.no_grad():  # inference, as lstmkit.export exports (a scan traced with grad takes 3x longer)
+        program, _ = reload(torch.export.export(_PackedLSTM(module), args, dynamic_shapes=dynamic))
     for lengths, seed in (((7, 7, 4, 1), 1), ((1,), 2), ((2, 6), 3)):
         packed = pack(lengths if not sorted_ else sorted(lengths, reverse=True), seed)
+        args = (packed.data, packed.batch_sizes) + (() if sorted_ else (packed.sorted_indices, packed.unsorted_indices))
         with torch.no_grad():
             out, (h_n, c_n) = module(packed)
-        args = (packed.data, packed.batch_sizes) + (() if sorted_ else (packed.sorted_indices, packed.unsorted_indices))
-        for a, e, what in zip(program.module()(*args), (out.data, h_n, c_n), ("output", "h_n", "c_n")):
+            got = program.module()(*args)
+        for a, e, what in zip(got, (out.data, h_n, c_n), ("output", "h_n", "c_n")):
             close(a, e, f"lengths {lengths} {what}")
 
 
+# impl 'reference' and 'native' export each layer as one scan node, whose tracing takes 0.3-0.5 s: so each impl
+# exports all its options at once (native: those torch's kernel computes), with bias=False; with biases in the
+# PackedSequence cases above and in test_torch_lstm_fails_where_every_impl_exports
+SCAN_CASES = {
+    "reference-everything": ("reference", dict(OPTIONS["everything"], bias=False)),
+    "native-everything": ("native", dict(num_layers=2, bidirectional=True, proj_size=4, batch_first=True, dropout=0.1,
+                                         weight_dropout=0.3, bias=False)),
+}
+
+
+class _BothForms(torch.nn.Module):
+    """The module's own forward and :class:`LSTMWithLengths` in one program: one export per case, as tracing the
+    scans is what takes the time."""
+
+    def __init__(self, lstm):
+        super().__init__()
+        self.lstm = lstm
+        self.with_lengths = LSTMWithLengths(lstm)
+
+    def forward(self, x, lengths, h0, c0):
+        out, (h_n, c_n) = self.lstm(x, (h0, c0))
+        return (out, h_n, c_n, *self.with_lengths(x, lengths, h0, c0))
+
+
+def scan_nodes(program) -> list:
+    return [node for node in program.graph.nodes if node.op == "call_function" and "scan" in str(node.target)]
+
+
+@pytest.mark.parametrize("name", list(SCAN_CASES))
+def test_reference_and_native_programs_match_eager_at_other_lengths(name):
+    """Their Python loop over time would be unrolled at one length (pytorch#91439); under export it is torch's
+    scan over the reference step, one node per layer and direction, so the program runs at any T and B: the
+    module's forward equals eager (for native: torch's kernel), and with lengths equals packed eager input."""
+    impl, options = SCAN_CASES[name]
+    torch.manual_seed(0)
+    module = lstmkit.LSTM(5, 6, impl=impl, **options).eval()
+    layers = module.num_layers * (2 if module.bidirectional else 1)
+    x, hx, lengths = lstm_inputs(module, 3, 2, 0)
+    steps, batch = torch.export.Dim("T", min=1, max=1 << 20), torch.export.Dim("B", min=1, max=1 << 20)
+    seq = {0: batch, 1: steps} if module.batch_first else {0: steps, 1: batch}
+    with torch.no_grad():
+        program = torch.export.export(_BothForms(module), (x, lengths, *hx),
+                                      dynamic_shapes=(seq, {0: batch}, {1: batch}, {1: batch}))
+    program, _ = reload(program)
+    assert len(scan_nodes(program)) == 2 * layers and not layer_nodes(program)  # nothing unrolled, no kernel
+    for T, B, seed in SIZES:
+        x, hx, lengths = lstm_inputs(module, T, B, seed)
+        with torch.no_grad():
+            got = program.module()(x, lengths, *hx)
+            want, (want_h, want_c) = module(x, hx)
+            out, (h_n, c_n) = module(pack_padded_sequence(x, lengths, batch_first=module.batch_first,
+                                                          enforce_sorted=False), hx)
+        out, _ = pad_packed_sequence(out, batch_first=module.batch_first, total_length=T)
+        whats = ("output", "h_n", "c_n", "output (lengths)", "h_n (lengths)", "c_n (lengths)")
+        for a, e, what in zip(got, (want, want_h, want_c, out, h_n, c_n), whats):
+            close(a, e, f"{name} T={T} B={B} {what}")
+
+
 @pytest.mark.filterwarnings("ignore:The tensor attributes self._flat_weights")  # torch.nn.LSTM under export
-def test_torch_lstm_fails_and_the_reference_impl_is_refused():
-    """What stops torch.export on torch.nn.LSTM (pytorch#91439) is why impl 'reference' / 'native' are refused."""
+def test_torch_lstm_fails_where_every_impl_exports():
+    """torch.nn.LSTM fails torch.export with a dynamic length (pytorch#91439); lstmkit.LSTM with torch's kernel
+    exports through export_lstm (its equations in a scan), and export wants eval mode."""
     x = torch.randn(3, 2, 4)
     steps = torch.export.Dim("T", min=1, max=64)
     with pytest.raises(Exception, match="Constraints violated"):
         torch.export.export(torch.nn.LSTM(4, 5), (x,), dynamic_shapes=({0: steps},))
-    for impl in ("reference", "native"):
-        with pytest.raises(ExportError, match=f"impl='{impl}'.*needs impl 'auto' or 'fused'"):
-            export_lstm(lstmkit.LSTM(4, 5, impl=impl).eval())
+    native = lstmkit.LSTM(4, 5, impl="native").eval()
+    program = export_lstm(native)
+    assert len(scan_nodes(program)) == 1
+    x, hx = torch.randn(6, 3, 4), (torch.randn(1, 3, 5), torch.randn(1, 3, 5))
+    with torch.no_grad():
+        close(program.module()(x, hx)[0], native(x, hx)[0], "native T=6 B=3")
     with pytest.raises(ExportError, match="call .eval"):
         export_lstm(lstmkit.LSTM(4, 5))
 

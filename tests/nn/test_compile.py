@@ -84,18 +84,20 @@ def _assert_all_close(actual, expected, rtol=1e-6):
         assert_close(a, e, rtol=rtol, name=f"result {k}")
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_compiled_lstm_equals_eager(training):
+@pytest.mark.parametrize("impl,training", [("auto", True), ("auto", False), ("reference", True)],
+                         ids=["train", "eval", "reference-train"])
+def test_compiled_lstm_equals_eager(impl, training):
     torch.manual_seed(0)
-    m = lstmkit.LSTM(3, 4, **EVERY_OPTION).double().train(training)
-    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    m = lstmkit.LSTM(3, 4, impl=impl, **EVERY_OPTION).double().train(training)
+    x = torch.randn(5 if impl == "auto" else 3, 2, 3, dtype=torch.float64)  # reference: an unrolled loop to compile
     compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
     _assert_all_close(_step(compiled, x), _step(m, x))
 
 
-def test_compiled_cell_equals_eager():
+@pytest.mark.parametrize("impl", ["fused", "native"])
+def test_compiled_cell_equals_eager(impl):
     torch.manual_seed(0)
-    cell = lstmkit.LSTMCell(3, 4, impl="fused", **CELL_OPTIONS).double()
+    cell = lstmkit.LSTMCell(3, 4, impl=impl, **(CELL_OPTIONS if impl != "native" else {})).double()
     x = torch.randn(2, 3, dtype=torch.float64)
     hx = (torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64))
 
@@ -303,25 +305,62 @@ def test_windows_of_every_length_compile_twice():
     assert len(graphs) == 2
 
 
-def test_native_under_compilation():
-    """impl='native' (torch's kernel) compiles for inference on padded input, equal to eager; training fails
-    inside AOTAutograd exactly as torch.nn.LSTM's does (torch 2.13: oneDNN's LSTM saves a None for its
-    backward); packed input and lengths= are refused, in our words."""
+NATIVE_CASES = [  # (options, input, training)
+    (dict(num_layers=2, bidirectional=True, proj_size=2, dropout=0.1, weight_dropout=0.3), "padded", True),
+    (dict(bidirectional=True, batch_first=True, weight_dropout=0.3), "lengths", True),
+    (dict(bidirectional=True, proj_size=2, weight_dropout=0.3), "packed", True),
+]
+
+
+@pytest.mark.parametrize("kwargs,form,training", NATIVE_CASES, ids=["stack-padded-train", "lengths-train", "packed-train"])
+def test_native_under_compilation(kwargs, form, training):
+    """impl='native' compiles whole in training and inference, padded, with lengths= and packed: torch's kernel
+    where AOTAutograd traces it (padded input without grad), torch's equations (the reference step, the same
+    math) elsewhere. Compiled outputs, states and gradients equal eager's, which runs torch's kernel (float64,
+    rtol 1e-9). In training, dropout between layers with lengths= or packed input is drawn in the padded layout
+    (not eager's packed one), so those cases train without it; weight dropout is drawn alike."""
     torch.manual_seed(0)
-    m = lstmkit.LSTM(3, 4, impl="native")
+    m = lstmkit.LSTM(3, 4, impl="native", **kwargs).double().train(training)
+    x = torch.randn((2, 5, 3) if m.batch_first else (5, 2, 3), dtype=torch.float64)
+    args, options = (x,), {}
+    if form == "lengths":
+        options = dict(lengths=torch.tensor([3, 5]))
+    elif form == "packed":
+        args = (pack_sequence([torch.randn(n, 3, dtype=torch.float64) for n in (2, 5)], enforce_sorted=False),)
+
+    def step(module):
+        torch.manual_seed(7)
+        out, (h, c) = module(*args, **options)
+        out = out.data if form == "packed" else out
+        loss = (out * out).sum() + h.sum() + c.sin().sum()
+        return (out, h, c, *torch.autograd.grad(loss, list(m.parameters())))
+
+    assert _graph_breaks(lambda *a: m(*a, **options)[1], *args) == (0, [])
+    _assert_all_close(step(torch.compile(m, fullgraph=True, backend="aot_eager")), step(m), rtol=1e-9)
+
+
+def test_torch_lstm_fails_to_compile_in_training():
+    """Why impl='native' trains compiled through torch's equations, not its kernel: torch.nn.LSTM in training
+    fails inside AOTAutograd (torch 2.13: oneDNN's LSTM saves a None for its backward)."""
+    x = torch.randn(5, 2, 3)
+    failure = pytest.raises(Exception, match="tensors_saved_with_vc_check to be Tensors")
+    with torch._dynamo.config.patch(allow_rnn=True), failure:
+        torch.compile(torch.nn.LSTM(3, 4), fullgraph=True, backend="aot_eager")(x)
+
+
+def test_native_inference_compiles_torch_kernel():
+    """Without grad, impl='native' on padded input stays torch's kernel under torch.compile: one call of it in
+    dynamo's graph for the whole stack, equal to eager."""
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm
+
+    torch.manual_seed(0)
+    m = lstmkit.LSTM(3, 4, num_layers=2, bidirectional=True, impl="native").eval()
     x = torch.randn(5, 2, 3)
     with torch.no_grad():
-        _assert_all_close(torch.compile(m, fullgraph=True, backend="aot_eager")(x)[0], m(x)[0])
-    torch._dynamo.reset()
-    theirs = torch.nn.LSTM(3, 4)
-    with torch._dynamo.config.patch(allow_rnn=True), pytest.raises(Exception) as torch_error:
-        torch.compile(theirs, fullgraph=True, backend="aot_eager")(x)
-    torch._dynamo.reset()
-    with pytest.raises(type(torch_error.value), match="tensors_saved_with_vc_check to be Tensors"):
-        torch.compile(m, fullgraph=True, backend="aot_eager")(x)
-    assert "tensors_saved_with_vc_check to be Tensors" in str(torch_error.value)
-    packed = pack_sequence([torch.randn(3, 3), torch.randn(2, 3)])
-    for args, kwargs, what in (((packed,), {}, "packed input"), ((x,), dict(lengths=torch.tensor([5, 3])), "lengths=")):
-        torch._dynamo.reset()
-        with pytest.raises(Exception, match=f"impl='native' .* cannot run {what} under torch.compile"):
-            torch.compile(m, fullgraph=True, backend="aot_eager")(*args, **kwargs)
+        _assert_all_close(torch.compile(m, fullgraph=True, backend=counting_backend)(x)[0], m(x)[0])
+    calls = [node.target for node in graphs[0].graph.nodes if node.op == "call_function"]
+    assert calls.count(torch._VF.lstm) == 1 and len(calls) == 6  # zeros for h_0 and c_0, the kernel, 3 getitems

@@ -7,6 +7,7 @@ import torch
 
 from helpers import FUSED_KERNELS
 from lstmkit.ops import lstm_layer, resolve_impl, use_fused_backend
+from lstmkit.ops.reference import Variant, lstm_layer_ref, lstm_layer_scan
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -25,6 +26,35 @@ def test_every_impl_agrees(reverse, packed, proj):
         torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6, msg=impl)
         torch.testing.assert_close(h, ref_h, rtol=1e-5, atol=1e-6, msg=impl)
         torch.testing.assert_close(c, ref_c, rtol=1e-5, atol=1e-6, msg=impl)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_layer_equals_the_python_loop(reverse):
+    """lstm_layer_scan (the reference step looped by torch's scan: what torch.export runs for impl 'reference' and
+    'native') equals lstm_layer_ref with every variant, zoneout masks scanned over time: outputs and gradients,
+    float64."""
+    torch.manual_seed(0)
+    T, B, I, H, P = 4, 3, 5, 6, 2
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    hx = (torch.randn(B, P, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64))
+    shapes = [(4 * H, I), (4 * H, P), (4 * H,), (4 * H,), (P, H)]
+    w = [torch.randn(*shape, dtype=torch.float64, requires_grad=True) for shape in shapes]
+
+    def pair(size):
+        return (torch.randn(size, dtype=torch.float64), torch.randn(size, dtype=torch.float64))
+
+    variant = Variant(peephole=torch.randn(3, H, dtype=torch.float64), ln_ih=pair(4 * H), ln_hh=pair(4 * H),
+                      ln_c=pair(H), recurrent_mask=torch.rand(B, P, dtype=torch.float64),
+                      zoneout_h=(torch.rand(T, B, P) < 0.3).double(), zoneout_c=0.2, cell_clip=0.7)
+
+    def run(layer):
+        out, (h, c) = layer(x, hx, *w, reverse=reverse, variant=variant)
+        return (out, h, c, *torch.autograd.grad((out * out).sum() + h.sum() + c.sin().sum(), [x, *w]))
+
+    for k, (a, e) in enumerate(zip(run(lstm_layer_scan), run(lstm_layer_ref))):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12, msg=f"result {k}")
+    with pytest.raises(ValueError, match="lstm_layer_scan takes padded input"):
+        lstm_layer_scan(x[0], hx, *w, batch_sizes=[3])
 
 
 def test_missing_hx_is_zeros():

@@ -7,12 +7,15 @@ The Python forms of ``lstmkit classify`` and ``lstmkit eval-classifier``::
     clf = load_classifier("runs/sst2")                       # the best checkpoint, in eval mode
     classify_texts(clf, ["A gorgeous, witty film.", "Dull."])  # [Prediction("positive", 0.97), ...]
     scores = evaluate_classifier(clf, "test")                # .accuracy, .examples, .per_class, .confusion
+    evaluate_classifier(["runs/mr-0", "runs/mr-0-seed2"], "test")  # an ensemble: probabilities averaged
 
 Loading reads only safetensors and JSON (never pickle) and checks the files against the checkpoint's manifest.
 Texts are tokenized as the training data was (:func:`~lstmkit.classify.data.tokenize`) and classified in batches of
 similar length, longest first, under ``torch.inference_mode``; in float32 and int8 through
 :class:`~lstmkit.classify.inference.FastClassifier` (built on first use and kept with the loaded classifier), which
-computes what the module computes (float32) faster, or with int8 weights.
+computes what the module computes (float32) faster, or with int8 weights. Several classifiers given together (a list
+of loaded classifiers or run directories) are an ensemble: each classifies the texts with its own vocabulary, and
+their class probabilities are averaged.
 """
 
 from __future__ import annotations
@@ -28,16 +31,16 @@ import torch
 
 from ..data import DataError, Vocab, batch_plan
 from ..lm.task import resolve_precision
-from ..tagger.metrics import TaggingScores, plot_confusion, score_tags
 from ..train.checkpoint import CheckpointError, checkpoint_exists, load_checkpoint, load_model_weights
 from ..train.loop import chosen_checkpoint
+from ..train.scoring import class_scores, confusion_matrix, macro_f1, plot_confusion
 from .data import Example, make_batch, task_splits, tokenize
 from .inference import FastClassifier, supports_fast_path
 from .model import Classifier
 from .task import ClassifierRunConfig, encode_examples, read_classifier_info
 
 __all__ = ["PRECISIONS", "LoadedClassifier", "Prediction", "ClassificationScores", "load_classifier", "classify_texts",
-           "predict_examples", "evaluate_classifier", "plot_confusion"]
+           "predict_examples", "evaluate_classifier", "plot_confusion", "ensemble_members"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +97,26 @@ def load_classifier(run_dir: str | os.PathLike, checkpoint: str = "best") -> Loa
     return LoadedClassifier(model.eval(), vocab, labels, config, stored.path)
 
 
-def _as_classifier(model: LoadedClassifier | str | os.PathLike) -> LoadedClassifier:
-    return model if isinstance(model, LoadedClassifier) else load_classifier(model)
+Classifiers = LoadedClassifier | str | os.PathLike | Sequence[LoadedClassifier | str | os.PathLike]
+"""One classifier (loaded, or its run directory), or several: an ensemble whose probabilities are averaged."""
+
+
+def ensemble_members(models: Classifiers, checkpoint: str = "best") -> list[LoadedClassifier]:
+    """The classifiers of ``models`` (one, or an ensemble), loaded where given as run directories.
+
+    Raises:
+        ValueError: no classifier, or members with different label names (they cannot be averaged).
+        CheckpointError: a run directory that is not a classifier's.
+    """
+    items = [models] if isinstance(models, (LoadedClassifier, str, os.PathLike)) else list(models)
+    if not items:
+        raise ValueError("no classifier given (an ensemble needs at least one run directory)")
+    members = [item if isinstance(item, LoadedClassifier) else load_classifier(item, checkpoint) for item in items]
+    for member in members[1:]:
+        if member.labels != members[0].labels:
+            raise ValueError(f"cannot average {members[0].path} (labels {members[0].labels}) with {member.path} "
+                             f"(labels {member.labels}): an ensemble's classifiers need the same labels")
+    return members
 
 
 PRECISIONS = ("float32", "bfloat16", "auto", "int8")
@@ -153,8 +174,17 @@ def _probabilities(clf: LoadedClassifier, token_lists: Sequence[Sequence[str]], 
     return out
 
 
+def _ensemble_probabilities(members: Sequence[LoadedClassifier], token_lists: Sequence[Sequence[str]],
+                            batch_size: int | None, precision: str, workers: int | None = None) -> torch.Tensor:
+    """``(N, K)`` class probabilities averaged over the members (one member: its own)."""
+    total = _probabilities(members[0], token_lists, batch_size, precision, workers)
+    for member in members[1:]:
+        total += _probabilities(member, token_lists, batch_size, precision, workers)
+    return total / len(members) if len(members) > 1 else total
+
+
 def classify_texts(
-    model_or_run_dir: LoadedClassifier | str | os.PathLike,
+    model_or_run_dir: Classifiers,
     texts: Sequence[str],
     batch_size: int | None = None,
     precision: str = "float32",
@@ -165,18 +195,22 @@ def classify_texts(
     A text is one line of raw text; it is tokenized as the training data was. An empty text is classified as
     the start-of-text marker alone (the model's prior). ``precision``: one of :data:`PRECISIONS`. ``workers``:
     batches classified at once, each on one thread (default: torch's thread count; 1: one batch at a time on
-    torch's threads).
+    torch's threads). Several classifiers (an ensemble): the label with the highest mean probability, and that
+    mean.
     """
-    clf = _as_classifier(model_or_run_dir)
-    probabilities = _probabilities(clf, [tokenize(text) for text in texts], batch_size, precision, workers)
+    members = ensemble_members(model_or_run_dir)
+    probabilities = _ensemble_probabilities(members, [tokenize(text) for text in texts], batch_size, precision,
+                                            workers)
     best, index = probabilities.max(dim=1)
-    return [Prediction(clf.labels[i], p) for p, i in zip(best.tolist(), index.tolist())]
+    return [Prediction(members[0].labels[i], p) for p, i in zip(best.tolist(), index.tolist())]
 
 
-def predict_examples(clf: LoadedClassifier, examples: Sequence[Example], batch_size: int | None = None,
+def predict_examples(clf: Classifiers, examples: Sequence[Example], batch_size: int | None = None,
                      precision: str = "float32") -> list[int]:
-    """Predicted label ids of already tokenized examples."""
-    return _probabilities(clf, [example.tokens for example in examples], batch_size, precision).argmax(dim=1).tolist()
+    """Predicted label ids of already tokenized examples (several classifiers: by the mean probability)."""
+    members = ensemble_members(clf)
+    token_lists = [example.tokens for example in examples]
+    return _ensemble_probabilities(members, token_lists, batch_size, precision).argmax(dim=1).tolist()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +219,7 @@ class ClassificationScores:
 
     Attributes:
         split: what was scored. accuracy: correct / examples. examples, correct: counts.
-        per_class: label -> :class:`~lstmkit.tagger.metrics.TagScore` (precision, recall, f1, support,
+        per_class: label -> :class:`~lstmkit.train.scoring.ClassScore` (precision, recall, f1, support,
             predicted). labels: matrix order. confusion: ``confusion[i][j]`` examples of gold ``labels[i]``
             predicted as ``labels[j]``.
     """
@@ -207,11 +241,6 @@ class ClassificationScores:
             "labels": list(self.labels), "confusion": [list(row) for row in self.confusion],
         }
 
-    def as_tagging_scores(self) -> TaggingScores:
-        """The same numbers in the tagger's form (one "sentence" of examples), for its confusion plot."""
-        return TaggingScores(self.split, self.accuracy, self.examples, self.correct, 1, None, None,
-                             dict(self.per_class), list(self.labels), [list(row) for row in self.confusion])
-
     def report(self) -> str:
         lines = [f"{self.split}: accuracy {100 * self.accuracy:.2f}% ({self.correct}/{self.examples} examples), "
                  f"macro F1 {100 * self.macro_f1:.2f}",
@@ -225,19 +254,32 @@ class ClassificationScores:
 def score_labels(
     gold: Sequence[str], predicted: Sequence[str], split: str, labels: Sequence[str]
 ) -> ClassificationScores:
-    """Score predicted label names against gold ones (the tagger's bookkeeping, over one list of examples)."""
-    scores = score_tags([list(gold)], [list(predicted)], split, labels)
-    order = list(labels) + [label for label in scores.labels if label not in labels]
-    position = {label: i for i, label in enumerate(scores.labels)}
-    confusion = [[scores.confusion[position[g]][position[p]] if g in position and p in position else 0
-                  for p in order] for g in order]
-    per_class = {label: scores.per_tag[label] for label in order if label in scores.per_tag}
-    return ClassificationScores(split, scores.accuracy, scores.tokens, scores.correct, per_class, order, confusion,
-                                scores.macro_f1)
+    """Score predicted label names against gold ones: the matrix has every one of ``labels`` (in that order, then
+    any other label seen); ``per_class`` the labels that occur.
+
+    Raises:
+        ValueError: different numbers of gold and predicted labels, or none.
+    """
+    if len(gold) != len(predicted) or not gold:
+        raise ValueError(f"need as many predicted labels as gold ones, at least one: got {len(gold)} gold and "
+                         f"{len(predicted)} predicted")
+    seen, _ = confusion_matrix(zip(gold, predicted), labels)
+    order = list(labels) + [label for label in seen if label not in labels]
+    position = {label: i for i, label in enumerate(order)}
+    confusion = [[0] * len(order) for _ in order]
+    for g, p in zip(gold, predicted):
+        confusion[position[g]][position[p]] += 1
+    per_class = {label: score for label, score in class_scores(order, confusion).items() if label in seen}
+    correct = sum(confusion[i][i] for i in range(len(order)))
+    return ClassificationScores(split, correct / len(gold), len(gold), correct, per_class, order, confusion,
+                                macro_f1(per_class))
+
+
+_SAME_DATA = ("task", "fold", "folds", "split_seed")
 
 
 def evaluate_classifier(
-    model_or_run_dir: LoadedClassifier | str | os.PathLike,
+    model_or_run_dir: Classifiers,
     split: str = "test",
     data: str | os.PathLike | None = None,
     batch_size: int | None = None,
@@ -246,16 +288,25 @@ def evaluate_classifier(
     """Classify a split of the run's task and score it.
 
     Args:
-        model_or_run_dir: a :class:`LoadedClassifier` or a run directory.
+        model_or_run_dir: a :class:`LoadedClassifier` or a run directory, or several (an ensemble: scored by the
+            mean of their probabilities; they must have been trained on the same task and, for MR, fold).
         split: ``"train"``, ``"dev"`` or ``"test"`` (for MR: of the run's fold).
         data: the data folder (default: the one the run was trained on).
         batch_size: examples per batch (default: the run's ``eval_batch_size``).
         precision: one of :data:`PRECISIONS` (``"int8"`` scores the int8 form).
 
     Raises:
-        DataError: missing or malformed data, or an unknown split. CheckpointError: not a classifier run.
+        DataError: missing or malformed data, an unknown split, or ensemble members trained on different data.
+        CheckpointError: not a classifier run.
     """
-    clf = _as_classifier(model_or_run_dir)
+    members = ensemble_members(model_or_run_dir)
+    clf = members[0]
+    for member in members[1:]:
+        for name in _SAME_DATA:
+            if getattr(member.config.data, name) != getattr(clf.config.data, name):
+                raise DataError(f"cannot score {clf.path} and {member.path} together: data.{name} is "
+                                f"{getattr(clf.config.data, name)!r} for one and {getattr(member.config.data, name)!r} "
+                                "for the other (an ensemble's classifiers must share the task and its split)")
     if split not in ("train", "dev", "test"):
         raise DataError(f"unknown split {split!r}: choose train, dev or test")
     d = clf.config.data
@@ -263,6 +314,6 @@ def evaluate_classifier(
                            seed=d.split_seed)[split]
     if not examples:
         raise DataError(f"{data or d.path}: the {split} split has no examples")
-    predicted = predict_examples(clf, examples, batch_size, precision)
+    predicted = predict_examples(members, examples, batch_size, precision)
     return score_labels([clf.labels[e.label] for e in examples], [clf.labels[p] for p in predicted], split,
                         clf.labels)

@@ -10,7 +10,7 @@ from typing import Any
 
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser, trainer: str, data: tuple[str, str], json_keys: str,
-                             batch_unit: str) -> None:
+                             batch_unit: str, several: str | None = None) -> None:
     """``RUN_DIR``, ``--split``, ``--data``, ``--checkpoint``, ``--json``, ``--confusion``, ``--no-confusion`` and
     ``--batch-size``.
 
@@ -19,8 +19,13 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, trainer: str, data
         data: the metavar and help of ``--data``.
         json_keys: what the JSON object holds, for ``--json``'s help.
         batch_unit: what a batch holds (``"sentences"``), for ``--batch-size``'s help.
+        several: if given, ``RUN_DIR`` takes one or more run directories (a list in ``args.run_dir``) and this is
+            what more than one means, for its help.
     """
-    parser.add_argument("run_dir", metavar="RUN_DIR", help=f"a {trainer} run directory")
+    if several:
+        parser.add_argument("run_dir", metavar="RUN_DIR", nargs="+", help=f"a {trainer} run directory; {several}")
+    else:
+        parser.add_argument("run_dir", metavar="RUN_DIR", help=f"a {trainer} run directory")
     parser.add_argument("--split", default="test", choices=("train", "dev", "test"), help="default: test")
     parser.add_argument("--data", metavar=data[0], help=data[1])
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
@@ -32,11 +37,16 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, trainer: str, data
 
 
 def confusion_path(args: argparse.Namespace) -> Path | None:
-    """Where to draw the confusion matrix: ``--confusion``, else ``RUN_DIR/confusion-SPLIT.png``; ``None`` with
-    ``--no-confusion``."""
+    """Where to draw the confusion matrix: ``--confusion``, else ``RUN_DIR/confusion-SPLIT.png`` (of the first
+    RUN_DIR when there are several); ``None`` with ``--no-confusion``."""
     if args.no_confusion:
         return None
-    return Path(args.confusion) if args.confusion else Path(args.run_dir) / f"confusion-{args.split}.png"
+    if args.confusion:
+        return Path(args.confusion)
+    run_dir = args.run_dir[0] if isinstance(args.run_dir, list) else args.run_dir
+    name = f"confusion-{args.split}.png" if not isinstance(args.run_dir, list) or len(args.run_dir) == 1 else \
+        f"confusion-{args.split}-ensemble.png"
+    return Path(run_dir) / name
 
 
 def print_scores(args: argparse.Namespace, scores: Any, picture: Path | None, header: str, **json_keys: Any) -> int:

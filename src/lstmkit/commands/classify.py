@@ -11,7 +11,8 @@ from .tag import read_stdin
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a train-classifier run directory")
+    parser.add_argument("run_dir", metavar="RUN_DIR", nargs="+", help="a train-classifier run directory; several: "
+                        "an ensemble (the label of the highest mean probability, and that mean)")
     parser.add_argument("--input", required=True, metavar="FILE", help="one text per line; - for standard input")
     parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: - standard output)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="default: best")
@@ -24,14 +25,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..classify.api import classify_texts, load_classifier
+    from ..classify.api import classify_texts, ensemble_members
     from ..data import DataError, read_utf8_text, split_lines
 
     source, text = ("<stdin>", read_stdin()) if args.input == "-" else (args.input, read_utf8_text(args.input))
     lines = split_lines(text)
     if not lines:
         raise DataError(f"{source}: empty input, nothing to classify")
-    clf = load_classifier(args.run_dir, args.checkpoint)
+    clf = ensemble_members(args.run_dir, args.checkpoint)
     started = time.perf_counter()
     predictions = classify_texts(clf, lines, args.batch_size, args.precision)
     seconds = time.perf_counter() - started

@@ -5,7 +5,8 @@ Letters as in :mod:`lstmkit.ops.reference` (T, B, I, H, P); D directions.
 
 Why not PackedSequence: packing sorts the batch by length and sizes its data by the sum of the lengths, shapes
 that depend on the values of the lengths. :func:`lstm_with_lengths` computes the same thing on the padded batch
-with the operator ``lstmkit::lstm_layer``:
+with the operator ``lstmkit::lstm_layer`` (impl auto and fused) or the reference step looped by torch's scan
+(impl reference and native; :func:`lstmkit.ops.reference.lstm_layer_scan`):
 
 - a sequence's state stops changing after its last step: the operator's zoneout masks (the weight of the previous
   state in ``lerp(new, previous, mask)``) are 1 past each sequence's end, and the module's eval-mode zoneout
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from ..tagger.data import PAD_TAG
 from ..nn import LSTM
 from ..ops.layer_op import lstm_layer_fused
+from ..ops.reference import lstm_layer_ref, lstm_layer_scan
 from .onnx_graph import ExportError
 
 __all__ = ["lstm_with_lengths", "LSTMWithLengths", "LanguageModelProgram", "TaggerProgram"]
@@ -42,6 +44,15 @@ def _time_index(steps: int, lengths: Tensor) -> tuple[Tensor, Tensor]:
 def _gather_time(x: Tensor, index: Tensor) -> Tensor:
     """``x[index[t, b], b]`` for a (T, B, F) ``x``."""
     return x.gather(0, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def _layer_function(impl: str):
+    """The layer computation for the module's ``impl``: the operator for auto and fused; the reference equations
+    for reference and native (torch's kernel has no frozen steps; its equations are the reference's), looped by
+    torch's scan under torch.export so that T stays symbolic."""
+    if impl in ("auto", "fused"):
+        return lstm_layer_fused
+    return lstm_layer_scan if torch.compiler.is_exporting() else lstm_layer_ref
 
 
 def lstm_with_lengths(
@@ -64,6 +75,7 @@ def lstm_with_lengths(
     real, flip = _time_index(steps, lengths)
     past_end = (~real).unsqueeze(-1).to(x.dtype)  # (T, B, 1): 1 where the state must stay as it is
     weights, variants = module.layer_weights(), module.variants()
+    layer_fn = _layer_function(module.impl)
     h_n, c_n = [], []
     layer_input = x
     for layer in range(module.num_layers):
@@ -76,7 +88,7 @@ def lstm_with_lengths(
             keep_c = (past_end + (1 - past_end) * v.zoneout_c).expand(steps, batch, module.hidden_size)
             source = _gather_time(layer_input, flip) if direction == 1 else layer_input
             held = v._replace(zoneout_h=keep_h, zoneout_c=keep_c)
-            out, (h, c) = lstm_layer_fused(source.contiguous(), (hx[0][k], hx[1][k]), *weights[k], variant=held)
+            out, (h, c) = layer_fn(source.contiguous(), (hx[0][k], hx[1][k]), *weights[k], variant=held)
             outputs.append(_gather_time(out, flip) if direction == 1 else out)
             h_n.append(h)
             c_n.append(c)

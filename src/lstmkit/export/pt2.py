@@ -1,8 +1,10 @@
 """torch.export programs of lstmkit.LSTM, the language model and the tagger, with a symbolic length and batch.
 
 Each layer is one ``lstmkit::lstm_layer`` node (:mod:`lstmkit.ops.layer_op`), whose fake kernel keeps T and B
-symbolic; under export ``impl="auto"`` takes it (:func:`lstmkit.ops.resolve_impl`). A saved program is loaded
-with ``torch.export.load`` after ``import lstmkit``, which registers the operator.
+symbolic; under export ``impl="auto"`` takes it (:func:`lstmkit.ops.resolve_impl`). With ``impl="reference"`` or
+``"native"`` each layer is one ``higher_order.scan`` node over the reference step instead
+(:func:`lstmkit.ops.reference.lstm_layer_scan`; torch's kernel would be unrolled at one length, pytorch#91439).
+A saved program is loaded with ``torch.export.load`` after ``import lstmkit``, which registers the operator.
 """
 
 from __future__ import annotations
@@ -39,17 +41,6 @@ def _eval(model) -> None:
         raise ExportError("export computes inference: call .eval() on the model first")
 
 
-def _check_impl(modules) -> None:
-    """torch.export keeps T symbolic only through the operator: impl 'native' and 'reference' loop over time in
-    code it unrolls at the example's length (torch.nn.LSTM itself fails so, pytorch#91439)."""
-    for module in modules:
-        if module.impl in ("native", "reference"):
-            raise ExportError(
-                f"the model's LSTMs use impl={module.impl!r}, whose loop over time torch.export unrolls at one fixed "
-                "length; a pt2 program with a dynamic length needs impl 'auto' or 'fused' (ONNX export takes any)"
-            )
-
-
 def export_lstm(module: LSTM, *, lengths: bool = False) -> ExportedProgram:
     """``module`` (eval mode) as a program with dynamic T and B.
 
@@ -69,7 +60,6 @@ def export_lstm(module: LSTM, *, lengths: bool = False) -> ExportedProgram:
     c0 = weight.new_zeros(layers, 2, module.hidden_size)
     seq = {0: batch, 1: steps} if module.batch_first else {0: steps, 1: batch}
     if not lengths:  # the module's own forward: its impl decides
-        _check_impl([module])
         return _export(module, (x, (h0, c0)), (seq, ({1: batch}, {1: batch})))
     example = (x, torch.tensor([3, 2]), h0, c0)
     return _export(LSTMWithLengths(module), example, (seq, {0: batch}, {1: batch}, {1: batch}))
@@ -80,7 +70,6 @@ def export_language_model(model) -> ExportedProgram:
     :class:`~lstmkit.export.programs.LanguageModelProgram`: ``(words (T, B), h0_0, c0_0, ...) -> (logits, h_n_0,
     c_n_0, ...)`` with dynamic T and B."""
     _eval(model)
-    _check_impl(model.layers)
     steps, batch = _dim("T"), _dim("B")
     states = [t for h, c in model.init_hidden(2) for t in (h, c)]
     words = torch.zeros(3, 2, dtype=torch.long)

@@ -421,15 +421,14 @@ class LSTM(_Variants, nn.RNNBase):
         return hx[0].size(-2) if hx is not None else None
 
     def _forward_packed_compiling(self, input: PackedSequence, hx):
-        """A PackedSequence under torch.compile / torch.export with ``impl="reference"``, whose packed loop needs
+        """A PackedSequence under torch.compile / torch.export with ``impl="reference"`` (or ``"native"``, which
+        runs the reference equations there: :func:`lstmkit.ops.functional._compiled_impl`), whose packed loop needs
         every value of ``batch_sizes`` in Python: unpacked to a padded (T, B) batch with gathers whose shapes come
         from shapes only, run with ``lengths`` (states frozen past each length), and gathered back into packed
         rows. The result of packed input; random masks (training) are drawn in the padded layout, so they are
         not eager's. The fused operator runs packed rows itself (:meth:`forward`)."""
         x, batch_sizes, sorted_indices, unsorted_indices = input
         self._check_packed(x)
-        if self.impl == "native":
-            raise ValueError("impl='native' (torch's kernel) cannot run packed input under torch.compile; use 'auto' or 'fused'")
         batch = self._packed_batch(input, hx)
         if batch is None:  # the zero states carry B, a symbolic size, for the gathers below
             layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -459,12 +458,11 @@ class LSTM(_Variants, nn.RNNBase):
         depends on the data, so torch.compile and torch.export trace it whole, where ``pack_padded_sequence`` is
         a graph break (dynamo does not trace it; a PackedSequence made outside the compiled code traces whole,
         see :meth:`_packed_batch`). Eager and compiled code draw the same random masks. ``impl="native"`` packs
-        instead (torch's kernel has no frozen steps), in eager code only."""
+        instead in eager code (torch's kernel has no frozen steps); compiled or exported it runs torch's equations
+        with frozen steps (:func:`lstmkit.ops.functional._compiled_impl`)."""
         if lengths is not None:
             self._check_lengths(input, lengths)
-            if self.impl == "native":
-                if torch.compiler.is_compiling():
-                    raise ValueError("impl='native' (torch's kernel) cannot run lengths= under torch.compile; use 'auto' or 'fused'")
+            if self.impl == "native" and not torch.compiler.is_compiling():
                 steps = input.size(1 if self.batch_first else 0)
                 packed = pack_padded_sequence(input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
                 output, state = self.forward(packed, hx)

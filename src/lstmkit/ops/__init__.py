@@ -6,7 +6,7 @@ from .cross_entropy import LinearCrossEntropyFunction, linear_cross_entropy, lin
 from .functional import IMPLS, LayerWeights, lstm, lstm_cell, lstm_layer, resolve_impl
 from .layer_op import cpp_extension_error, fused_backend, lstm_layer_fused, use_fused_backend
 from .masks import drop_weight
-from .reference import lstm_cell_ref, lstm_layer_ref
+from .reference import lstm_cell_ref, lstm_layer_ref, lstm_layer_scan
 
 __all__ = [
     "IMPLS",
@@ -21,6 +21,7 @@ __all__ = [
     "lstm_layer",
     "lstm_layer_fused",
     "lstm_layer_ref",
+    "lstm_layer_scan",
     "resolve_impl",
     "cpp_extension_error",
     "fused_backend",

@@ -12,7 +12,7 @@ Letters as in :mod:`lstmkit.ops.reference` (T, B, I, H, P, N).
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .layer_op import fused_backend, lstm_layer_fused
 from .masks import bernoulli_mask, dropout_mask
-from .reference import NO_VARIANT, Variant, lstm_cell_ref, lstm_layer_ref
+from .reference import NO_VARIANT, Variant, lstm_cell_ref, lstm_layer_ref, lstm_layer_scan
 
 __all__ = ["IMPLS", "LayerWeights", "lstm", "lstm_cell", "lstm_layer", "resolve_impl"]
 
@@ -115,11 +115,35 @@ def _fallback_beats_fused(
     return hidden < (512 if projected or dtype == torch.float64 else 384)
 
 
-def _compiled_impl(impl: str) -> str:
-    """``"auto"`` under torch.compile is the fused operator: one graph node whose fake kernel keeps T and B
-    symbolic. torch's kernel is decomposed into a loop unrolled at one length, so every new sequence length
-    (a language model's variable windows) would compile again, until dynamo gives up and runs eagerly."""
-    return "fused" if impl == "auto" and torch.compiler.is_compiling() else impl
+def _compiled_impl(impl: str, *, native_kernel: bool = True) -> str:
+    """The impl that torch.compile and torch.export can trace (``impl`` itself in eager code).
+
+    - ``"auto"`` is the fused operator: one graph node whose fake kernel keeps T and B symbolic. torch's kernel
+      is decomposed into a loop unrolled at one length, so every new sequence length (a language model's
+      variable windows) would compile again, until dynamo gives up and runs eagerly.
+    - ``"native"`` is torch's kernel under torch.compile where AOTAutograd can trace it: padded input with no
+      backward to follow (``native_kernel``). Elsewhere it is torch's equations written out, the reference layer
+      without a variant (the same math: gates i, f, g, o; c' = f c + i g; h' = o tanh(c'), projected by w_hr):
+      in training AOTAutograd fails on torch's CPU kernel ("tensors_saved_with_vc_check to be Tensors", as for
+      torch.nn.LSTM), the kernel has no frozen steps for ``lengths=`` and reads packed ``batch_sizes`` in
+      Python, and torch.export unrolls it at one length (pytorch#91439), where the reference loop runs as
+      torch's scan (:func:`_reference_layer`).
+    """
+    if not torch.compiler.is_compiling():
+        return impl
+    if impl == "auto":
+        return "fused"
+    if impl == "native" and (torch.compiler.is_exporting() or not native_kernel):
+        return "reference"
+    return impl
+
+
+def _reference_layer(batch_sizes) -> Callable[..., tuple[Tensor, tuple[Tensor, Tensor]]]:
+    """The reference layer: under torch.export, padded input loops through torch's scan, so T stays symbolic
+    (:func:`~lstmkit.ops.reference.lstm_layer_scan`); elsewhere the Python loop."""
+    if torch.compiler.is_exporting() and batch_sizes is None:
+        return lstm_layer_scan
+    return lstm_layer_ref
 
 
 def _ragged(batch_sizes: Tensor | Sequence[int] | None) -> bool:
@@ -259,19 +283,19 @@ def lstm_layer(
         ``output`` ((T, B, P) or (N, P)) and ``(h_n (B, P), c_n (B, H))``.
     """
     weights = LayerWeights(w_ih, w_hh, b_ih, b_hh, w_hr)
-    impl = _compiled_impl(impl)
     _, hidden, proj = _check_layer_args(x, hx, weights, batch_sizes)
     if hx is None:
         batch = x.shape[1] if batch_sizes is None else int(batch_sizes[0])
         hx = (x.new_zeros(batch, proj), x.new_zeros(batch, hidden))
+    needs_grad = _needs_grad(x, *hx, *weights)
+    impl = _compiled_impl(impl, native_kernel=batch_sizes is None and not needs_grad)
     which = resolve_impl(
         impl, device=x.device, dtype=x.dtype, packed=_ragged(batch_sizes), projected=w_hr is not None,
-        variant=describe_variant(variant), hidden=hidden, batch=hx[0].shape[0],
-        needs_grad=_needs_grad(x, *hx, *weights),
+        variant=describe_variant(variant), hidden=hidden, batch=hx[0].shape[0], needs_grad=needs_grad,
     )
     if which == "native":
         return _layer_native(x, hx, weights, reverse, batch_sizes)
-    layer = lstm_layer_fused if which == "fused" and not _empty(hx) else lstm_layer_ref
+    layer = lstm_layer_fused if which == "fused" and not _empty(hx) else _reference_layer(batch_sizes)
     return layer(x, hx, *weights, reverse=reverse, batch_sizes=batch_sizes, variant=variant)
 
 
@@ -309,7 +333,9 @@ def lstm(
             need): past its length each sequence's state is frozen, by a zoneout keep-mask of 1 there (lerp
             with weight 1 returns the previous state exactly, and passes no gradient to the new one), so the
             reverse direction starts at each sequence's own last step from h_0, and h_n, c_n are each sequence's
-            state after its last step. Not with ``batch_sizes``; ``impl="native"`` refuses it.
+            state after its last step. Not with ``batch_sizes``; ``impl="native"`` refuses it in eager code (the
+            module packs instead) and runs torch's equations with it under torch.compile and torch.export
+            (:func:`_compiled_impl`).
 
     Returns:
         ``output`` in the layout of ``x`` with P * D features, and ``(h_n, c_n)`` shaped like ``hx``.
@@ -322,7 +348,8 @@ def lstm(
         )
     if lengths is not None and batch_sizes is not None:
         raise ValueError("lengths is for padded input; packed input already carries its batch_sizes")
-    impl = _compiled_impl(impl)
+    needs_grad = _needs_grad(x, *hx, *(w for layer in weights for w in layer))
+    impl = _compiled_impl(impl, native_kernel=batch_sizes is None and lengths is None and not needs_grad)
     directions = 2 if bidirectional else 1
     projected = weights[0].w_hr is not None
     variants = list(variants) if variants is not None else [NO_VARIANT] * len(weights)
@@ -331,8 +358,7 @@ def lstm(
         active = ", ".join(filter(None, (active, "lengths")))
     which = resolve_impl(
         impl, device=x.device, dtype=x.dtype, packed=_ragged(batch_sizes), projected=projected, variant=active,
-        hidden=weights[0].w_hh.shape[0] // 4, batch=hx[0].shape[1],
-        needs_grad=_needs_grad(x, *hx, *(w for layer in weights for w in layer)),
+        hidden=weights[0].w_hh.shape[0] // 4, batch=hx[0].shape[1], needs_grad=needs_grad,
         steps=batch_sizes.shape[0] if batch_sizes is not None else x.shape[1 if batch_first else 0],  # T, not fixed
     )
     if which == "native":  # the whole stack in one call, exactly torch.nn.LSTM's
@@ -344,7 +370,8 @@ def lstm(
             out, h_n, c_n = torch._VF.lstm(x, batch_sizes, hx, flat, has_bias, num_layers, dropout, training, bidirectional)
         return out, (h_n, c_n)
 
-    layer_fn = lstm_layer_fused if which == "fused" and not _empty((hx[0][0], hx[1][0])) else lstm_layer_ref
+    fused = which == "fused" and not _empty((hx[0][0], hx[1][0]))
+    layer_fn = lstm_layer_fused if fused else _reference_layer(batch_sizes)
     if batch_sizes is None or (which == "fused" and torch.compiler.is_compiling()):
         sizes = batch_sizes  # the operator takes the tensor: its values are not read while tracing
     else:

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch._higher_order_ops.scan import scan
 
 __all__ = [
     "LAYER_NORM_EPS",
@@ -43,6 +44,7 @@ __all__ = [
     "lstm_cell_ref",
     "lstm_layer_gates_ref",
     "lstm_layer_ref",
+    "lstm_layer_scan",
 ]
 
 LAYER_NORM_EPS = 1e-5
@@ -226,3 +228,40 @@ def lstm_layer_gates_ref(
         h = torch.cat([step.h, h[n:]])  # (B, P): finished rows keep their last state
         c = torch.cat([step.c, c[n:]])  # (B, H)
     return steps, (h, c)
+
+
+def lstm_layer_scan(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    w_hr: Tensor | None = None,
+    *,
+    reverse: bool = False,
+    batch_sizes: None = None,
+    variant: Variant = NO_VARIANT,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """:func:`lstm_layer_ref` for padded input (T, B, I), its loop over time written as torch's ``scan``: the same
+    step, :func:`lstm_cell_gates_ref`, traced once into one ``higher_order.scan`` node. torch.export unrolls
+    the Python loop at the example's length (pytorch#91439); through scan T and B stay symbolic. Arguments and
+    results as :func:`lstm_layer_ref`, ``batch_sizes`` None (packed input runs padded with frozen steps under
+    export: :func:`lstmkit.ops.lstm`'s ``lengths``)."""
+    if batch_sizes is not None:
+        raise ValueError("lstm_layer_scan takes padded input (T, B, I); run packed input padded, with lengths")
+    per_step = {"x": x}  # what changes with t, sliced along T: the input and zoneout's masks
+    for name in ("zoneout_h", "zoneout_c"):
+        if isinstance(getattr(variant, name), Tensor):
+            per_step[name] = getattr(variant, name)  # (T, B, P) / (T, B, H)
+
+    def step(state: tuple[Tensor, Tensor], now: dict[str, Tensor]) -> tuple[tuple[Tensor, Tensor], Tensor]:
+        masks = {name: mask for name, mask in now.items() if name != "x"}  # (B, P) / (B, H) this step's
+        gates = lstm_cell_gates_ref(now["x"], state, w_ih, w_hh, b_ih, b_hh, w_hr, variant._replace(**masks))
+        return (gates.h, gates.c), gates.h.clone()  # scan's output may not alias its carry
+
+    # the states as fresh tensors: a view's storage offset (k B P for layer k's h0) becomes a symbol when scan
+    # traces its step, and when it equals another size there (4H) a guard ties them and fixes B (torch 2.13)
+    init = (hx[0].clone(), hx[1].clone())
+    (h, c), output = scan(step, init, per_step, reverse=reverse)  # output (T, B, P), indexed by t
+    return output, (h, c)

@@ -1,30 +1,27 @@
-"""Scoring predicted tags: accuracy, per-tag precision / recall / F1, a confusion matrix and its picture.
+"""Scoring predicted tags: accuracy (also on words unseen in training), per-tag precision / recall / F1, a
+confusion matrix and its picture.
 
 Pure bookkeeping over tag strings; :func:`lstmkit.tagger.api.evaluate_tagger` runs a model and calls
-:func:`score_tags`.
+:func:`score_tags`. The per-label arithmetic and the picture are the task-neutral ones of
+:mod:`lstmkit.train.scoring`, which the classifier uses too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..train import scoring
+from ..train.scoring import ClassScore, class_scores, confusion_matrix
+
 __all__ = ["TagScore", "TaggingScores", "score_tags", "plot_confusion"]
 
-
-@dataclasses.dataclass(frozen=True)
-class TagScore:
-    """Precision, recall and F1 of one tag; ``support`` gold words, ``predicted`` words given the tag."""
-
-    precision: float
-    recall: float
-    f1: float
-    support: int
-    predicted: int
+TagScore = ClassScore
+"""Precision, recall and F1 of one tag; ``support`` gold words, ``predicted`` words given the tag (the
+task-neutral :class:`~lstmkit.train.scoring.ClassScore`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +53,7 @@ class TaggingScores:
     @property
     def macro_f1(self) -> float:
         """Unweighted mean F1 over the tags that occur in the gold data."""
-        scores = [score.f1 for score in self.per_tag.values() if score.support > 0]
-        return sum(scores) / len(scores) if scores else 0.0
+        return scoring.macro_f1(self.per_tag)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data: ``split``, ``accuracy``, ``tokens`` first, then the rest."""
@@ -115,35 +111,23 @@ def score_tags(
     """
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
-    pairs: Counter[tuple[str, str]] = Counter()
+    pairs: list[tuple[str, str]] = []
     unknown = unknown_correct = 0
     for index, (gold_tags, predicted_tags) in enumerate(zip(gold, predicted)):
         if len(gold_tags) != len(predicted_tags):
             raise ValueError(f"sentence {index}: {len(gold_tags)} gold tags but {len(predicted_tags)} predicted")
-        pairs.update(zip(gold_tags, predicted_tags))
+        pairs.extend(zip(gold_tags, predicted_tags))
         if known is not None:
             for is_known, g, p in zip(known[index], gold_tags, predicted_tags):
                 if not is_known:
                     unknown += 1
                     unknown_correct += g == p
-    tokens = sum(pairs.values())
+    tokens = len(pairs)
     if tokens == 0:
         raise ValueError("nothing to score: no words")
-    seen = {tag for pair in pairs for tag in pair}
-    labels = [tag for tag in label_order if tag in seen]
-    labels += sorted(seen - set(labels))
-    position = {tag: i for i, tag in enumerate(labels)}
-    confusion = [[0] * len(labels) for _ in labels]
-    for (g, p), count in pairs.items():
-        confusion[position[g]][position[p]] += count
+    labels, confusion = confusion_matrix(pairs, label_order)
     correct = sum(confusion[i][i] for i in range(len(labels)))
-    per_tag = {}
-    for i, tag in enumerate(labels):
-        support = sum(confusion[i])
-        predicted_count = sum(row[i] for row in confusion)
-        precision, recall = _ratio(confusion[i][i], predicted_count), _ratio(confusion[i][i], support)
-        f1 = _ratio(2 * confusion[i][i], support + predicted_count)
-        per_tag[tag] = TagScore(precision, recall, f1, support, predicted_count)
+    per_tag = class_scores(labels, confusion)
     return TaggingScores(
         split=split,
         accuracy=correct / tokens,
@@ -159,37 +143,11 @@ def score_tags(
 
 
 def plot_confusion(scores: TaggingScores, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Draw the confusion matrix as a PNG: rows are gold tags, columns predicted tags, colour the share of the
-    row (so rare tags show as clearly as frequent ones), counts written in the cells when there are few tags.
+    """Draw the confusion matrix as a PNG (:func:`lstmkit.train.scoring.plot_confusion`), titled with the
+    accuracy and the number of words unless ``title`` is given.
 
     Returns:
         The path written.
     """
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    counts = np.asarray(scores.confusion, dtype=float)  # (K, K)
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # row-normalised
-    k = len(scores.labels)
-    size = max(5.0, 0.45 * k + 2)
-    figure = Figure(figsize=(size + 1, size))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    axes.set_xticks(range(k), scores.labels, rotation=90, fontsize=8)
-    axes.set_yticks(range(k), scores.labels, fontsize=8)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("gold")
-    axes.set_title(title or f"{scores.split}: accuracy {100 * scores.accuracy:.2f}% on {scores.tokens} words")
-    if k <= 24:
-        for i in range(k):
-            for j in range(k):
-                if counts[i, j]:
-                    colour = "white" if shares[i, j] > 0.5 else "black"
-                    axes.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=6, color=colour)
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the gold tag's words")
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=120)
-    return path
+    default = f"{scores.split}: accuracy {100 * scores.accuracy:.2f}% on {scores.tokens} words"
+    return scoring.plot_confusion(scores, path, title or default)
