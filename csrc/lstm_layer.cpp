@@ -383,6 +383,20 @@ inline LoopPlan plan_loop(int64_t batch, int64_t H, int64_t P, int64_t element_b
   return {static_cast<int>(std::max<int64_t>(1, parts)), by_rows};
 }
 
+// Which loop the last forward and backward call took (0 steps, 1 units, 2 rows): read by the tests through
+// _C.last_loops(), so that a test of the rows loop fails if a call quietly falls back to another
+std::atomic<int> last_forward_loop{-1}, last_backward_loop{-1};
+inline int loop_code(const LoopPlan& plan) { return plan.threads == 0 ? 0 : plan.by_rows ? 2 : 1; }
+
+// Layer norm of R h and of c normalises whole rows: the rows loop holds them (each thread owns whole batch rows);
+// the units loop splits a row's units over threads, so with layer norm it falls back to the per-step loop
+template <typename S>
+LoopPlan plan_for(int64_t batch, int64_t H, int64_t P, bool layer_norm) {
+  if (!partition_blas<S>()) return {};
+  const LoopPlan plan = plan_loop(batch, H, P, sizeof(S));
+  return layer_norm && !plan.by_rows ? LoopPlan{} : plan;
+}
+
 // [first, last) of part p of `total` rows split evenly
 inline std::pair<int64_t, int64_t> rows_of(int64_t total, int p, int parts) {
   return {total * p / parts, total * (p + 1) / parts};
@@ -687,8 +701,9 @@ std::vector<Tensor> forward_impl(
     }
   };
 
-  // the partitioned loop (one parallel region, see above) unless layer norm of R h or c needs whole rows per step
-  const LoopPlan plan = partition_blas<S>() && !ln_hh_w.defined() && !ln_c_w.defined() ? plan_loop(batch, H, P, sizeof(S)) : LoopPlan{};
+  // the partitioned loop (one parallel region, see above); with layer norm of R h or c only when split by rows
+  const LoopPlan plan = plan_for<S>(batch, H, P, ln_hh_w.defined() || ln_c_w.defined());
+  last_forward_loop.store(loop_code(plan), std::memory_order_relaxed);
   const int threads = plan.threads;
   if (threads > 0) {
     using R = typename Num<S>::raw;
@@ -700,6 +715,10 @@ std::vector<Tensor> forward_impl(
     const R* whh = ptr<S>(w_hh_c);  // (4H, P)
     const R* whr = ptr<S>(w_hr);    // (P, H)
     const R* mask = ptr<S>(rec_mask);
+    R* rh_p = ptr<S>(rh);  // layer norm of R h (rows loop only): R h_{t-1} of the kept rows, then its statistics
+    R* stats_hh_p = ptr<S>(stats_hh);
+    const R* ln_hh_w_p = ptr<S>(ln_hh_w);
+    const R* ln_hh_b_p = ptr<S>(ln_hh_b);
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
     {
@@ -745,8 +764,14 @@ std::vector<Tensor> forward_impl(
           h_in = scratch;
         }
         R* z = gb + row * G;
-        for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
-          w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);
+        if (rh_p != nullptr) {  // rows loop: whole rows of R h_{t-1} here, so LN's row statistics need no barrier
+          R* r = rh_p + keep * G;
+          w_gate[0].multiply(m, h_in + r0 * P, P, r + r0 * G, G, false);
+          add_normed_rows<S>(z, r, ln_hh_w_p, ln_hh_b_p, stats_hh_p + keep, keep_rows, G, r0, e);
+        } else {
+          for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+            w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);
+        }
         set_step(st, t);
         rows_fn(st, r0, e, j0, j1);
         barrier.wait();  // h_t complete before any thread reads it
@@ -1053,8 +1078,9 @@ std::vector<Tensor> backward_impl(
   if (cell_clip.has_value()) a.clip = static_cast<A>(*cell_clip);
   auto rows_fn = pick_backward<S>(peephole.defined(), zoning_c, ln_c_w.defined());
 
-  // the partitioned loop (one parallel region, as in the forward) unless layer norm needs whole rows per step
-  const LoopPlan plan = partition_blas<S>() && !ln_hh_w.defined() && !ln_c_w.defined() ? plan_loop(batch, H, P, sizeof(S)) : LoopPlan{};
+  // the partitioned loop (one parallel region, as in the forward); with layer norm only when split by rows
+  const LoopPlan plan = plan_for<S>(batch, H, P, ln_hh_w.defined() || ln_c_w.defined());
+  last_backward_loop.store(loop_code(plan), std::memory_order_relaxed);
   const int threads = plan.threads;
   if (threads > 0) {
     using R = typename Num<S>::raw;
@@ -1072,6 +1098,10 @@ std::vector<Tensor> backward_impl(
     const R* mask = ptr<S>(rec_mask);
     const R* zh_p = ptr<S>(zh_rows);
     const R zh_p_const = static_cast<R>(zoneout_h);
+    R* d_rh_p = ptr<S>(d_rh);  // layer norm of R h (rows loop only): the gradient of R h, own rows
+    const R* rh_p = ptr<S>(rh);
+    const R* stats_hh_p = ptr<S>(stats_hh);
+    const R* ln_hh_w_p = ptr<S>(ln_hh_w);
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
     {
@@ -1128,10 +1158,20 @@ std::vector<Tensor> backward_impl(
           st.zc = zc_rows.defined() ? ptr<S>(zc_rows) + row * H : ptr<S>(zc_const);
           st.zc_stride = zc_rows.defined() ? H : 0;
         }
+        if (st.ln_c_w != nullptr) {  // rows loop only (whole rows)
+          st.d_normed = ptr<S>(d_normed) + row * H;
+          st.stats_c = ptr<S>(stats_c) + row;
+          st.stats_stride = N;
+        }
         rows_fn(st, r0, e, j0, j1);
         barrier.wait();  // every column of this step's dz before the GEMM reads them
-        // own columns of the gradient of the h fed back: dz_t (n, 4H) @ w_hh[:, own]
-        w_back.multiply(m, dz_p + (row + r0) * G, G, dhs_p + r0 * P + q0, P, false);
+        // own columns of the gradient of the h fed back: dz_t (n, 4H) @ w_hh[:, own], through LN of R h if any
+        const R* back = dz_p + row * G;
+        if (d_rh_p != nullptr) {
+          ln_backward_rows<S>(back, rh_p + row * G, ln_hh_w_p, stats_hh_p + row, N, d_rh_p + row * G, G, r0, e);
+          back = d_rh_p + row * G;
+        }
+        w_back.multiply(m, back + r0 * G, G, dhs_p + r0 * P + q0, P, false);
         if (mask != nullptr || zoning_h) {
           for (int64_t b = r0; b < e; ++b) {
             R* d = dhs_p + b * P;
@@ -1335,4 +1375,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "forward of lstmkit::lstm_layer");
   m.def("backward", &backward, "backward of lstmkit::lstm_layer");
   m.attr("source_hash") = LSTMKIT_SOURCE_HASH;
+  m.def("last_loops", [] {
+    static const char* names[] = {"steps", "units", "rows"};
+    const int f = last_forward_loop.load(), b = last_backward_loop.load();
+    return std::make_pair(std::string(f < 0 ? "none" : names[f]), std::string(b < 0 ? "none" : names[b]));
+  }, "(forward, backward): the time loop each kernel's last call took: 'steps', 'units' or 'rows' (tests)");
 }

@@ -194,3 +194,64 @@ def test_cpp_float32_saturated_gates_finite_and_exact(hidden):
         assert torch.isfinite(got).all()
         scale = want.abs().max().item() + 1.0
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * scale)
+
+
+def _layer_norm_args(option: str, hidden: int, dtype):
+    """make_args's option at a chosen hidden size with all three layer norms (of W_ih x, of R h and of c) added."""
+    args = _wide_args(option, hidden, dtype=dtype)
+    g = torch.Generator().manual_seed(11)
+    rand = lambda n: (torch.randn(n, generator=g, dtype=dtype) * 0.5).requires_grad_(True)  # noqa: E731
+    ones = lambda n: (torch.randn(n, generator=g, dtype=dtype) * 0.5 + 1).requires_grad_(True)  # noqa: E731
+    args.update(ln_ih_w=ones(4 * hidden), ln_ih_b=rand(4 * hidden), ln_hh_w=ones(4 * hidden),
+                ln_hh_b=rand(4 * hidden), ln_c_w=ones(hidden), ln_c_b=rand(hidden))
+    return args
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("option,hidden", [
+    ("plain", 5), ("plain", 40), ("proj", 40), ("reverse", 5), ("packed", 40), ("packed_reverse", 5),
+    ("all", 5), ("all", 40),  # all: packed, reverse, projection, peepholes, both masks, zoneout, cell clip
+])
+def test_cpp_rows_loop_with_layer_norm_equals_python(monkeypatch, option, hidden, dtype):
+    """Layer norm (of W_ih x, R h and c) in the rows loop (each thread owns whole batch rows, so a row's mean and
+    variance need no barrier): forward and backward take that loop (_C.last_loops) at 1 and 2 threads and equal the
+    Python kernel in outputs and gradients; forcing the units loop falls back to the per-step loop (a units split
+    cannot normalise whole rows) with the same results."""
+    from lstmkit.ops import _C
+
+    args = _layer_norm_args(option, hidden, dtype)
+    weights = [torch.randn_like(t) for t in _op(args, "python")[:3]]
+    want = _grads(args, "python", weights)
+    tol = {} if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+    before = torch.get_num_threads()
+    try:
+        for loop, threads, taken in [("rows", 1, "rows"), ("rows", 2, "rows"), ("units", 2, "steps")]:
+            monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
+            torch.set_num_threads(threads)
+            got = _grads(args, "cpp", weights)
+            assert _C.last_loops() == (taken, taken), (loop, threads)
+            for g, w in zip((*got[0], *got[1]), (*want[0], *want[1])):
+                torch.testing.assert_close(g, w, **tol)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cpp_rows_loop_with_layer_norm_gradcheck(monkeypatch):
+    """float64 gradcheck of the rows loop with every option and all three layer norms, at 2 threads."""
+    from lstmkit.ops import _C
+
+    args = _layer_norm_args("all", 6, torch.float64)
+    inputs = {k: v for k, v in args.items() if isinstance(v, torch.Tensor) and v.requires_grad}
+
+    def fn(*tensors):
+        return torch.ops.lstmkit.lstm_layer(*{**args, **dict(zip(inputs, tensors))}.values())[:3]
+
+    monkeypatch.setenv("LSTMKIT_CPP_LOOP", "rows")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with use_fused_backend("cpp"):
+            assert torch.autograd.gradcheck(fn, tuple(inputs.values()), fast_mode=True)
+            assert _C.last_loops() == ("rows", "rows")
+    finally:
+        torch.set_num_threads(before)
