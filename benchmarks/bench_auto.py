@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_lstm  # noqa: E402  (also puts src/ on sys.path)
 from bench_lstm import measure, step_fn  # noqa: E402
 import lstmkit  # noqa: E402
-from lstmkit.ops import fused_backend, resolve_impl  # noqa: E402
+from lstmkit.ops import cpp_extension_stale, fused_backend, resolve_impl  # noqa: E402
 from lstmkit.ops.functional import _ragged  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
 
@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
           f"fused kernel {fused_backend()}; {args.clock} clock; "
           f"T={args.steps}; medians of up to {repeats} interleaved samples; ratios = time / "
           + ("a torch.nn.LSTMCell loop's" if args.cells else "torch.nn.LSTM's"))
+    if stale := cpp_extension_stale():
+        print(f"warning: {stale}; these figures time the old kernel", file=sys.stderr)
     if args.cells:
         rows = run_cells(args, hidden, batch, modes, repeats)
         if args.json:

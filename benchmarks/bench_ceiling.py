@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lstm import Case, build, measure, step_fn  # noqa: E402  (also puts src/ on sys.path)
-from lstmkit.ops import fused_backend  # noqa: E402
+from lstmkit.ops import cpp_extension_stale, fused_backend  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
 from variant_loops import LSTMKIT_OPTIONS  # noqa: E402
 
@@ -283,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--cases matched no cell")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, python "
           f"{platform.python_version()}; malloc {args.malloc}; medians of up to {repeats} interleaved samples")
+    if stale := cpp_extension_stale():
+        print(f"warning: {stale}; these figures time the old kernel", file=sys.stderr)
     cache: dict = {}
     results = []
     started = time.perf_counter()

@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lstmkit  # noqa: E402
-from lstmkit.ops import fused_backend, use_fused_backend  # noqa: E402
+from lstmkit.ops import cpp_extension_stale, fused_backend, use_fused_backend  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
 from variant_loops import LSTMKIT_OPTIONS, UserLoopLSTM  # noqa: E402
 
@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}; {args.clock} clock; malloc {args.malloc}; medians of up to {repeats} interleaved samples; "
           f"fused kernel {fused_backend()}{'; autocast bfloat16' if args.autocast else ''}; ratio = time / torch.nn.LSTM's")
+    if stale := cpp_extension_stale():
+        print(f"warning: {stale}; these figures time the old kernel", file=sys.stderr)
     plain, special = grids(args.quick)
     if args.cases:
         wanted = args.cases.split(",")

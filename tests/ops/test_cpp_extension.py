@@ -38,6 +38,17 @@ def test_extension_is_built_from_these_sources_and_in_use():
     assert os.path.commonpath([_C.__file__, str(REPO)]) == str(REPO)
 
 
+def test_a_stale_extension_is_named(monkeypatch):
+    """The benchmarks warn when the compiled kernel is not built from csrc/ as it is now (they once timed an old
+    one after a merge): cpp_extension_stale() is None for this build and names the rebuild when the hash differs."""
+    from lstmkit.ops import _C, cpp_extension_stale
+
+    assert cpp_extension_stale() is None
+    monkeypatch.setattr(_C, "source_hash", "0" * 16)
+    reason = cpp_extension_stale()
+    assert reason is not None and "lstm_layer.cpp" in reason and "make setup" in reason
+
+
 def _op(args, backend):
     with use_fused_backend(backend):
         return torch.ops.lstmkit.lstm_layer(*args.values())

@@ -103,8 +103,9 @@ def test_auto_keeps_torch_loop_where_a_step_is_too_small_for_the_fused_path():
 
 @pytest.mark.skipif("cpp" not in FUSED_KERNELS, reason="the C++ extension is not built")
 def test_auto_with_the_cpp_kernel_takes_the_fused_path_for_every_batch():
-    """Measured rule for the C++ kernel: without grad it beats torch's fallback loop for every float32 batch of more
-    than one sequence; torch keeps one projected sequence at H >= 512, and float64 inference."""
+    """Measured rule for the C++ kernel (RESULTS.md "auto's boundary with the C++ kernel", 1 and 2 threads): without
+    grad it beats torch's fallback loop for every float32 batch of more than one sequence; torch keeps one projected
+    sequence at H >= 512, and float64 inference of more than four sequences. Training: the fused path everywhere."""
     cpu = torch.device("cpu")
 
     def auto(hidden, batch, needs_grad, packed=True, projected=False, dtype=torch.float32):
@@ -116,6 +117,11 @@ def test_auto_with_the_cpp_kernel_takes_the_fused_path_for_every_batch():
         assert auto(128, 1, needs_grad=False, packed=False, projected=True) == "fused"
         assert auto(512, 1, needs_grad=False, packed=False, projected=True) == "native"
         assert auto(512, 64, needs_grad=False, packed=False, dtype=torch.float64) == "native"
+        assert auto(128, 16, needs_grad=False, packed=False, dtype=torch.float64) == "native"  # fused 1.03x
+        assert auto(512, 4, needs_grad=False, packed=False, dtype=torch.float64) == "fused"  # fused 0.92x
+        assert auto(1024, 1, needs_grad=False, packed=False, dtype=torch.float64) == "fused"  # fused 0.98x
+        assert auto(384, 1, needs_grad=False, packed=False, projected=True) == "fused"  # fused 0.85x
+        assert auto(1024, 4, needs_grad=True) == "fused"  # training: fused everywhere (0.41x here)
         assert auto(128, 1, needs_grad=True, packed=False, dtype=torch.float64) == "fused"
         assert auto(8, 1, needs_grad=False, packed=False) == "native"  # plain padded float32: oneDNN
 

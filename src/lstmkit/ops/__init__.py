@@ -4,7 +4,7 @@ entry points, the fused decoder + cross entropy of a language model, and the mas
 
 from .cross_entropy import LinearCrossEntropyFunction, linear_cross_entropy, linear_cross_entropy_ref
 from .functional import IMPLS, LayerWeights, lstm, lstm_cell, lstm_layer, resolve_impl
-from .layer_op import cpp_extension_error, fused_backend, lstm_layer_fused, use_fused_backend
+from .layer_op import cpp_extension_error, cpp_extension_stale, fused_backend, lstm_layer_fused, use_fused_backend
 from .masks import drop_weight
 from .reference import lstm_cell_ref, lstm_layer_ref, lstm_layer_scan
 
@@ -24,6 +24,7 @@ __all__ = [
     "lstm_layer_scan",
     "resolve_impl",
     "cpp_extension_error",
+    "cpp_extension_stale",
     "fused_backend",
     "use_fused_backend",
 ]

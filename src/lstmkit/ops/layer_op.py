@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import importlib.util
 import os
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -41,7 +43,8 @@ from . import fused
 from .fused import GRADIENTS, WORKSPACE
 from .reference import NO_VARIANT, Variant, lstm_layer_ref
 
-__all__ = ["fused_backend", "lstm_layer_fused", "packed_zero_state", "use_fused_backend", "cpp_extension_error"]
+__all__ = ["fused_backend", "lstm_layer_fused", "packed_zero_state", "use_fused_backend", "cpp_extension_error",
+           "cpp_extension_stale"]
 
 BACKENDS = ("cpp", "python")
 _forced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -62,6 +65,19 @@ except ImportError as error:  # not built (no compiler, or the build failed): th
 def cpp_extension_error() -> str | None:
     """Why the C++ extension is not available (None when it is)."""
     return _cpp_error
+
+
+def cpp_extension_stale() -> str | None:
+    """In a source checkout, why the loaded extension is not the one ``make setup`` would build from csrc/ now (its
+    compiled-in hash of csrc/lstm_layer.cpp differs, as csrc/build.py computes it); None when it matches, when it is
+    not loaded, or when there is no csrc/ (an installed package). Benchmarks print it: timing a stale kernel
+    measures old code."""
+    source = Path(__file__).resolve().parents[3] / "csrc" / "lstm_layer.cpp"
+    if _cpp is None or not source.is_file():
+        return None
+    if hashlib.sha256(source.read_bytes()).hexdigest()[:16] == getattr(_cpp, "source_hash", None):
+        return None
+    return f"lstmkit.ops._C was built from another version of {source}: run `make setup` to rebuild it"
 
 
 def fused_backend() -> str:
