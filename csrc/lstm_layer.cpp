@@ -104,14 +104,17 @@ inline float exp_approx(float x) {
 inline float sigmoid(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
 // tanh: below |z| = 0.625 an odd polynomial (the coefficients of Cephes' tanhf, S. Moshier), above it
 // 1 - 2 / (exp(2|z|) + 1); relative error < 1.4e-7 everywhere (both are computed, then one is selected)
-inline float tanh_(float z) {
-  const float a = std::fabs(z), s = z * z;
+inline float tanh_small(float z, float s) {  // s = z * z
   float p = -5.70498872745e-3f;
   p = p * s + 2.06390887954e-2f;
   p = p * s - 5.37397155531e-2f;
   p = p * s + 1.33314422036e-1f;
   p = p * s - 3.33332819422e-1f;
-  const float small = z + z * s * p;
+  return z + z * s * p;
+}
+inline float tanh_(float z) {
+  const float a = std::fabs(z);
+  const float small = tanh_small(z, z * z);
   const float large = std::copysign(1.0f - 2.0f / (exp_approx(2.0f * a) + 1.0f), z);
   return a < 0.625f ? small : large;
 }
@@ -133,16 +136,11 @@ inline void sigmoid2(float a, float b, float& sa, float& sb) {
 // sigmoid(a) and tanh(b), tanh as tanh_ computes it
 inline void sigmoid_tanh(float a, float b, float& sa, float& tb) {
   const float da = 1.0f + exp_approx(clamp(-a, -40.0f, 40.0f));
-  const float m = std::fabs(b), s = b * b;
+  const float m = std::fabs(b);
   const float db = exp_approx(clamp(2.0f * m, 0.0f, 40.0f)) + 1.0f;
   const float r = 1.0f / (da * db);
   sa = db * r;
-  float p = -5.70498872745e-3f;
-  p = p * s + 2.06390887954e-2f;
-  p = p * s - 5.37397155531e-2f;
-  p = p * s + 1.33314422036e-1f;
-  p = p * s - 3.33332819422e-1f;
-  const float small = b + b * s * p;
+  const float small = tanh_small(b, b * b);
   const float large = std::copysign(1.0f - 2.0f * (da * r), b);
   tb = m < 0.625f ? small : large;
 }
