@@ -19,6 +19,9 @@ def test_confusion_matrix_orders_given_labels_first_and_counts_pairs():
     assert scores["neg"] == ClassScore(0.5, 0.5, 0.5, 2, 2)
     assert scores["odd"] == ClassScore(0.0, 0.0, 0.0, 1, 0)
     assert macro_f1(scores) == pytest.approx((0.8 + 0.5 + 0.0) / 3)
+    labels, confusion = confusion_matrix(pairs, ["pos", "neg", "unused"], keep_absent=True)
+    assert labels == ["pos", "neg", "unused", "odd"]  # kept: a row and a column of zeros
+    assert confusion == [[2, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]]
 
 
 def test_classifier_scores_keep_every_label_in_the_matrix_and_draw(tmp_path):

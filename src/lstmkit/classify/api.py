@@ -263,13 +263,9 @@ def score_labels(
     if len(gold) != len(predicted) or not gold:
         raise ValueError(f"need as many predicted labels as gold ones, at least one: got {len(gold)} gold and "
                          f"{len(predicted)} predicted")
-    seen, _ = confusion_matrix(zip(gold, predicted), labels)
-    order = list(labels) + [label for label in seen if label not in labels]
-    position = {label: i for i, label in enumerate(order)}
-    confusion = [[0] * len(order) for _ in order]
-    for g, p in zip(gold, predicted):
-        confusion[position[g]][position[p]] += 1
-    per_class = {label: score for label, score in class_scores(order, confusion).items() if label in seen}
+    order, confusion = confusion_matrix(zip(gold, predicted), labels, keep_absent=True)
+    per_class = {label: score for label, score in class_scores(order, confusion).items()
+                 if score.support or score.predicted}  # the labels that occur
     correct = sum(confusion[i][i] for i in range(len(order)))
     return ClassificationScores(split, correct / len(gold), len(gold), correct, per_class, order, confusion,
                                 macro_f1(per_class))

@@ -33,14 +33,15 @@ def _ratio(numerator: int, denominator: int) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-def confusion_matrix(pairs: Iterable[tuple[str, str]], label_order: Sequence[str] = ()
+def confusion_matrix(pairs: Iterable[tuple[str, str]], label_order: Sequence[str] = (), keep_absent: bool = False
                      ) -> tuple[list[str], list[list[int]]]:
     """The labels in matrix order and ``confusion[i][j]``, the items of gold ``labels[i]`` predicted as
     ``labels[j]``, of ``(gold, predicted)`` pairs. Order: the labels of ``label_order`` that occur (in that
-    order), then the other labels seen, sorted; a label of ``label_order`` that never occurs is left out."""
+    order), then the other labels seen, sorted; a label of ``label_order`` that never occurs is left out, unless
+    ``keep_absent`` (a row and column of zeros: a classifier's matrix shows every class it has)."""
     counts: Counter[tuple[str, str]] = Counter(pairs)
     seen = {label for pair in counts for label in pair}
-    labels = [label for label in label_order if label in seen]
+    labels = [label for label in label_order if keep_absent or label in seen]
     labels += sorted(seen - set(labels))
     position = {label: i for i, label in enumerate(labels)}
     confusion = [[0] * len(labels) for _ in labels]
