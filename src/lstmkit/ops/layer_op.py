@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -68,16 +67,19 @@ def cpp_extension_error() -> str | None:
 
 
 def cpp_extension_stale() -> str | None:
-    """In a source checkout, why the loaded extension is not the one ``make setup`` would build from csrc/ now (its
-    compiled-in hash of csrc/lstm_layer.cpp differs, as csrc/build.py computes it); None when it matches, when it is
+    """In a source checkout, why the loaded extension is not the one ``make setup`` would build from csrc/ now (the hash of
+    the C++ sources compiled into it differs from csrc/build.py's source_hash() now); None when it matches, when it is
     not loaded, or when there is no csrc/ (an installed package). Benchmarks print it: timing a stale kernel
     measures old code."""
-    source = Path(__file__).resolve().parents[3] / "csrc" / "lstm_layer.cpp"
-    if _cpp is None or not source.is_file():
+    script = Path(__file__).resolve().parents[3] / "csrc" / "build.py"
+    if _cpp is None or not script.is_file():
         return None
-    if hashlib.sha256(source.read_bytes()).hexdigest()[:16] == getattr(_cpp, "source_hash", None):
+    spec = importlib.util.spec_from_file_location("lstmkit_csrc_build", script)  # its source_hash(): one definition
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)  # type: ignore[union-attr]
+    if build.source_hash() == getattr(_cpp, "source_hash", None):
         return None
-    return f"lstmkit.ops._C was built from another version of {source}: run `make setup` to rebuild it"
+    return f"lstmkit.ops._C was built from other sources than {script.parent}: run `make setup` to rebuild it"
 
 
 def fused_backend() -> str:
