@@ -16,9 +16,15 @@
 // Backward: the Python kernel's loop (per step: one pass for d(pre-activations) and dc, one GEMM for dh), then one
 // GEMM each for dx, dw_ih, dw_hh (and dw_hr).
 //
-// Precision: float32 and float64 compute in their own type. bfloat16 runs its GEMMs in bfloat16 (MKL/oneDNN
-// accumulate in float32) and carries the cell state and the pointwise arithmetic in float32; the workspace is
-// stored in the input's dtype, as the fake kernel says.
+// Precision: float32 and float64 compute in their own type. bfloat16 has two ways, chosen per call by bf16_gemm():
+// - "native": the GEMMs in bfloat16 (MKL/oneDNN accumulate in float32), the cell state and the pointwise arithmetic
+//   in float32, the workspace stored in bfloat16. Fast where the CPU multiplies bfloat16 in hardware (AMX).
+// - "float32" (hosts without AMX-BF16): the float32 kernel, with every GEMM operand rounded to bfloat16 (x and the
+//   weights are bfloat16 values already; h_{t-1}, h_raw, h * recurrent mask in the forward, the gradients of the
+//   gate pre-activations, of R h under layer norm and of the projected h in the backward), so each product is a
+//   bfloat16 GEMM with float32 accumulation done by float32 FMA, which such hosts run faster than their bfloat16
+//   GEMMs; the workspace stays float32 (the fake kernel says so: layer_op.workspace_dtype), outputs and gradients
+//   are bfloat16. LSTMKIT_CPP_BF16=native|float32 forces one (benchmarks/RESULTS.md, "Session 7").
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -36,6 +42,9 @@
 #include <utility>
 
 #include <omp.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #ifndef LSTMKIT_SOURCE_HASH
 #define LSTMKIT_SOURCE_HASH "unknown"
@@ -69,6 +78,60 @@ inline void store(uint16_t* p, int64_t j, float v) {  // round to nearest even
   std::memcpy(&u, &v, sizeof u);
   u += 0x7fffu + ((u >> 16) & 1u);
   p[j] = static_cast<uint16_t>(u >> 16);
+}
+
+// ------------------------------------------------------------------------------------------------ bfloat16 on float32
+
+// v rounded to the nearest bfloat16 (ties to even), kept in float: store() into bfloat16 then load(), in one step
+inline float round_bf16(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+// rounds columns [c0, c1) of rows [r0, r1) of a row-major block with leading dimension ld (`on`: the call rounds;
+// only float buffers are ever rounded, the other instances are no-ops)
+template <typename R>
+inline void round_bf16_block(bool on, R* p, int64_t ld, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  if constexpr (std::is_same<R, float>::value) {
+    if (!on || p == nullptr) return;
+    for (int64_t r = r0; r < r1; ++r) {
+      float* row = p + r * ld;
+#pragma omp simd
+      for (int64_t c = c0; c < c1; ++c) row[c] = round_bf16(row[c]);
+    }
+  }
+}
+inline void round_bf16_tensor(bool on, const Tensor& t) {  // t: contiguous float rows (a narrow of a buffer)
+  if (!on || !t.defined() || t.numel() == 0) return;
+  TORCH_CHECK(t.scalar_type() == at::kFloat && t.is_contiguous(), "round_bf16_tensor: contiguous float32 only");
+  round_bf16_block(true, t.data_ptr<float>(), t.numel(), 0, 1, 0, t.numel());
+}
+
+// Whether the CPU multiplies bfloat16 in hardware: AMX-BF16, CPUID leaf 7 subleaf 0, EDX bit 22 (oneDNN then runs
+// bfloat16 GEMMs on tiles; without it they ran slower than float32 here: benchmarks/RESULTS.md, "Session 7")
+bool host_amx_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+  return ((d >> 22) & 1u) != 0;
+#else
+  return false;
+#endif
+}
+
+// How a bfloat16 call computes (see the header): "native" or "float32". LSTMKIT_CPP_BF16 (read per call, so one
+// process can compare both) forces one; unset or empty: native with AMX-BF16, else float32.
+std::string bf16_gemm() {
+  static const bool amx = host_amx_bf16();
+  const char* forced = std::getenv("LSTMKIT_CPP_BF16");
+  const std::string mode = forced != nullptr ? forced : "";
+  if (mode.empty()) return amx ? "native" : "float32";
+  TORCH_CHECK(mode == "native" || mode == "float32", "LSTMKIT_CPP_BF16 must be 'native' or 'float32' (or unset), got '",
+              mode, "'");
+  return mode;
 }
 
 template <typename S> typename Num<S>::raw* ptr(const Tensor& t) {
@@ -580,7 +643,8 @@ std::vector<Tensor> forward_impl(
     const optional<Tensor>& ln_ih_w, const optional<Tensor>& ln_ih_b, const optional<Tensor>& ln_hh_w_opt,
     const optional<Tensor>& ln_hh_b_opt, const optional<Tensor>& ln_c_w_opt, const optional<Tensor>& ln_c_b_opt,
     const optional<Tensor>& rec_mask_opt, const optional<Tensor>& zh_mask, const optional<Tensor>& zc_mask,
-    double zoneout_h, double zoneout_c, optional<double> cell_clip, bool need_ws) {
+    double zoneout_h, double zoneout_c, optional<double> cell_clip, bool need_ws, bool round_h = false) {
+  // round_h: round every GEMM operand computed here (h, h_raw, h * mask) to bfloat16 (float32 only; see the header)
   using A = typename Num<S>::acc;
   const auto acc_dtype = c10::CppTypeToScalarType<A>::value;
   const int64_t batch = h0.size(0), P = h0.size(1), H = c0.size(1), G = 4 * H;
@@ -754,6 +818,7 @@ std::vector<Tensor> forward_impl(
             if (mask != nullptr) {
               const R* m = mask + b * P;
               for (int64_t q = q0; q < q1; ++q) dst[q] = src[q] * m[q];
+              round_bf16_block(round_h, dst, P, 0, 1, q0, q1);
             } else {
               for (int64_t q = q0; q < q1; ++q) dst[q] = src[q];
             }
@@ -772,6 +837,7 @@ std::vector<Tensor> forward_impl(
         }
         set_step(st, t);
         rows_fn(st, r0, e, j0, j1);
+        round_bf16_block(round_h, st.h_out, proj ? H : P, r0, e, j0, j1);  // h (or h_raw): own rows and units
         barrier.wait();  // h_t complete before any thread reads it
         if (proj) {
           R* h = hb + row * P;
@@ -784,6 +850,7 @@ std::vector<Tensor> forward_impl(
               for (int64_t q = q0; q < q1; ++q) hrow[q] = lerp(hrow[q], hp[q], w[q]);
             }
           }
+          round_bf16_block(round_h, h, P, r0, e, q0, q1);
           barrier.wait();  // the projected h complete, and h_raw's rows free for the next step
         }
       }
@@ -797,6 +864,7 @@ std::vector<Tensor> forward_impl(
       if (rec_mask.defined()) {
         Tensor out = h_masked.narrow(0, 0, n);
         h_in = at::mul_out(out, h_prev, rec_mask.narrow(0, 0, n));
+        round_bf16_tensor(round_h, h_in);
       }
       Tensor z = gates.narrow(0, row, n);  // (n, 4H)
       if (ln_hh_w.defined()) {
@@ -812,12 +880,14 @@ std::vector<Tensor> forward_impl(
       }
       set_step(a, t);
       at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1, 0, H); });
+      round_bf16_tensor(round_h, proj ? h_raw.narrow(0, keep, n) : h_buf.narrow(0, row, n));
       if (proj) {
         Tensor h = h_buf.narrow(0, row, n);
         step_gemm(h, h_raw.narrow(0, keep, n), w_hr_t, false);
         if (zoning_h) {  // keep the previous h where d = 1, on the projected h
           h.lerp_(h_prev, zh_rows.defined() ? zh_rows.narrow(0, row, n) : zh_const);
         }
+        round_bf16_tensor(round_h, h);
       }
     }
   }
@@ -1027,7 +1097,9 @@ std::vector<Tensor> backward_impl(
     double zoneout_h, double zoneout_c, optional<double> cell_clip, const Tensor& output, const Tensor& gates,
     const Tensor& cells, const Tensor& c_new_ws, const Tensor& tanh_c, const Tensor& h_raw, const Tensor& x_proj,
     const Tensor& rh, const Tensor& stats_ih, const Tensor& stats_hh, const Tensor& stats_c,
-    const std::vector<bool>& want) {
+    const std::vector<bool>& want, bool round_dz = false) {
+  // round_dz: round every GEMM operand computed here (dz, d(R h), d(x w_ih^T), dh with a projection, h * mask) to
+  // bfloat16 after the row sweep that makes it (float32 only; see the header)
   using A = typename Num<S>::acc;
   const auto acc_dtype = c10::CppTypeToScalarType<A>::value;
   const int64_t batch = h0.size(0), P = h0.size(1), H = c0.size(1), G = 4 * H;
@@ -1135,6 +1207,7 @@ std::vector<Tensor> backward_impl(
               }
             }
           }
+          round_bf16_block(round_dz && proj, dh, P, r0, e, q0, q1);  // the left operand of dh @ w_hr
         }
         const R* d_cell = dh;
         if (proj) {
@@ -1162,11 +1235,13 @@ std::vector<Tensor> backward_impl(
           st.stats_stride = N;
         }
         rows_fn(st, r0, e, j0, j1);
+        for (int64_t k = 0; k < 4; ++k) round_bf16_block(round_dz, dz_p + row * G, G, r0, e, k * H + j0, k * H + j1);
         barrier.wait();  // every column of this step's dz before the GEMM reads them
         // own columns of the gradient of the h fed back: dz_t (n, 4H) @ w_hh[:, own], through LN of R h if any
         const R* back = dz_p + row * G;
         if (d_rh_p != nullptr) {
           ln_backward_rows<S>(back, rh_p + row * G, ln_hh_w_p, stats_hh_p + row, N, d_rh_p + row * G, G, r0, e);
+          round_bf16_block(round_dz, d_rh_p + row * G, G, r0, e, 0, G);
           back = d_rh_p + row * G;
         }
         w_back.multiply(m, back + r0 * G, G, dhs_p + r0 * P + q0, P, false);
@@ -1196,6 +1271,7 @@ std::vector<Tensor> backward_impl(
       }
       Tensor d_cell = dh;
       if (proj) {
+        round_bf16_tensor(round_dz, dh);  // the left operand of dh @ w_hr
         d_cell = dh_cell.narrow(0, 0, n);
         step_gemm(d_cell, dh, w_hr_n, false);
       }
@@ -1220,6 +1296,7 @@ std::vector<Tensor> backward_impl(
       }
       at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1, 0, H); });
       Tensor dz_t = dz.narrow(0, row, n);
+      round_bf16_tensor(round_dz, dz_t);
       Tensor back = dz_t;
       if (ln_hh_w.defined()) {
         back = d_rh.narrow(0, row, n);
@@ -1227,6 +1304,7 @@ std::vector<Tensor> backward_impl(
         at::parallel_for(0, n, grain_for(2 * G), [&](int64_t b0, int64_t b1) {
           ln_backward_rows<S>(ptr<S>(dz_t), ptr<S>(rh) + row * G, ptr<S>(ln_hh_w), stats, N, ptr<S>(back), G, b0, b1);
         });
+        round_bf16_tensor(round_dz, back);
       }
       Tensor dhs = dh_state.narrow(0, 0, n);
       step_gemm(dhs, back, w_hh, false);  // (n, P) gradient of the h fed back
@@ -1245,7 +1323,8 @@ std::vector<Tensor> backward_impl(
     Tensor mean = stats_ih[0].unsqueeze(1).contiguous(), rstd = stats_ih[1].unsqueeze(1).contiguous();
     auto r = at::native_layer_norm_backward(dz, x_proj, {G}, mean, rstd, opt(ln_ih_w), opt(ln_ih_b),
                                             {true, want[8], want[9]});
-    d_x_proj = std::get<0>(r);
+    d_x_proj = std::get<0>(r).contiguous();
+    round_bf16_tensor(round_dz, d_x_proj);
     g[8] = std::get<1>(r);
     g[9] = std::get<2>(r);
   }
@@ -1271,6 +1350,7 @@ std::vector<Tensor> backward_impl(
       for (int64_t t = 0; t < static_cast<int64_t>(s.size.size()); ++t)
         for (int64_t b = 0; b < s.size[t]; ++b) bidx[s.offset[t] + b] = b;
       h_prev = h_prev * rec_mask.index_select(0, at::tensor(bidx, at::kLong));
+      round_bf16_tensor(round_dz, h_prev);  // as the forward's GEMM read it
     }
     g[4] = at::mm((d_rh.defined() ? d_rh : dz).t(), h_prev);
   }
@@ -1298,6 +1378,12 @@ std::vector<Tensor> backward_impl(
   return g;
 }
 
+// float32 copies of a bfloat16 call's tensors (exact: every bfloat16 value is a float32 value)
+Tensor f32(const Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; }
+optional<Tensor> f32(const optional<Tensor>& t) {
+  return t.has_value() && t->defined() ? optional<Tensor>(t->to(at::kFloat)) : t;
+}
+
 void check_args(const Tensor& x, const Tensor& h0, const Tensor& c0) {
   TORCH_CHECK(x.device().is_cpu(), "lstmkit::lstm_layer C++ kernel: x must be on the CPU, got ", x.device());
   TORCH_CHECK(h0.scalar_type() == x.scalar_type() && c0.scalar_type() == x.scalar_type(),
@@ -1315,6 +1401,14 @@ std::vector<Tensor> forward(
     double zoneout_h, double zoneout_c, optional<double> cell_clip, bool need_ws) {
   check_args(x, h0, c0);
   const Tensor xc = x.contiguous(), h0c = h0.contiguous(), c0c = c0.contiguous();
+  if (x.scalar_type() == at::kBFloat16 && bf16_gemm() == "float32") {  // float32 kernel, bf16 GEMM operands
+    std::vector<Tensor> r = forward_impl<float>(
+        f32(xc), f32(h0c), f32(c0c), f32(w_ih), f32(w_hh), f32(b_ih), f32(b_hh), f32(w_hr), batch_sizes, reverse,
+        f32(peephole), f32(ln_ih_w), f32(ln_ih_b), f32(ln_hh_w), f32(ln_hh_b), f32(ln_c_w), f32(ln_c_b),
+        f32(rec_mask), f32(zh_mask), f32(zc_mask), zoneout_h, zoneout_c, cell_clip, need_ws, /*round_h=*/true);
+    for (int k = 0; k < 3; ++k) r[k] = r[k].to(at::kBFloat16);  // exact for output and h_n (rounded already)
+    return r;  // the workspace in float32 (layer_op.workspace_dtype)
+  }
   switch (x.scalar_type()) {
 #define CASE(S, T)                                                                                                \
   case at::k##S:                                                                                                  \
@@ -1347,6 +1441,17 @@ std::vector<Tensor> backward(
               output_mask.size());
   TORCH_CHECK(gates.numel() > 0, "lstmkit::lstm_layer_backward: the forward kept no workspace (need_workspace)");
   const auto c = [](const Tensor& t) { return t.contiguous(); };
+  if (x.scalar_type() == at::kBFloat16 && bf16_gemm() == "float32") {  // float32 kernel, bf16 GEMM operands
+    const auto fc = [](const Tensor& t) { return t.to(at::kFloat).contiguous(); };
+    std::vector<Tensor> g = backward_impl<float>(
+        fc(grad_output), fc(grad_h_n), fc(grad_c_n), fc(x), fc(h0), fc(c0), f32(w_ih), f32(w_hh), f32(w_hr),
+        batch_sizes, reverse, f32(peephole), f32(ln_ih_w), f32(ln_ih_b), f32(ln_hh_w), f32(ln_hh_b), f32(ln_c_w),
+        f32(ln_c_b), f32(rec_mask), f32(zh_mask), f32(zc_mask), zoneout_h, zoneout_c, cell_clip, fc(output),
+        fc(gates), fc(cells), fc(c_new), fc(tanh_c), fc(h_raw), fc(x_proj), fc(rh), fc(stats_ih), fc(stats_hh),
+        fc(stats_c), output_mask, /*round_dz=*/true);
+    for (auto& t : g) t = t.to(at::kBFloat16);
+    return g;
+  }
   const auto go = grad_output.to(x.scalar_type()).contiguous();
   const auto gh = grad_h_n.to(x.scalar_type()).contiguous(), gc = grad_c_n.to(x.scalar_type()).contiguous();
   switch (x.scalar_type()) {
@@ -1373,6 +1478,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "forward of lstmkit::lstm_layer");
   m.def("backward", &backward, "backward of lstmkit::lstm_layer");
   m.attr("source_hash") = LSTMKIT_SOURCE_HASH;
+  m.def("bf16_gemm", &bf16_gemm, "how a bfloat16 call computes: 'native' (bfloat16 GEMMs) or 'float32' (the float32 "
+        "kernel with bfloat16-rounded GEMM operands); LSTMKIT_CPP_BF16 forces one, else native with AMX-BF16");
+  m.def("host_amx_bf16", &host_amx_bf16, "whether the CPU reports AMX-BF16 (CPUID leaf 7, EDX bit 22)");
   m.def("last_loops", [] {
     static const char* names[] = {"steps", "units", "rows"};
     const int f = last_forward_loop.load(), b = last_backward_loop.load();

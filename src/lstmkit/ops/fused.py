@@ -342,6 +342,9 @@ def backward_python(
     :data:`GRADIENTS`, an empty (0,) tensor where ``output_mask`` (one bool per name) does not ask for it or the
     input does not exist."""
     want = dict(zip(GRADIENTS, output_mask))
+    # read in x's dtype: the C++ kernel's float32 way for bfloat16 keeps a float32 workspace (layer_op.workspace_dtype)
+    gates, cells, c_new, tanh_c, h_raw, x_proj, rh_buf, stats_ih, stats_hh, stats_c = (
+        t.to(x.dtype) for t in (gates, cells, c_new, tanh_c, h_raw, x_proj, rh_buf, stats_ih, stats_hh, stats_c))
     x_shape = x.shape
     sizes = _sizes(x, batch_sizes)
     x = _as_rows(x)

@@ -82,16 +82,25 @@ def cpp_extension_stale() -> str | None:
     return f"lstmkit.ops._C was built from other sources than {script.parent}: run `make setup` to rebuild it"
 
 
-def fused_backend() -> str:
-    """Which kernel computes ``impl="fused"`` on CPU: ``"cpp"`` (the C++ extension) or ``"python"``."""
+def fused_backend(dtype: torch.dtype | None = None) -> str:
+    """Which kernel computes ``impl="fused"`` on CPU: ``"cpp"`` (the C++ extension) or ``"python"``.
+
+    With ``dtype=torch.bfloat16`` (what runs under CPU autocast) the C++ kernel's answer says how it multiplies:
+    ``"cpp-bf16-native"`` (bfloat16 GEMMs, for CPUs with AMX-BF16) or ``"cpp-bf16-float32"`` (the float32 kernel
+    with every GEMM operand rounded to bfloat16: the same products, faster where bfloat16 GEMMs are not in
+    hardware). The environment variable ``LSTMKIT_CPP_BF16=native|float32`` forces one."""
     forced = _forced.get()
     if forced is not None:
         if forced not in BACKENDS:
             raise ValueError(f"LSTMKIT_FUSED / use_fused_backend must be one of {BACKENDS}, got {forced!r}")
         if forced == "cpp" and _cpp is None:
             raise RuntimeError(f"the C++ extension lstmkit.ops._C is not available ({_cpp_error}); run `make setup`")
-        return forced
-    return "cpp" if _cpp is not None else "python"
+        backend = forced
+    else:
+        backend = "cpp" if _cpp is not None else "python"
+    if backend == "cpp" and dtype == torch.bfloat16:
+        return f"cpp-bf16-{_cpp.bf16_gemm()}"
+    return backend
 
 
 @contextlib.contextmanager
@@ -111,6 +120,15 @@ def _kernels(x: Tensor):
     if x.device.type == "cpu" and fused_backend() == "cpp":
         return _cpp.forward, _cpp.backward
     return fused.forward_python, fused.backward_python
+
+
+def workspace_dtype(x: Tensor) -> torch.dtype:
+    """The dtype of the workspace the forward returns for input ``x``: x's, except bfloat16 on the C++ kernel's
+    float32 way (:func:`fused_backend`), which keeps its float32 values for the backward (no rounding, no
+    conversion passes)."""
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and fused_backend(torch.bfloat16) == "cpp-bf16-float32":
+        return torch.float32
+    return x.dtype
 
 
 # ---------------------------------------------------------------------------------------------------- forward
@@ -181,7 +199,8 @@ def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, peephole, l
     proj = h0.shape[1]
     output = x.new_empty((*x.shape[:-1], proj))
     shapes = workspace_shapes(x, h0, c0, w_hr, ln_ih_w, ln_hh_w, ln_c_w, zoneout_c_mask, zoneout_c, need_workspace)
-    return (output, h0.new_empty(h0.shape), c0.new_empty(c0.shape), *(x.new_empty(s) for s in shapes))
+    dtype = workspace_dtype(x)
+    return (output, h0.new_empty(h0.shape), c0.new_empty(c0.shape), *(x.new_empty(s, dtype=dtype) for s in shapes))
 
 
 # ---------------------------------------------------------------------------------------------------- backward
