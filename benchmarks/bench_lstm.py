@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lstmkit  # noqa: E402
 from lstmkit.ops import cpp_extension_stale, fused_backend, use_fused_backend  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
-from variant_loops import LSTMKIT_OPTIONS, UserLoopLSTM  # noqa: E402
+from variant_loops import LSTMKIT_OPTIONS, USER_LOOP_OPTIONS, UserLoopLSTM  # noqa: E402
 
 PEERS = ("torch", "auto", "native", "fused", "fused-python", "reference", "cell-loop")  # the core table
 # "fused" is impl="fused" as users get it: the C++ kernel when built (lstmkit.ops.fused_backend()); "fused-python"
@@ -211,8 +211,9 @@ def print_variants(rows: list[dict], header: bool) -> None:
         cell = {r["peer"]: r for r in rows if r["name"] == name}
         case = cell["torch"]["case"]
         shape = f"T={case['T']} B={case['B']} H={case['H']} L={case['layers']}"
+        loop = f"{cell['user-loop']['ms'] / cell['lstmkit']['ms']:>12.2f}x" if "user-loop" in cell else f"{'-':>13}"
         print(f"{case['option']:<18} {shape:<24} {cell['torch']['ms']:>9.2f} {cell['lstmkit']['vs_torch']:>13.2f}x "
-              f"{cell['user-loop']['ms'] / cell['lstmkit']['ms']:>12.2f}x", flush=True)
+              f"{loop}", flush=True)
 
 
 # ----------------------------------------------------------------------------------------------- peak memory
@@ -271,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write all measurements to this file")
     parser.add_argument("--repeats", type=int, default=None, help="samples per peer (default 7, quick 5)")
     parser.add_argument("--budget", type=float, default=None, help="seconds per cell before sampling stops early")
-    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS)
+                        + "; with --variants, of " + ",".join(VARIANT_PEERS) + " (default: all three)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
@@ -307,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget or (4.0 if args.quick else 20.0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}; {args.clock} clock; malloc {args.malloc}; medians of up to {repeats} interleaved samples; "
-          f"fused kernel {fused_backend()}{'; autocast bfloat16' if args.autocast else ''}; ratio = time / torch.nn.LSTM's")
+          f"fused kernel {fused_backend(torch.bfloat16) if args.autocast else fused_backend()}"
+          f"{'; autocast bfloat16' if args.autocast else ''}; ratio = time / torch.nn.LSTM's")
     if stale := cpp_extension_stale():
         print(f"warning: {stale}; these figures time the old kernel", file=sys.stderr)
     plain, special = grids(args.quick)
@@ -322,7 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         for option in args.options.split(","):
             for base in plain:
                 case = Case(base.T, base.B, base.H, base.layers, option=option)
-                new = run_case(case, VARIANT_PEERS, ("training",), repeats, 1, budget)
+                # the user loop where it has the option ("all" it has not), and where --peers names it
+                chosen = tuple(p for p in VARIANT_PEERS if p in peers) if set(peers) & {"lstmkit", "user-loop"} else VARIANT_PEERS
+                chosen = tuple(p for p in chosen if p != "user-loop" or option in USER_LOOP_OPTIONS)
+                new = run_case(case, ("torch",) + tuple(p for p in chosen if p != "torch"), ("training",), repeats, 1, budget)
                 print_variants(new, header=False)
                 rows += new
         if args.json:

@@ -93,4 +93,7 @@ LSTMKIT_OPTIONS = {
     "layer_norm": dict(layer_norm=True),
     "peephole": dict(peephole=True),
     "cell_clip": dict(cell_clip=3.0),
+    # every option the C++ kernel fuses, at once (the "all of them combined"); the user loop has no such cell
+    "all": dict(layer_norm=True, peephole=True, zoneout=0.25, recurrent_dropout=0.25, cell_clip=3.0),
 }
+USER_LOOP_OPTIONS = ("weight_dropout", "recurrent_dropout", "zoneout", "layer_norm", "peephole", "cell_clip")

@@ -38,12 +38,15 @@ def test_bench_lstm_times_every_peer_against_torch(tmp_path):
 
 def test_bench_lstm_variants_table(tmp_path):
     report = tmp_path / "variants.json"
-    stdout = _run([str(BENCH / "bench_lstm.py"), "--variants", "--options", "weight_dropout,layer_norm", "--cases",
+    stdout = _run([str(BENCH / "bench_lstm.py"), "--variants", "--options", "weight_dropout,layer_norm,all", "--cases",
                    "T=35 B=16 H=128 L=1", "--repeats", "1", "--budget", "0.1", "--threads", "1", "--json", str(report)])
-    lines = [line for line in stdout.splitlines() if line.startswith(("weight_dropout", "layer_norm"))]
-    assert len(lines) == 2
+    lines = [line for line in stdout.splitlines() if line.startswith(("weight_dropout", "layer_norm", "all"))]
+    assert len(lines) == 3
     rows = json.loads(report.read_text())["rows"]
     assert {r["peer"] for r in rows} == {"torch", "lstmkit", "user-loop"}
+    # "all" (every fused option at once) has no user loop: no row, a dash in the table
+    assert {r["peer"] for r in rows if r["case"]["option"] == "all"} == {"torch", "lstmkit"}
+    assert lines[2].split()[-1] == "-"
 
 
 def test_bench_lm_measures_both_sides(tmp_path):

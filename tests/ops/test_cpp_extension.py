@@ -89,13 +89,16 @@ def test_cpp_float32_equals_python(option):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("way", ["native", "float32"])
 @pytest.mark.parametrize("option", ["plain", "packed_reverse", "proj", "all"])
-def test_bfloat16_within_tolerance_of_float32(option):
-    """bf16 GEMMs with the cell state carried in float32: outputs and gradients within 5e-2 of float32's, relative
-    to each tensor's largest entry (bf16 keeps 8 significant bits; measured over 20 seeds: up to 2.7e-2 plain or
-    projected, 2.9e-2 with every option but layer norm). Layer norm is left out of "all" here: over H = 5 units
-    bf16 rounding moves a row's mean and variance enough that both kernels deviate by up to 100 %; it is checked
-    under autocast at H = 8 in test_layer_op.py."""
+def test_bfloat16_within_tolerance_of_float32(monkeypatch, option, way):
+    """bf16 GEMMs with the cell state carried in float32, both ways (LSTMKIT_CPP_BF16: bf16 GEMMs, or the float32
+    kernel with bf16-rounded operands): outputs and gradients within 5e-2 of float32's, relative to each tensor's
+    largest entry (bf16 keeps 8 significant bits; native measured over 20 seeds: up to 2.7e-2 plain or projected,
+    2.9e-2 with every option but layer norm). Layer norm is left out of "all" here: over H = 5 units bf16 rounding
+    moves a row's mean and variance enough that both kernels deviate by up to 100 %; it is checked under autocast
+    at H = 8 in test_layer_op.py and against a rounding reference in test_cpp_bfloat16.py."""
+    monkeypatch.setenv("LSTMKIT_CPP_BF16", way)
     ref = make_args(option, dtype=torch.float32)
     if option == "all":
         ref.update(ln_ih_w=None, ln_ih_b=None, ln_hh_w=None, ln_hh_b=None, ln_c_w=None, ln_c_b=None)
