@@ -10,7 +10,9 @@ autocast). Two operators are registered with :func:`torch.library.custom_op`:
 
 Each has a fake kernel (shapes only, so a symbolic T and B flow through torch.export), the forward has an
 autograd formula calling the backward operator, and an autocast rule (under ``torch.autocast("cpu",
-dtype=torch.bfloat16)`` the layer runs in bfloat16, like torch.nn.LSTM).
+dtype=torch.bfloat16)`` the layer runs in bfloat16, like torch.nn.LSTM; the C++ kernel has two ways to compute it,
+bfloat16 GEMMs or its float32 loop with bfloat16-rounded GEMM operands, and takes the second on CPUs without
+AMX-BF16: :func:`fused_backend` with ``torch.bfloat16`` says which, :func:`workspace_dtype` what it keeps).
 
 Why ``custom_op`` in Python rather than C++ ``TORCH_LIBRARY``: the schema has to exist whether or not the C++
 extension was built (it is optional: a machine without a compiler runs the Python kernels), and fake kernels,
