@@ -346,7 +346,8 @@ inline void raw_gemm(int64_t n, int64_t k, int64_t m, const double* a, int64_t l
   dgemm_(b_transposed ? &trans : &none, &none, &m_, &n_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
 }
 
-// bfloat16 never takes the partitioned loop (partition_blas below); this only lets its instance of the loop compile
+// native bfloat16 never takes the partitioned loop (partition_blas below; the float32 way runs the float instance);
+// this only lets its instance of the loop compile
 inline void raw_gemm(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*, int64_t, uint16_t*, int64_t,
                      bool, bool = false) {
   std::abort();
@@ -408,7 +409,7 @@ struct StepOperand {
   }
 };
 
-// the BLAS the partitioned loop calls from inside its parallel region (bfloat16 keeps the per-step ATen loop)
+// the BLAS the partitioned loop calls from inside its parallel region (native bfloat16 keeps the per-step ATen loop)
 template <typename S> bool partition_blas() { return false; }
 template <> bool partition_blas<float>() { return sgemm_ != nullptr; }
 template <> bool partition_blas<double>() { return dgemm_ != nullptr; }
