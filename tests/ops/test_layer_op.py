@@ -96,7 +96,7 @@ def _run(layer, a):
 def test_gradcheck_and_reference(option, path, monkeypatch):
     """float64 gradcheck of the operator, and its values and gradients equal the reference equations', on both
     ways eager autograd reaches it: the autograd.Function around it (plain eager training) and the formula
-    registered on the operator itself (what compile, export and autocast see)."""
+    registered on the operator itself (what compile, export and dispatch modes see)."""
     if path == "operator":
         monkeypatch.setattr(layer_op, "_plain_eager", lambda *_: False)
     a = make_args(option)
@@ -162,15 +162,19 @@ def test_autocast_runs_the_layer_in_bfloat16():
 
 
 def test_eager_training_goes_through_the_function_and_every_mode_through_the_operator():
-    """Which autograd node records a training call: the cheaper autograd.Function in plain eager PyTorch, the
-    operator's registered formula under autocast (its autocast rule must cast before autograd saves the inputs)
-    and under a dispatch mode (FakeTensor, make_fx, FlopCounterMode); nothing without grad."""
+    """Which autograd node records a training call: the cheaper autograd.Function in plain eager PyTorch, also under
+    CPU autocast (lstm_layer_fused casts the inputs to bfloat16 first, as the operator's autocast rule would, so
+    autograd saves bfloat16 tensors and hands float32 gradients back through the casts), the operator's registered
+    formula under a dispatch mode (FakeTensor, make_fx, FlopCounterMode); nothing without grad."""
     from torch.utils.flop_counter import FlopCounterMode
 
     a = make_args("plain", dtype=torch.float32)
     assert type(_run(lstm_layer_fused, a)[0].grad_fn).__name__ == "_LayerFunctionBackward"
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert "lstmkit_lstm_layer" in type(_run(lstm_layer_fused, a)[0].grad_fn).__name__
+        out = _run(lstm_layer_fused, a)[0]
+    assert type(out.grad_fn).__name__ == "_LayerFunctionBackward" and out.dtype == torch.bfloat16
+    grads = torch.autograd.grad(out.float().sum(), [a["x"], a["w_hh"]])
+    assert [g.dtype for g in grads] == [a["x"].dtype, a["w_hh"].dtype]
     with FlopCounterMode(display=False):
         assert "lstmkit_lstm_layer" in type(_run(lstm_layer_fused, a)[0].grad_fn).__name__
     with torch.no_grad():

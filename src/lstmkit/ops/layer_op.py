@@ -381,7 +381,8 @@ class _LayerFunction(torch.autograd.Function):
       ``torch._library.utils.fill_defaults``, which re-reads ``schema.arguments`` (a fresh list each time) once per
       argument: quadratic in the 27 arguments, ~0.2-0.4 ms a call, a tenth of a whole training step at T=35 B=16
       H=128 (pytorch/pytorch#195110 makes it linear; benchmarks/RESULTS.md, "Session 7: the operator's call
-      overhead"). compile, export, autocast and tracing modes keep the operator, whose formula is the same.
+      overhead"); under CPU autocast too, with the inputs cast first as the operator's autocast rule would.
+      compile, export, other devices' autocast and tracing modes keep the operator, whose formula is the same.
     """
 
     @staticmethod
@@ -397,10 +398,11 @@ torch.library.register_autocast("lstmkit::lstm_layer", "cpu", torch.bfloat16)
 
 
 def _plain_eager(device_type: str, tensors) -> bool:
-    """Whether this call runs in plain eager PyTorch: not traced by torch.compile or torch.export, no autocast (the
-    operator's autocast rule must see the inputs before autograd does), no dispatch or function mode (FakeTensor,
-    make_fx, FlopCounterMode, ...), no tensor subclass."""
-    if (torch.compiler.is_compiling() or torch.is_autocast_enabled(device_type)
+    """Whether this call runs in plain eager PyTorch: not traced by torch.compile or torch.export, no autocast but
+    CPU's (whose rule :func:`lstm_layer_fused` applies itself: the operator's autocast rule must see the inputs
+    before autograd does), no dispatch or function mode (FakeTensor, make_fx, FlopCounterMode, ...), no tensor
+    subclass."""
+    if (torch.compiler.is_compiling() or (torch.is_autocast_enabled(device_type) and device_type != "cpu")
             or is_in_torch_dispatch_mode() or torch._C._len_torch_function_stack()):
         return False
     return all(t is None or type(t) is Tensor or type(t) is torch.nn.Parameter for t in tensors)
@@ -432,17 +434,23 @@ def lstm_layer_fused(
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, v.peephole, *ln_ih, *ln_hh, *ln_c)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     # torch.func (a private flag, the one autograd.Function.apply checks) and plain eager training: the Function
-    # above; otherwise (no grad, torch.compile, torch.export, autocast, tracing modes) the operator
+    # above; otherwise (no grad, torch.compile, torch.export, other devices' autocast, tracing modes) the operator
     functorch = torch._C._are_functorch_transforms_active()
-    layer = (_LayerFunction.apply if functorch or (need_grad and _plain_eager(x.device.type, tensors))
-             else torch.ops.lstmkit.lstm_layer)
-    result = layer(
+    through_function = functorch or (need_grad and _plain_eager(x.device.type, tensors))
+    layer = _LayerFunction.apply if through_function else torch.ops.lstmkit.lstm_layer
+    args = (
         x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, bool(reverse),
         v.peephole, *ln_ih, *ln_hh, *ln_c, v.recurrent_mask,
         zone_h.contiguous() if zone_h is not None else None, zone_c.contiguous() if zone_c is not None else None,
         0.0 if zone_h is not None else float(v.zoneout_h), 0.0 if zone_c is not None else float(v.zoneout_c),
         None if v.cell_clip is None else float(v.cell_clip), need_grad,
     )
+    if through_function and not functorch and torch.is_autocast_enabled("cpu") and x.device.type == "cpu":
+        # the operator's CPU autocast rule (register_autocast above), applied before the Function records the call,
+        # so that autocast training also skips the generated Function's per-call cost (every floating-point tensor
+        # argument in bfloat16; inside, the rule finds nothing left to cast)
+        args = tuple(a.to(torch.bfloat16) if isinstance(a, Tensor) and a.is_floating_point() else a for a in args)
+    result = layer(*args)
     return result[0], (result[1], result[2])
 
 
