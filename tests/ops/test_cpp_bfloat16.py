@@ -279,3 +279,22 @@ def test_the_python_backward_reads_a_float32_workspace(monkeypatch):
         assert a.dtype == torch.bfloat16
         scale = b.float().abs().max().item() + 1e-6
         assert (a.float() - b.float()).abs().max().item() <= 0.1 * scale
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_float32_way_takes_the_partitioned_loop(monkeypatch, way):
+    """The point of the float32 way: bfloat16 runs the float32 kernel's partitioned loop (one parallel region, MKL
+    sgemm per thread) where the native way keeps the per-step ATen loop (_C.last_loops names the loop taken)."""
+    from lstmkit.ops import _C
+
+    monkeypatch.setenv("LSTMKIT_CPP_BF16", way)
+    monkeypatch.delenv("LSTMKIT_CPP_LOOP", raising=False)
+    args = _bf16_args("plain")
+    with use_fused_backend("cpp"):
+        out = torch.ops.lstmkit.lstm_layer(*args.values())
+        torch.autograd.grad(out[0].float().sum(), [args["w_hh"]])
+    forward_loop, backward_loop = _C.last_loops()
+    if way == "native":
+        assert (forward_loop, backward_loop) == ("steps", "steps")
+    else:
+        assert forward_loop in ("rows", "units") and backward_loop in ("rows", "units")
