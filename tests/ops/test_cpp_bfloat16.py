@@ -148,11 +148,11 @@ def _bf16_args(option: str, hidden: int = 24, proj: int = 16, seed: int = 0):
 def _kernel_and_reference(args, seed: int = 1):
     """(outputs + gradients of the C++ kernel, the same of the float64 reference) for random output weights."""
     g = torch.Generator().manual_seed(seed)
-    with use_fused_backend("cpp"):
-        out = torch.ops.lstmkit.lstm_layer(*args.values())[:3]
-    weights = [_rnd(torch.randn(t.shape, generator=g, dtype=torch.float64)) for t in out]  # bf16 values
     inputs = [k for k, v in args.items() if isinstance(v, torch.Tensor) and v.requires_grad]
-    got = (*out, *torch.autograd.grad(out, [args[k] for k in inputs], [w.bfloat16() for w in weights]))
+    with use_fused_backend("cpp"):  # the backward picks its kernel when it runs: inside too
+        out = torch.ops.lstmkit.lstm_layer(*args.values())[:3]
+        weights = [_rnd(torch.randn(t.shape, generator=g, dtype=torch.float64)) for t in out]  # bf16 values
+        got = (*out, *torch.autograd.grad(out, [args[k] for k in inputs], [w.bfloat16() for w in weights]))
     wide = {k: (v.detach().double().requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor)
                 and v.is_floating_point() else v) for k, v in args.items()}
     ref = _reference(wide)
