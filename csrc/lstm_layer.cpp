@@ -1310,7 +1310,8 @@ std::vector<Tensor> backward_impl(
           st.stats_stride = N;
         }
         rows_fn(st, r0, e, j0, j1);
-        for (int64_t k = 0; k < 4; ++k) round_bf16_block(round_dz, dz_p + row * G, G, r0, e, k * H + j0, k * H + j1);
+        for (int64_t gate = 0; gate < 4; ++gate)  // st.dz: this step's rows of dz (of its chunk when chunked)
+          round_bf16_block(round_dz, st.dz, G, r0, e, gate * H + j0, gate * H + j1);
         barrier.wait();  // every column of this step's dz before the GEMM reads them
         // own columns of the gradient of the h fed back: dz_t (n, 4H) @ w_hh[:, own], through LN of R h if any
         const R* back = dz_p + (row - dz_base) * G;

@@ -191,6 +191,29 @@ def test_float32_way_equals_the_rounding_reference(monkeypatch, option):
         assert share <= 0.01 and worst <= 0.01, (option, name, share, worst)
 
 
+@pytest.mark.parametrize("chunk_rows", [0, 6])
+def test_float32_way_in_the_units_loop_equals_the_rounding_reference(monkeypatch, chunk_rows):
+    """The same check in the units loop (hidden units split over the threads, a barrier per step), also with the
+    backward keeping dz for chunks of steps (LSTMKIT_DZ_CHUNK rows, here two steps of three rows), where each thread
+    adds the weight, bias and input gradients of a chunk from the rounded dz as the chunk ends."""
+    from lstmkit.ops import _C
+
+    monkeypatch.setenv("LSTMKIT_CPP_BF16", "float32")
+    monkeypatch.setenv("LSTMKIT_CPP_LOOP", "units")
+    monkeypatch.setenv("LSTMKIT_DZ_CHUNK", str(chunk_rows))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        names, got, want = _kernel_and_reference(_bf16_args("plain"))
+        assert _C.last_loops() == ("units", "units")
+        assert _C.last_dz_rows() == (chunk_rows or 12)
+    finally:
+        torch.set_num_threads(before)
+    for name, a, b in zip(names, got, want):
+        share, worst = _mismatch(a, b)
+        assert share <= 0.01 and worst <= 0.01, (chunk_rows, name, share, worst)
+
+
 def test_the_rounding_reference_tells_rounding_apart():
     """The reference check above is sharp enough to see the rounding: the float32 kernel without any rounding
     (plain float32 arguments holding the same bfloat16 values) misses it."""
