@@ -131,8 +131,18 @@ def _precision():
     return torch.autocast("cpu", dtype=torch.bfloat16) if AUTOCAST else contextlib.nullcontext()
 
 
+MODES = ("training", "inference", "eval")
+# training: forward + backward, module in training mode; inference: forward under torch.inference_mode with the
+# module left in training mode (as the core table times it: a variant's masks are drawn); eval: the same after
+# module.eval() (what users run at inference: no masks, zoneout as its expectation)
+
+
 def step_fn(module: torch.nn.Module, make: Callable[[], object], mode: str) -> Callable[[], None]:
-    if mode == "inference":
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "eval":
+        module.eval()
+    if mode in ("inference", "eval"):
 
         def run():
             with torch.inference_mode(), _precision():
@@ -203,16 +213,17 @@ def print_table(rows: list[dict]) -> None:
 
 
 def print_variants(rows: list[dict], header: bool) -> None:
-    """One line per option and cell: lstmkit's time relative to torch.nn.LSTM, and its speed-up over the loop."""
+    """One line per option, cell and mode: lstmkit's time relative to torch.nn.LSTM, and its speed-up over the loop."""
     if header:
-        print(f"{'option':<18} {'cell':<24} {'torch ms':>9} {'lstmkit/torch':>14} {'loop/lstmkit':>13}")
-    names = list(dict.fromkeys(r["name"] for r in rows))
-    for name in names:
-        cell = {r["peer"]: r for r in rows if r["name"] == name}
+        print(f"{'option':<18} {'cell':<24} {'mode':<9} {'torch ms':>9} {'lstmkit/torch':>14} {'loop/lstmkit':>13}")
+    keys = list(dict.fromkeys((r["name"], r["mode"]) for r in rows))
+    for name, mode in keys:
+        cell = {r["peer"]: r for r in rows if r["name"] == name and r["mode"] == mode}
         case = cell["torch"]["case"]
         shape = f"T={case['T']} B={case['B']} H={case['H']} L={case['layers']}"
-        print(f"{case['option']:<18} {shape:<24} {cell['torch']['ms']:>9.2f} {cell['lstmkit']['vs_torch']:>13.2f}x "
-              f"{cell['user-loop']['ms'] / cell['lstmkit']['ms']:>12.2f}x", flush=True)
+        print(f"{case['option']:<18} {shape:<24} {mode:<9} {cell['torch']['ms']:>9.2f} "
+              f"{cell['lstmkit']['vs_torch']:>13.2f}x {cell['user-loop']['ms'] / cell['lstmkit']['ms']:>12.2f}x",
+              flush=True)
 
 
 # ----------------------------------------------------------------------------------------------- peak memory
@@ -280,8 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=None, help="only cases whose name contains one of these comma-separated "
                         "strings, e.g. 'H=512,packed'")
     parser.add_argument("--variants", action="store_true", help="the variants table: each option of lstmkit.LSTM "
-                        "against a Python loop over a cell with that option, and plain torch.nn.LSTM (training)")
-    parser.add_argument("--options", default=",".join(LSTMKIT_OPTIONS), help="variants to time (with --variants)")
+                        "against a Python loop over a cell with that option, and plain torch.nn.LSTM")
+    parser.add_argument("--options", default=",".join(LSTMKIT_OPTIONS), help="variants to time (with --variants; "
+                        "'all' is the five options of the fused operator at once)")
+    parser.add_argument("--modes", default="training", help="with --variants, comma-separated: training; inference "
+                        "(torch.inference_mode, module in training mode: masks drawn); eval (the same after "
+                        "module.eval(): no masks)")
     parser.add_argument("--malloc", choices=("default", "keep"), default="default",
                         help="default: glibc as every process starts; keep: lstmkit.runtime.keep_freed_memory() first "
                         "(what the lstmkit commands do), for both peers alike")
@@ -318,11 +333,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     started = time.perf_counter()
     if args.variants:
+        modes = tuple(m for m in args.modes.split(",") if m)
+        unknown = [m for m in modes if m not in MODES] + [o for o in args.options.split(",") if o not in LSTMKIT_OPTIONS]
+        if unknown:
+            parser.error(f"unknown modes or options {unknown}: modes {MODES}, options {tuple(LSTMKIT_OPTIONS)}")
         print_variants([], header=True)
         for option in args.options.split(","):
             for base in plain:
                 case = Case(base.T, base.B, base.H, base.layers, option=option)
-                new = run_case(case, VARIANT_PEERS, ("training",), repeats, 1, budget)
+                new = run_case(case, VARIANT_PEERS, modes, repeats, 1, budget)
                 print_variants(new, header=False)
                 rows += new
         if args.json:
