@@ -1037,53 +1037,88 @@ void ln_backward_rows(const typename Num<S>::raw* dz, const typename Num<S>::raw
   }
 }
 
-// The variants' parameter gradients are column sums over all N rows of products the backward already has; one
-// pass over the rows computes all of them, split by column blocks over the threads (each thread owns its columns,
-// so no partial sums to merge), accumulated in double. This replaces at::native_layer_norm_backward for the gains
-// and biases (three calls with layer norm, each a pass of its own: ~0.3 ms of a 3 ms training step at T=35 B=16
-// H=128, benchmarks/RESULTS.md "Session 7: variants at H = 128") and the peephole's gathered copy of the previous
-// cells and its three products.
+// The variants' parameter gradients are column sums over all N rows of products the backward already has. They
+// replace at::native_layer_norm_backward (three calls with layer norm, each its own passes over (N, 4H) or (N, H):
+// ~0.3 ms of a 3 ms training step at T=35 B=16 H=128, benchmarks/RESULTS.md "Session 7: variants at H = 128")
+// and the peephole's gathered copy of the previous cells and its three products.
 //
-// GateColumnSums: over the gate rows (N, 4H) of dz, sum dz (the bias gradient, which is also each LN's bias
-// gradient) and, for each LN over 4H columns (of x W_ih^T and of R h), sum dz * xhat with xhat = (v - mean) rstd.
+// GateColumnSums: one pass over the gate rows (N, 4H) of dz sums dz (the bias gradient, which is also each LN's
+// bias gradient) and, for each LN over 4H columns (of x W_ih^T and of R h), dz * xhat with xhat = (v - mean) rstd;
+// in the same pass it writes the gradient of x W_ih^T through its LN (d_x_proj) when asked. Each thread takes a
+// run of rows, sums blocks of 64 rows in the accumulation type (vector-wide), and adds each block into its own
+// double partial sums; the partials are added at the end.
 template <typename S>
 struct GateColumnSums {
   using R = typename Num<S>::raw;
   const R* dz = nullptr;
   const R* ln_in[2] = {nullptr, nullptr};     // (N, 4H) normalised inputs: x_proj, rh (null when absent)
   const R* ln_stats[2] = {nullptr, nullptr};  // (2, N) mean row, rstd row
-  double* sum_dz = nullptr;                   // (4H)
-  double* sum_dz_xhat[2] = {nullptr, nullptr};
+  const R* ln_ih_w = nullptr;                 // (4H) gain of LN of x W_ih^T, with d_x_proj
+  R* d_x_proj = nullptr;                      // (N, 4H) out, or null
 };
 
+// returns the (3, 4H) sums: dz, dz * xhat of x W_ih^T, dz * xhat of R h
 template <typename S>
-void gate_column_sums(const GateColumnSums<S>& a, int64_t N, int64_t G) {
+Tensor gate_column_sums(const GateColumnSums<S>& a, int64_t N, int64_t G) {
   using R = typename Num<S>::raw;
-  at::parallel_for(0, (G + 15) / 16, 4, [&](int64_t c0, int64_t c1) {
-    const int64_t j0 = c0 * 16, j1 = std::min(G, c1 * 16), w = j1 - j0;
-    std::vector<double> acc(3 * w, 0.0);
-    double* s0 = acc.data();
-    double* s1 = s0 + w;
-    double* s2 = s1 + w;
-    for (int64_t r = 0; r < N; ++r) {
-      const R* g = a.dz + r * G + j0;
+  using A = typename Num<S>::acc;
+  constexpr int64_t kBlock = 64;
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (N + kBlock - 1) / kBlock));
+  Tensor partial = at::zeros({parts, 3, G}, at::kDouble);
+  double* part_p = partial.data_ptr<double>();
+  at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+    std::vector<A> acc(3 * G);
+    A* s0 = acc.data();
+    A* s1 = s0 + G;
+    A* s2 = s1 + G;
+    for (int64_t p = p0; p < p1; ++p) {
+      const auto [r0, r1] = rows_of(N, static_cast<int>(p), static_cast<int>(parts));
+      double* part = part_p + p * 3 * G;
+      for (int64_t b0 = r0; b0 < r1; b0 += kBlock) {
+        std::fill(acc.begin(), acc.end(), A(0));
+        for (int64_t r = b0; r < std::min(r1, b0 + kBlock); ++r) {
+          const R* g = a.dz + r * G;
 #pragma omp simd
-      for (int64_t j = 0; j < w; ++j) s0[j] += load(g, j);
-      for (int k = 0; k < 2; ++k) {
-        if (a.ln_in[k] == nullptr) continue;
-        const double mean = load(a.ln_stats[k], r), rstd = load(a.ln_stats[k], N + r);
-        const R* v = a.ln_in[k] + r * G + j0;
-        double* s = k == 0 ? s1 : s2;
+          for (int64_t j = 0; j < G; ++j) s0[j] += load(g, j);
+          if (a.ln_in[0] != nullptr) {
+            const A mean = load(a.ln_stats[0], r), rstd = load(a.ln_stats[0], N + r);
+            const R* v = a.ln_in[0] + r * G;
+            if (a.d_x_proj != nullptr) {  // as ln_backward_rows, with the column sums in its first sweep
+              const R* w = a.ln_ih_w;
+              A sum_g = 0, sum_gx = 0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+              for (int64_t j = 0; j < G; ++j) {
+                const A xhat = (load(v, j) - mean) * rstd, gj = load(g, j), gw = gj * load(w, j);
+                s1[j] += gj * xhat;
+                sum_g += gw;
+                sum_gx += gw * xhat;
+              }
+              sum_g /= static_cast<A>(G);
+              sum_gx /= static_cast<A>(G);
+              R* o = a.d_x_proj + r * G;
 #pragma omp simd
-        for (int64_t j = 0; j < w; ++j) s[j] += static_cast<double>(load(g, j)) * ((load(v, j) - mean) * rstd);
+              for (int64_t j = 0; j < G; ++j) {
+                const A xhat = (load(v, j) - mean) * rstd;
+                store(o, j, rstd * (load(g, j) * load(w, j) - sum_g - xhat * sum_gx));
+              }
+            } else {
+#pragma omp simd
+              for (int64_t j = 0; j < G; ++j) s1[j] += load(g, j) * ((load(v, j) - mean) * rstd);
+            }
+          }
+          if (a.ln_in[1] != nullptr) {
+            const A mean = load(a.ln_stats[1], r), rstd = load(a.ln_stats[1], N + r);
+            const R* v = a.ln_in[1] + r * G;
+#pragma omp simd
+            for (int64_t j = 0; j < G; ++j) s2[j] += load(g, j) * ((load(v, j) - mean) * rstd);
+          }
+        }
+#pragma omp simd
+        for (int64_t j = 0; j < 3 * G; ++j) part[j] += acc[j];
       }
     }
-    for (int64_t j = 0; j < w; ++j) {
-      if (a.sum_dz != nullptr) a.sum_dz[j0 + j] = s0[j];
-      for (int k = 0; k < 2; ++k)
-        if (a.sum_dz_xhat[k] != nullptr) a.sum_dz_xhat[k][j0 + j] = (k == 0 ? s1 : s2)[j];
-    }
   });
+  return partial.sum(0);  // (3, 4H)
 }
 
 // Over the H units: the peephole gradients sum dz_i c_prev, dz_f c_prev, dz_o c_new (c_prev found by the schedule:
@@ -1384,13 +1419,27 @@ std::vector<Tensor> backward_impl(
   g[1] = dh_state;
   g[2] = dc_state.to(x.scalar_type());
   const bool ln_ih = ln_ih_w.has_value() && ln_ih_w->defined();
+  // a fresh tensor of x's dtype from a row of double sums (never an alias: outputs of an operator must not share)
+  const auto sum_out = [&](const Tensor& sums) { return sums.to(x.scalar_type(), false, true); };
   Tensor d_x_proj = dz;
-  if (ln_ih && (want[0] || want[3])) {  // the gradient of x W_ih^T through its layer norm, row by row
-    const Tensor w = ln_ih_w->contiguous();
-    d_x_proj = at::empty({N, G}, opts);
-    at::parallel_for(0, N, grain_for(2 * G), [&](int64_t b0, int64_t b1) {
-      ln_backward_rows<S>(ptr<S>(dz), ptr<S>(x_proj), ptr<S>(w), ptr<S>(stats_ih), N, ptr<S>(d_x_proj), G, b0, b1);
-    });
+  if (ln_ih || ln_hh_w.defined()) {
+    // one pass over dz: the bias and both LNs' gains and biases, and dz through LN of x W_ih^T (for dx, dW_ih)
+    const Tensor ln_ih_w_c = ln_ih ? ln_ih_w->contiguous() : Tensor();
+    GateColumnSums<S> cs;
+    cs.dz = ptr<S>(dz);
+    if (ln_ih) {
+      cs.ln_in[0] = ptr<S>(x_proj), cs.ln_stats[0] = ptr<S>(stats_ih), cs.ln_ih_w = ptr<S>(ln_ih_w_c);
+      if (want[0] || want[3]) d_x_proj = at::empty({N, G}, opts), cs.d_x_proj = ptr<S>(d_x_proj);
+    }
+    if (ln_hh_w.defined() && want[10]) cs.ln_in[1] = ptr<S>(rh), cs.ln_stats[1] = ptr<S>(stats_hh);
+    const Tensor sums = gate_column_sums<S>(cs, N, G);
+    if (want[5]) g[5] = sum_out(sums[0]);
+    if (ln_ih && want[8]) g[8] = sum_out(sums[1]);
+    if (ln_ih && want[9]) g[9] = sum_out(sums[0]);
+    if (ln_hh_w.defined() && want[10]) g[10] = sum_out(sums[2]);
+    if (ln_hh_w.defined() && want[11]) g[11] = sum_out(sums[0]);
+  } else if (want[5]) {
+    g[5] = dz.sum(0);
   }
   if (want[0]) g[0] = at::mm(d_x_proj, w_ih).view(x_in.sizes());
   if (want[3]) g[3] = at::mm(d_x_proj.t(), x);
@@ -1416,26 +1465,6 @@ std::vector<Tensor> backward_impl(
       h_prev = h_prev * rec_mask.index_select(0, at::tensor(bidx, at::kLong));
     }
     g[4] = at::mm((d_rh.defined() ? d_rh : dz).t(), h_prev);
-  }
-  // a fresh tensor of x's dtype from a row of double sums (never an alias: outputs of an operator must not share)
-  const auto sum_out = [&](const Tensor& sums) { return sums.to(x.scalar_type(), false, true); };
-  if (ln_ih || ln_hh_w.defined()) {  // the bias and both LNs' gains and biases in one pass over dz
-    Tensor sums = at::zeros({3, G}, opts.dtype(at::kDouble));
-    double* sp = sums.data_ptr<double>();
-    GateColumnSums<S> cs;
-    cs.dz = ptr<S>(dz);
-    cs.sum_dz = sp;
-    if (ln_ih && want[8]) cs.ln_in[0] = ptr<S>(x_proj), cs.ln_stats[0] = ptr<S>(stats_ih), cs.sum_dz_xhat[0] = sp + G;
-    if (ln_hh_w.defined() && want[10])
-      cs.ln_in[1] = ptr<S>(rh), cs.ln_stats[1] = ptr<S>(stats_hh), cs.sum_dz_xhat[1] = sp + 2 * G;
-    gate_column_sums<S>(cs, N, G);
-    if (want[5]) g[5] = sum_out(sums[0]);
-    if (ln_ih && want[8]) g[8] = sum_out(sums[1]);
-    if (ln_ih && want[9]) g[9] = sum_out(sums[0]);
-    if (ln_hh_w.defined() && want[10]) g[10] = sum_out(sums[2]);
-    if (ln_hh_w.defined() && want[11]) g[11] = sum_out(sums[0]);
-  } else if (want[5]) {
-    g[5] = dz.sum(0);
   }
   if (proj && want[6]) g[6] = at::mm(dh_all.t(), h_raw);
   const bool peep_grad = peephole.defined() && want[7];
