@@ -1443,17 +1443,19 @@ std::vector<Tensor> backward_impl(
   }
   if (want[0]) g[0] = at::mm(d_x_proj, w_ih).view(x_in.sizes());
   if (want[3]) g[3] = at::mm(d_x_proj.t(), x);
-  if (want[4] && s.uniform && !rec_mask.defined()) {
+  if (want[4] && s.uniform) {
     // padded input: the previous h of the rows are the outputs shifted by one step and h0, so two GEMMs on views
-    // instead of gathering an (N, P) copy (two, transiently)
+    // instead of gathering an (N, P) copy (two, transiently); with recurrent dropout each step's rows are the
+    // batch in order, so the mask multiplies them as one (B, P) broadcast over the steps
     const Tensor d = (d_rh.defined() ? d_rh : dz);
     const Tensor out = output.reshape({N, P});
     const int64_t later = N - batch;  // rows whose previous h is an output
     const Tensor d_first = reverse ? d.narrow(0, later, batch) : d.narrow(0, 0, batch);  // rows after h0
-    g[4] = at::mm(d_first.t(), h0);
+    g[4] = at::mm(d_first.t(), rec_mask.defined() ? h0 * rec_mask : h0);
     if (later > 0) {
       const Tensor d_rest = reverse ? d.narrow(0, 0, later) : d.narrow(0, batch, later);
-      const Tensor h_rest = reverse ? out.narrow(0, batch, later) : out.narrow(0, 0, later);
+      Tensor h_rest = reverse ? out.narrow(0, batch, later) : out.narrow(0, 0, later);
+      if (rec_mask.defined()) h_rest = (h_rest.view({later / batch, batch, P}) * rec_mask).view({later, P});
       g[4].addmm_(d_rest.t(), h_rest);
     }
   } else if (want[4]) {
