@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lstmkit.ops import fused_backend, lstm_layer_fused, lstm_layer_ref, use_fused_backend
+from lstmkit.ops import fused_backend, layer_op, lstm_layer_fused, lstm_layer_ref, use_fused_backend
 from lstmkit.ops.reference import Variant
 
 T, B, I, H, P = 4, 3, 2, 5, 3
@@ -91,10 +91,17 @@ def _run(layer, a):
     return out, h, c
 
 
+@pytest.mark.parametrize("path", ["function", "operator"])
 @pytest.mark.parametrize("option", OPTIONS)
-def test_gradcheck_and_reference(option):
-    """float64 gradcheck of the operator, and its values and gradients equal the reference equations'."""
+def test_gradcheck_and_reference(option, path, monkeypatch):
+    """float64 gradcheck of the operator, and its values and gradients equal the reference equations', on both
+    ways eager autograd reaches it: the autograd.Function around it (plain eager training) and the formula
+    registered on the operator itself (what compile, export and autocast see)."""
+    if path == "operator":
+        monkeypatch.setattr(layer_op, "_plain_eager", lambda *_: False)
     a = make_args(option)
+    node = type(_run(lstm_layer_fused, a)[0].grad_fn).__name__
+    assert node == "_LayerFunctionBackward" if path == "function" else "lstmkit_lstm_layer" in node, node
     inputs = {k: v for k, v in a.items() if isinstance(v, torch.Tensor) and v.requires_grad}
 
     def fn(*tensors):
@@ -152,6 +159,22 @@ def test_autocast_runs_the_layer_in_bfloat16():
     want = _run(lstm_layer_ref, a)
     for got, ref in zip(out, want):
         torch.testing.assert_close(got.float(), ref, atol=2e-2, rtol=2e-2)
+
+
+def test_eager_training_goes_through_the_function_and_every_mode_through_the_operator():
+    """Which autograd node records a training call: the cheaper autograd.Function in plain eager PyTorch, the
+    operator's registered formula under autocast (its autocast rule must cast before autograd saves the inputs)
+    and under a dispatch mode (FakeTensor, make_fx, FlopCounterMode); nothing without grad."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    a = make_args("plain", dtype=torch.float32)
+    assert type(_run(lstm_layer_fused, a)[0].grad_fn).__name__ == "_LayerFunctionBackward"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert "lstmkit_lstm_layer" in type(_run(lstm_layer_fused, a)[0].grad_fn).__name__
+    with FlopCounterMode(display=False):
+        assert "lstmkit_lstm_layer" in type(_run(lstm_layer_fused, a)[0].grad_fn).__name__
+    with torch.no_grad():
+        assert _run(lstm_layer_fused, a)[0].grad_fn is None
 
 
 def test_backend_switch():

@@ -37,6 +37,7 @@ from typing import Iterator
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from . import fused
 from .fused import GRADIENTS, WORKSPACE
@@ -347,10 +348,20 @@ lstm_layer_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 class _LayerFunction(torch.autograd.Function):
-    """``lstmkit::lstm_layer`` with the same autograd formula, for torch.func transforms (``grad``, ``vjp``,
-    ``jacrev``): the autograd.Function that ``custom_op`` generates has no ``setup_context``, so functorch refuses
-    it. functorch differentiates with the graph kept (transforms nest), so the backward runs through the
-    reference equations, as for double backward: right, and slower than the fused backward."""
+    """``lstmkit::lstm_layer`` with the same autograd formula, called from outside the operator (its forward runs
+    the operator without grad). Two uses:
+
+    - torch.func transforms (``grad``, ``vjp``, ``jacrev``): the autograd.Function that ``custom_op`` generates
+      has no ``setup_context``, so functorch refuses it. functorch differentiates with the graph kept (transforms
+      nest), so the backward runs through the reference equations, as for double backward: right, and slower than
+      the fused backward.
+    - plain eager training: the autograd formula registered on the operator costs more per call than this
+      Function. torch 2.13's generated forward fills the schema's defaults back in before ``setup_context`` with
+      ``torch._library.utils.fill_defaults``, which re-reads ``schema.arguments`` (a fresh list each time) once per
+      argument: quadratic in the 27 arguments, ~0.2-0.4 ms a call, a tenth of a whole training step at T=35 B=16
+      H=128 (pytorch/pytorch#195110 makes it linear; benchmarks/RESULTS.md, "Session 7: the operator's call
+      overhead"). compile, export, autocast and tracing modes keep the operator, whose formula is the same.
+    """
 
     @staticmethod
     def forward(*inputs):
@@ -362,6 +373,16 @@ torch.library.register_autocast("lstmkit::lstm_layer", "cpu", torch.bfloat16)
 
 
 # ---------------------------------------------------------------------------------------------------- entry point
+
+
+def _plain_eager(device_type: str, tensors) -> bool:
+    """Whether this call runs in plain eager PyTorch: not traced by torch.compile or torch.export, no autocast (the
+    operator's autocast rule must see the inputs before autograd does), no dispatch or function mode (FakeTensor,
+    make_fx, FlopCounterMode, ...), no tensor subclass."""
+    if (torch.compiler.is_compiling() or torch.is_autocast_enabled(device_type)
+            or is_in_torch_dispatch_mode() or torch._C._len_torch_function_stack()):
+        return False
+    return all(t is None or type(t) is Tensor or type(t) is torch.nn.Parameter for t in tensors)
 
 
 def lstm_layer_fused(
@@ -389,8 +410,11 @@ def lstm_layer_fused(
     zone_c = v.zoneout_c if isinstance(v.zoneout_c, Tensor) else None
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, v.peephole, *ln_ih, *ln_hh, *ln_c)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    # torch.func (a private flag, the one autograd.Function.apply checks): the Function above; otherwise the operator
-    layer = _LayerFunction.apply if torch._C._are_functorch_transforms_active() else torch.ops.lstmkit.lstm_layer
+    # torch.func (a private flag, the one autograd.Function.apply checks) and plain eager training: the Function
+    # above; otherwise (no grad, torch.compile, torch.export, autocast, tracing modes) the operator
+    functorch = torch._C._are_functorch_transforms_active()
+    layer = (_LayerFunction.apply if functorch or (need_grad and _plain_eager(x.device.type, tensors))
+             else torch.ops.lstmkit.lstm_layer)
     result = layer(
         x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, bool(reverse),
         v.peephole, *ln_ih, *ln_hh, *ln_c, v.recurrent_mask,
