@@ -570,36 +570,6 @@ void add_normed_rows(typename Num<S>::raw* gates, const typename Num<S>::raw* rh
   }
 }
 
-// LN over rows of x W_ih^T: out = LN(in) w + shift (shift = LN's bias + b_ih + b_hh), stats into (2, N) rows
-// when given; `out` may be `in` itself (a call without a workspace keeps no un-normalised copy). In place of
-// at::native_layer_norm, a bias add and a stack of the statistics over all rows before the loop: three passes over
-// (N, 4H) and a fresh (N, 4H) tensor, which made layer norm's inference 1.16-1.35x torch.nn.LSTM's at H = 128
-// (benchmarks/RESULTS.md, "Session 7: variants at H = 128")
-template <typename S>
-void layer_norm_rows(typename Num<S>::raw* out, const typename Num<S>::raw* in, const typename Num<S>::raw* w,
-                     const typename Num<S>::raw* shift, typename Num<S>::raw* stats, int64_t stats_stride, int64_t G,
-                     int64_t begin, int64_t end) {
-  using A = typename Num<S>::acc;
-  for (int64_t b = begin; b < end; ++b) {
-    const auto* r = in + b * G;
-    auto* z = out + b * G;
-    A sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < G; ++j) sum += load(r, j);
-    const A mean = sum / static_cast<A>(G);
-    A var = 0;
-#pragma omp simd reduction(+ : var)
-    for (int64_t j = 0; j < G; ++j) var += (load(r, j) - mean) * (load(r, j) - mean);
-    const A rstd = A(1) / std::sqrt(var / static_cast<A>(G) + static_cast<A>(kLayerNormEps));
-    if (stats != nullptr) {
-      store(stats, b, mean);
-      store(stats, stats_stride + b, rstd);
-    }
-#pragma omp simd
-    for (int64_t j = 0; j < G; ++j) store(z, j, (load(r, j) - mean) * rstd * load(w, j) + load(shift, j));
-  }
-}
-
 Tensor contig(const optional<Tensor>& t) { return t.has_value() && t->defined() ? t->contiguous() : Tensor(); }
 
 template <typename S>
@@ -637,14 +607,15 @@ std::vector<Tensor> forward_impl(
   // 15.7 vs 16.7 ms at T=35 B=64 H=512), while ATen's strided copy of a (4096, 1024) w_ih.T took ~10 ms
   // (benchmarks/RESULTS.md, "Transposed weight copies (session 6)")
   Tensor w_ih_t = w_ih.t();
-  Tensor ln_ih_in, ln_ih_shift, ln_ih_w_c;  // LN of x W_ih^T: its input, LN's bias + b_ih + b_hh, its gain
   if (ln_ih_w.has_value()) {
-    ln_ih_in = at::mm(x, w_ih_t);  // (N, 4H), normalised in place without a workspace (below)
-    gates = need_ws ? at::empty({N, G}, opts) : ln_ih_in;
-    if (need_ws) x_proj = ln_ih_in, stats_ih = at::empty({2, N}, opts);
-    ln_ih_shift = ln_ih_b.has_value() ? ln_ih_b->to(x.scalar_type(), false, true) : at::zeros({G}, opts);
-    if (bias.defined()) ln_ih_shift.add_(bias);
-    ln_ih_w_c = ln_ih_w->contiguous();
+    // (at::native_layer_norm kept for the values: a one-pass row loop of our own, tried in session 7, moved float32
+    // results by more than tests/export/test_onnx.py's 1e-5 from onnxruntime in an ill-conditioned case, H = 16
+    // with layer norm of c; benchmarks/RESULTS.md, "Session 7: variants at H = 128")
+    x_proj = at::mm(x, w_ih_t);
+    auto normed = at::native_layer_norm(x_proj, {G}, *ln_ih_w, ln_ih_b.has_value() ? *ln_ih_b : Tensor(), kLayerNormEps);
+    gates = std::get<0>(normed);
+    if (bias.defined()) gates.add_(bias);
+    stats_ih = at::stack({std::get<1>(normed).view({-1}), std::get<2>(normed).view({-1})}).to(x.scalar_type());
   } else {
     // the bias is added by the row sweeps, which read the gates anyway: addmm(bias, ...) would first write the
     // bias into every row of the (N, 4H) result, a pass over it (4 % of inference at T=200 B=64 H=128)
@@ -735,17 +706,6 @@ std::vector<Tensor> forward_impl(
   const LoopPlan plan = plan_for<S>(batch, H, P, ln_hh_w.defined() || ln_c_w.defined());
   last_forward_loop.store(loop_code(plan), std::memory_order_relaxed);
   const int threads = plan.threads;
-  // LN of x W_ih^T: in the rows loop each thread normalises its own rows of each step just before the step reads
-  // them (still in cache; a separate pass over (N, 4H) first made layer norm's inference 1.25-1.35x torch's at
-  // T=200 B=64 H=128); in the other loops, all rows first
-  const bool ln_ih_in_loop = ln_ih_in.defined() && threads > 0 && plan.by_rows;
-  auto* ln_ih_stats = ptr<S>(stats_ih);
-  if (ln_ih_in.defined() && !ln_ih_in_loop) {
-    at::parallel_for(0, N, grain_for(3 * G), [&](int64_t b0, int64_t b1) {
-      layer_norm_rows<S>(ptr<S>(gates), ptr<S>(ln_ih_in), ptr<S>(ln_ih_w_c), ptr<S>(ln_ih_shift), ln_ih_stats, N, G,
-                         b0, b1);
-    });
-  }
   if (threads > 0) {
     using R = typename Num<S>::raw;
     const int64_t steps = s.size.size();
@@ -805,9 +765,6 @@ std::vector<Tensor> forward_impl(
           h_in = scratch;
         }
         R* z = gb + row * G;
-        if (ln_ih_in_loop)
-          layer_norm_rows<S>(z, ptr<S>(ln_ih_in) + row * G, ptr<S>(ln_ih_w_c), ptr<S>(ln_ih_shift),
-                             ln_ih_stats != nullptr ? ln_ih_stats + row : nullptr, N, G, r0, e);
         if (rh_p != nullptr) {  // rows loop: whole rows of R h_{t-1} here, so LN's row statistics need no barrier
           R* r = rh_p + keep * G;
           w_gate[0].multiply(m, h_in + r0 * P, P, r + r0 * G, G, false);
