@@ -14,7 +14,8 @@
 //     one pass per row: i f g o, c, tanh c, h (the variant's extras at compile time, no branches inside)
 //     h = h_raw @ w_hr.T with a projection       (B_t, P)
 // Backward: the Python kernel's loop (per step: one pass for d(pre-activations) and dc, one GEMM for dh), then one
-// GEMM each for dx, dw_ih, dw_hh (and dw_hr).
+// GEMM each for dx, dw_ih, dw_hh (and dw_hr); a large plain layer in the units loop adds dx, dw_ih, dw_hh and the
+// bias gradient chunk by chunk of steps instead, keeping dz for one chunk only (see kChunkDzBytes).
 //
 // Precision: float32 and float64 compute in their own type. bfloat16 runs its GEMMs in bfloat16 (MKL/oneDNN
 // accumulate in float32) and carries the cell state and the pointwise arithmetic in float32; the workspace is
@@ -290,6 +291,29 @@ inline void raw_gemm(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const 
   std::abort();
 }
 
+// c (m, n) (+)= a^T b for a (k, m) and b (k, n), row-major with leading dimensions given: the weight gradients of a
+// block of rows (a: columns of dz, b: the inputs of those rows)
+inline void raw_gemm_tn(int64_t k, int64_t m, int64_t n, const float* a, int64_t lda, const float* b, int64_t ldb,
+                        float* c, int64_t ldc, bool accumulate) {
+  if (k <= 0 || m <= 0 || n <= 0) return;
+  const int k_ = k, m_ = m, n_ = n, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  const char none = 'N', trans = 'T';
+  sgemm_(&none, &trans, &n_, &m_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
+}
+inline void raw_gemm_tn(int64_t k, int64_t m, int64_t n, const double* a, int64_t lda, const double* b, int64_t ldb,
+                        double* c, int64_t ldc, bool accumulate) {
+  if (k <= 0 || m <= 0 || n <= 0) return;
+  const int k_ = k, m_ = m, n_ = n, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
+  const double one = 1.0, beta = accumulate ? 1.0 : 0.0;
+  const char none = 'N', trans = 'T';
+  dgemm_(&none, &trans, &n_, &m_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
+}
+inline void raw_gemm_tn(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*, int64_t, uint16_t*, int64_t,
+                        bool) {
+  std::abort();
+}
+
 // MKL's packed GEMM (libtorch exports its CBLAS interface on x86): a right operand reused at every step is packed
 // into MKL's internal layout once per call instead of at every call of sgemm_ (at 2 threads, T=35 B=64 H=512, MKL
 // spent ~7 % of the forward re-packing the weight slices of each step)
@@ -356,6 +380,14 @@ template <> bool partition_blas<double>() { return dgemm_ != nullptr; }
 // than the per-step barrier (2 threads, benchmarks/RESULTS.md "Where the 2-thread step's time went")
 constexpr int64_t kRowsWeightBytes = 1 << 20;
 
+// The backward keeps dz for chunks of about kChunkDzBytes when the whole (N, 4H) dz would exceed kChunkDzAboveBytes
+// (glibc's largest mmap threshold: above it every call's buffer is fresh pages), and only while a chunk has at least
+// kChunkMinRowsPerInput rows per column of [x, h] (I + P): each chunk reads and writes the thread's rows of dw_ih and
+// dw_hh again, which at H = 1024 (8 MiB chunks of 512 rows) cost more than the page faults it saves
+// (T=35 B=64 H=1024: 1.12x -> 1.31x the GEMM floor). LSTMKIT_DZ_CHUNK=rows forces a chunk size (0: whole dz).
+constexpr int64_t kChunkDzAboveBytes = int64_t(32) << 20, kChunkDzBytes = int64_t(16) << 20;
+constexpr int64_t kChunkMinRowsPerInput = 2;
+
 // [first, last) of part p of `total` units split into `parts` runs of whole 16-unit blocks (some may be empty)
 inline std::pair<int64_t, int64_t> slice_of(int64_t total, int p, int parts) {
   const int64_t blocks = (total + 15) / 16;
@@ -385,6 +417,7 @@ inline LoopPlan plan_loop(int64_t batch, int64_t H, int64_t P, int64_t element_b
 // Which loop the last forward and backward call took (0 steps, 1 units, 2 rows): read by the tests through
 // _C.last_loops(), so that a test of the rows loop fails if a call quietly falls back to another
 std::atomic<int> last_forward_loop{-1}, last_backward_loop{-1};
+std::atomic<int64_t> last_dz_rows{-1};
 inline int loop_code(const LoopPlan& plan) { return plan.threads == 0 ? 0 : plan.by_rows ? 2 : 1; }
 
 // Layer norm of R h and of c normalises whole rows: the rows loop holds them (each thread owns whole batch rows);
@@ -1198,7 +1231,23 @@ std::vector<Tensor> backward_impl(
   }
 
   const Tensor c_new = zoning_c ? c_new_ws : cells;               // (N, H) new cells before zoneout
-  Tensor dz = at::empty({N, G}, opts);
+  // The plain layer's backward in the units loop keeps dz for a chunk of steps only, and each thread adds the
+  // chunk's weight, bias and input gradients of its own units as the chunk ends (below). A whole (N, 4H) dz above
+  // glibc's mmap threshold is fresh pages on every call: at T=200 B=64 H=512 (105 MB) the first writes' page faults
+  // took the backward's row sweeps from 20 to 57 ms (2 threads, benchmarks/RESULTS.md "Session 7").
+  const LoopPlan plan = plan_for<S>(batch, H, P, ln_hh_w.defined() || ln_c_w.defined());
+  const bool plain = !peephole.defined() && !ln_hh_w.defined() && !ln_c_w.defined() && !rec_mask.defined() &&
+                     !(ln_ih_w.has_value() && ln_ih_w->defined()) && s.uniform;
+  const int64_t row_bytes = G * static_cast<int64_t>(sizeof(typename Num<S>::raw));
+  const char* forced_chunk = std::getenv("LSTMKIT_DZ_CHUNK");  // rows per chunk, for comparisons (0: whole)
+  const int64_t fitting_rows = kChunkDzBytes / row_bytes;
+  const bool worth_it = N * row_bytes > kChunkDzAboveBytes &&
+                        fitting_rows >= kChunkMinRowsPerInput * (x_in.size(-1) + P);
+  const int64_t chunk_rows = forced_chunk != nullptr ? std::atoll(forced_chunk) : (worth_it ? fitting_rows : 0);
+  const bool chunked = plan.threads > 0 && !plan.by_rows && plain && chunk_rows > 0;
+  const int64_t chunk_steps = chunked ? std::max<int64_t>(1, chunk_rows / std::max<int64_t>(1, batch)) : 0;
+  Tensor dz = at::empty({chunked ? std::min(N, chunk_steps * batch) : N, G}, opts);
+  last_dz_rows.store(dz.size(0), std::memory_order_relaxed);
   Tensor d_rh = ln_hh_w.defined() ? at::empty({N, G}, opts) : Tensor();
   Tensor d_normed = ln_c_w.defined() ? at::empty({N, H}, opts) : Tensor();
   // the gradient of every output h: with a projection all rows are kept (dW_hr = dh_all^T h_raw), else one step's
@@ -1223,9 +1272,10 @@ std::vector<Tensor> backward_impl(
   auto rows_fn = pick_backward<S>(peephole.defined(), zoning_c, ln_c_w.defined());
 
   // the partitioned loop (one parallel region, as in the forward); with layer norm only when split by rows
-  const LoopPlan plan = plan_for<S>(batch, H, P, ln_hh_w.defined() || ln_c_w.defined());
   last_backward_loop.store(loop_code(plan), std::memory_order_relaxed);
   const int threads = plan.threads;
+  Tensor g_x, g_w_ih, g_w_hh;  // chunked: the gradients the loop adds up chunk by chunk
+  std::vector<double> db_acc;
   if (threads > 0) {
     using R = typename Num<S>::raw;
     const bool sum_in_rows = !proj && !zoning_h;  // then the row sweep adds the fed-back gradient itself
@@ -1242,6 +1292,24 @@ std::vector<Tensor> backward_impl(
     const R* mask = ptr<S>(rec_mask);
     const R* zh_p = ptr<S>(zh_rows);
     const R zh_p_const = static_cast<R>(zoneout_h);
+    // chunked: this call's gradients of x, w_ih, w_hh and the bias, added chunk by chunk inside the region
+    const int64_t I = x.size(1);
+    const Tensor x_c = chunked ? x.contiguous() : Tensor(), w_ih_c = chunked ? w_ih.contiguous() : Tensor();
+    const Tensor out_c = chunked ? output.reshape({N, P}).contiguous() : Tensor();
+    const Tensor h0_c = chunked ? h0.contiguous() : Tensor();
+    if (chunked && want[0]) g_x = at::empty({N, I}, opts);
+    if (chunked && want[3]) g_w_ih = at::empty({G, I}, opts);
+    if (chunked && want[4]) g_w_hh = at::empty({G, P}, opts);
+    if (chunked && want[5]) db_acc.assign(G, 0.0);
+    const R* x_p = ptr<S>(x_c);
+    const R* w_ih_p = ptr<S>(w_ih_c);
+    const R* out_p = ptr<S>(out_c);
+    const R* h0_p = ptr<S>(h0_c);
+    R* gx_p = ptr<S>(g_x);
+    R* gwih_p = ptr<S>(g_w_ih);
+    R* gwhh_p = ptr<S>(g_w_hh);
+    double* db_p = db_acc.empty() ? nullptr : db_acc.data();
+    const int64_t steps = s.size.size();
     R* d_rh_p = ptr<S>(d_rh);  // layer norm of R h (rows loop only): the gradient of R h, own rows
     const R* rh_p = ptr<S>(rh);
     const R* stats_hh_p = ptr<S>(stats_hh);
@@ -1261,9 +1329,15 @@ std::vector<Tensor> backward_impl(
       StepOperand<R> w_back, w_proj;  // w_hh's columns of own h columns; w_hr's columns of own units
       w_back.set(whh + q0, G, q1 - q0, P, r1 - r0);
       if (proj) w_proj.set(whr + j0, P, j1 - j0, H, r1 - r0);
-      for (auto it = s.order.rbegin(); it != s.order.rend(); ++it) {
-        const int64_t t = *it, n = s.size[t], row = s.offset[t];
+      bool ih_started = false, hh_started = false;  // chunked: whether this thread's dw rows hold a sum yet
+      int64_t dz_base = 0, k_lo = 0, k_hi = steps;    // dz's first row; the chunk's positions in s.order
+      for (int64_t k = steps - 1; k >= 0; --k) {
+        const int64_t t = s.order[k], n = s.size[t], row = s.offset[t];
         const int64_t e = std::min(n, r1), m = std::max<int64_t>(0, e - r0);  // own rows of this step: [r0, e)
+        if (chunked && k == k_hi - 1) {  // a chunk starts: positions [k_lo, k_hi), rows [dz_base, + its rows)
+          k_lo = std::max<int64_t>(0, k_hi - chunk_steps);
+          dz_base = std::min(s.offset[s.order[k_lo]], s.offset[s.order[k_hi - 1]]);
+        }
         R* dh = proj ? dh_all_p + row * P : dh_step_p;
         const R* grad = grad_p + row * P;
         if (!sum_in_rows) {  // own columns: dh = grad + the gradient fed back; zoneout of h splits it
@@ -1296,7 +1370,7 @@ std::vector<Tensor> backward_impl(
         st.dh_sum = sum_in_rows ? dh : nullptr;
         st.dh_in = grad;
         st.dh_rec = sum_in_rows ? dhs_p : nullptr;
-        st.dz = dz_p + row * G;
+        st.dz = dz_p + (row - dz_base) * G;
         st.dc = dc_state.template data_ptr<A>();
         if (zoning_c) {
           st.zc = zc_rows.defined() ? ptr<S>(zc_rows) + row * H : ptr<S>(zc_const);
@@ -1310,7 +1384,7 @@ std::vector<Tensor> backward_impl(
         rows_fn(st, r0, e, j0, j1);
         barrier.wait();  // every column of this step's dz before the GEMM reads them
         // own columns of the gradient of the h fed back: dz_t (n, 4H) @ w_hh[:, own], through LN of R h if any
-        const R* back = dz_p + row * G;
+        const R* back = dz_p + (row - dz_base) * G;
         if (d_rh_p != nullptr) {
           ln_backward_rows<S>(back, rh_p + row * G, ln_hh_w_p, stats_hh_p + row, N, d_rh_p + row * G, G, r0, e);
           back = d_rh_p + row * G;
@@ -1324,6 +1398,42 @@ std::vector<Tensor> backward_impl(
             if (zoning_h)
               for (int64_t q = q0; q < q1; ++q) d[q] += to_prev_p[b * P + q];
           }
+        }
+        if (chunked && k == k_lo) {  // the chunk's dz is complete in this thread's columns: its gradients
+          const int64_t rows = (k_hi - k_lo) * batch, u = j1 - j0;
+          // the previous h of the chunk's rows: outputs one step earlier in time, h0 for the sequence's first step
+          const bool has_first = reverse ? dz_base + rows == N : dz_base == 0;
+          const int64_t first_rel = reverse ? rows - batch : 0;  // dz rows (in the chunk) whose previous h is h0
+          const int64_t rest_rel = reverse ? 0 : (has_first ? batch : 0);
+          const int64_t rest_rows = rows - (has_first ? batch : 0);
+          const R* rest_h = out_p + (dz_base + rest_rel + (reverse ? batch : -batch)) * P;
+          for (int64_t gate = 0; gate < 4; ++gate) {
+            const int64_t col = gate * H + j0;
+            if (gwih_p != nullptr)
+              raw_gemm_tn(rows, u, I, dz_p + col, G, x_p + dz_base * I, I, gwih_p + col * I, I, ih_started);
+            if (gwhh_p != nullptr) {
+              if (has_first)
+                raw_gemm_tn(batch, u, P, dz_p + first_rel * G + col, G, h0_p, P, gwhh_p + col * P, P, hh_started);
+              raw_gemm_tn(rest_rows, u, P, dz_p + rest_rel * G + col, G, rest_h, P, gwhh_p + col * P, P,
+                          hh_started || has_first);
+            }
+            if (db_p != nullptr) {
+              for (int64_t r = 0; r < rows; ++r) {
+                const R* d = dz_p + r * G + col;
+                double* acc = db_p + col;
+#pragma omp simd
+                for (int64_t j = 0; j < u; ++j) acc[j] += static_cast<double>(d[j]);
+              }
+            }
+          }
+          ih_started = hh_started = true;
+          if (gx_p != nullptr) {  // dx = dz @ w_ih needs every column of dz: rows split between the threads
+            barrier.wait();
+            const auto [x0, x1] = rows_of(rows, p, parts);
+            raw_gemm(x1 - x0, G, I, dz_p + x0 * G, G, w_ih_p, I, gx_p + (dz_base + x0) * I, I, false);
+            barrier.wait();  // dz's rows free for the next chunk
+          }
+          k_hi = k_lo;
         }
       }
     }
@@ -1406,12 +1516,19 @@ std::vector<Tensor> backward_impl(
     if (ln_ih && want[9]) g[9] = sum_out(sums[0]);
     if (ln_hh_w.defined() && want[10]) g[10] = sum_out(sums[2]);
     if (ln_hh_w.defined() && want[11]) g[11] = sum_out(sums[0]);
-  } else if (want[5]) {
+  } else if (want[5] && !chunked) {  // (chunked: summed chunk by chunk in the loop, below)
     g[5] = dz.sum(0);
   }
-  if (want[0]) g[0] = at::mm(d_x_proj, w_ih).view(x_in.sizes());
-  if (want[3]) g[3] = at::mm(d_x_proj.t(), x);
-  if (want[4] && s.uniform) {
+  if (chunked) {
+    if (want[0]) g[0] = g_x.view(x_in.sizes());
+    if (want[3]) g[3] = g_w_ih;
+    if (want[4]) g[4] = g_w_hh;
+    if (want[5]) g[5] = at::tensor(db_acc, at::kDouble).to(x.scalar_type());
+  }
+  if (want[0] && !chunked) g[0] = at::mm(d_x_proj, w_ih).view(x_in.sizes());
+  if (want[3] && !chunked) g[3] = at::mm(d_x_proj.t(), x);
+  if (chunked) {
+  } else if (want[4] && s.uniform) {
     // padded input: the previous h of the rows are the outputs shifted by one step and h0, so two GEMMs on views
     // instead of gathering an (N, P) copy (two, transiently); with recurrent dropout each step's rows are the
     // batch in order, so the mask multiplies them as one (B, P) broadcast over the steps
@@ -1640,4 +1757,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     const int f = last_forward_loop.load(), b = last_backward_loop.load();
     return std::make_pair(std::string(f < 0 ? "none" : names[f]), std::string(b < 0 ? "none" : names[b]));
   }, "(forward, backward): the time loop each kernel's last call took: 'steps', 'units' or 'rows' (tests)");
+  m.def("last_dz_rows", [] { return last_dz_rows.load(); },
+        "rows of dz the last backward call kept at once: N, or a chunk's rows when it added the gradients chunk by "
+        "chunk (tests)");
 }

@@ -266,3 +266,37 @@ def test_cpp_rows_loop_with_layer_norm_gradcheck(monkeypatch):
             assert _C.last_loops() == ("rows", "rows")
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("option,hidden,proj", [
+    ("plain", 40, None), ("reverse", 40, None), ("no_bias", 33, None), ("proj", 37, 21), ("zoneout_masks", 33, None),
+    ("cell_clip", 40, None),
+])
+@pytest.mark.parametrize("chunk_rows", [3, 6, 9])
+def test_cpp_backward_in_chunks_equals_whole(monkeypatch, option, hidden, proj, chunk_rows):
+    """A large plain layer's backward keeps dz for a chunk of steps and adds the gradients of x, w_ih, w_hh and the
+    bias chunk by chunk inside the units loop (LSTMKIT_DZ_CHUNK forces it at test sizes: T=4, B=3, so chunks of 1,
+    2 and 3 steps, the last one shorter): it does keep only that many rows (_C.last_dz_rows), and its outputs and
+    gradients equal the whole-dz backward's and the Python kernel's, in both directions, at 2 threads."""
+    from lstmkit.ops import _C
+
+    args = _wide_args(option, hidden, proj)
+    weights = [torch.randn_like(t) for t in _op(args, "python")[:3]]
+    python = _grads(args, "python", weights)
+    before = torch.get_num_threads()
+    monkeypatch.setenv("LSTMKIT_CPP_LOOP", "units")
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setenv("LSTMKIT_DZ_CHUNK", "0")
+        whole = _grads(args, "cpp", weights)
+        assert _C.last_dz_rows() == 12 and _C.last_loops() == ("units", "units")
+        monkeypatch.setenv("LSTMKIT_DZ_CHUNK", str(chunk_rows))
+        chunked = _grads(args, "cpp", weights)
+        assert _C.last_dz_rows() == chunk_rows
+    finally:
+        torch.set_num_threads(before)
+    for got, alone, want in zip((*chunked[0], *chunked[1]), (*whole[0], *whole[1]), (*python[0], *python[1])):
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(got, want)
