@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lstm import Case, build, measure, step_fn  # noqa: E402  (also puts src/ on sys.path)
 from lstmkit.ops import cpp_extension_stale, fused_backend  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
-from variant_loops import USER_LOOP_OPTIONS  # noqa: E402
+from variant_loops import LSTMKIT_OPTIONS  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="two cells, one variant, few samples")
     parser.add_argument("--cases", default=None, help="only cells whose name contains one of these comma-separated "
                         "strings, e.g. 'T=35 B=16,proj'")
-    parser.add_argument("--options", default=",".join(o for o in USER_LOOP_OPTIONS if o != "weight_dropout"),
+    parser.add_argument("--options", default=",".join(o for o in LSTMKIT_OPTIONS if o != "weight_dropout"),
                         help="variants whose Python loop to time (empty: none)")
     parser.add_argument("--repeats", type=int, default=None, help="samples per peer (default 5, quick 2)")
     parser.add_argument("--budget", type=float, default=None, help="seconds per cell before sampling stops early")
@@ -272,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     options = [o for o in args.options.split(",") if o]
     if args.quick:
         options = options[:1]
-    unknown = [o for o in options if o not in USER_LOOP_OPTIONS]  # each option is timed against its Python loop
+    unknown = [o for o in options if o not in LSTMKIT_OPTIONS]
     if unknown:
-        parser.error(f"--options: unknown {unknown}; choose from {list(USER_LOOP_OPTIONS)}")
+        parser.error(f"--options: unknown {unknown}; choose from {list(LSTMKIT_OPTIONS)}")
     chosen = cells(args.quick)
     if args.cases:
         wanted = args.cases.split(",")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lstmkit  # noqa: E402
 from lstmkit.ops import cpp_extension_stale, fused_backend, use_fused_backend  # noqa: E402
 from lstmkit.runtime import keep_freed_memory  # noqa: E402
-from variant_loops import LSTMKIT_OPTIONS, USER_LOOP_OPTIONS, UserLoopLSTM  # noqa: E402
+from variant_loops import LSTMKIT_OPTIONS, UserLoopLSTM  # noqa: E402
 
 PEERS = ("torch", "auto", "native", "fused", "fused-python", "reference", "cell-loop")  # the core table
 # "fused" is impl="fused" as users get it: the C++ kernel when built (lstmkit.ops.fused_backend()); "fused-python"
@@ -131,8 +131,18 @@ def _precision():
     return torch.autocast("cpu", dtype=torch.bfloat16) if AUTOCAST else contextlib.nullcontext()
 
 
+MODES = ("training", "inference", "eval")
+# training: forward + backward, module in training mode; inference: forward under torch.inference_mode with the
+# module left in training mode (as the core table times it: a variant's masks are drawn); eval: the same after
+# module.eval() (what users run at inference: no masks, zoneout as its expectation)
+
+
 def step_fn(module: torch.nn.Module, make: Callable[[], object], mode: str) -> Callable[[], None]:
-    if mode == "inference":
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "eval":
+        module.eval()
+    if mode in ("inference", "eval"):
 
         def run():
             with torch.inference_mode(), _precision():
@@ -203,17 +213,17 @@ def print_table(rows: list[dict]) -> None:
 
 
 def print_variants(rows: list[dict], header: bool) -> None:
-    """One line per option and cell: lstmkit's time relative to torch.nn.LSTM, and its speed-up over the loop."""
+    """One line per option, cell and mode: lstmkit's time relative to torch.nn.LSTM, and its speed-up over the loop."""
     if header:
-        print(f"{'option':<18} {'cell':<24} {'torch ms':>9} {'lstmkit/torch':>14} {'loop/lstmkit':>13}")
-    names = list(dict.fromkeys(r["name"] for r in rows))
-    for name in names:
-        cell = {r["peer"]: r for r in rows if r["name"] == name}
+        print(f"{'option':<18} {'cell':<24} {'mode':<9} {'torch ms':>9} {'lstmkit/torch':>14} {'loop/lstmkit':>13}")
+    keys = list(dict.fromkeys((r["name"], r["mode"]) for r in rows))
+    for name, mode in keys:
+        cell = {r["peer"]: r for r in rows if r["name"] == name and r["mode"] == mode}
         case = cell["torch"]["case"]
         shape = f"T={case['T']} B={case['B']} H={case['H']} L={case['layers']}"
-        loop = f"{cell['user-loop']['ms'] / cell['lstmkit']['ms']:>12.2f}x" if "user-loop" in cell else f"{'-':>13}"
-        print(f"{case['option']:<18} {shape:<24} {cell['torch']['ms']:>9.2f} {cell['lstmkit']['vs_torch']:>13.2f}x "
-              f"{loop}", flush=True)
+        print(f"{case['option']:<18} {shape:<24} {mode:<9} {cell['torch']['ms']:>9.2f} "
+              f"{cell['lstmkit']['vs_torch']:>13.2f}x {cell['user-loop']['ms'] / cell['lstmkit']['ms']:>12.2f}x",
+              flush=True)
 
 
 # ----------------------------------------------------------------------------------------------- peak memory
@@ -272,8 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write all measurements to this file")
     parser.add_argument("--repeats", type=int, default=None, help="samples per peer (default 7, quick 5)")
     parser.add_argument("--budget", type=float, default=None, help="seconds per cell before sampling stops early")
-    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS)
-                        + "; with --variants, of " + ",".join(VARIANT_PEERS) + " (default: all three)")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
@@ -282,8 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=None, help="only cases whose name contains one of these comma-separated "
                         "strings, e.g. 'H=512,packed'")
     parser.add_argument("--variants", action="store_true", help="the variants table: each option of lstmkit.LSTM "
-                        "against a Python loop over a cell with that option, and plain torch.nn.LSTM (training)")
-    parser.add_argument("--options", default=",".join(LSTMKIT_OPTIONS), help="variants to time (with --variants)")
+                        "against a Python loop over a cell with that option, and plain torch.nn.LSTM")
+    parser.add_argument("--options", default=",".join(LSTMKIT_OPTIONS), help="variants to time (with --variants; "
+                        "'all' is the five options of the fused operator at once)")
+    parser.add_argument("--modes", default="training", help="with --variants, comma-separated: training; inference "
+                        "(torch.inference_mode, module in training mode: masks drawn); eval (the same after "
+                        "module.eval(): no masks)")
     parser.add_argument("--malloc", choices=("default", "keep"), default="default",
                         help="default: glibc as every process starts; keep: lstmkit.runtime.keep_freed_memory() first "
                         "(what the lstmkit commands do), for both peers alike")
@@ -309,8 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget or (4.0 if args.quick else 20.0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}; {args.clock} clock; malloc {args.malloc}; medians of up to {repeats} interleaved samples; "
-          f"fused kernel {fused_backend(torch.bfloat16) if args.autocast else fused_backend()}"
-          f"{'; autocast bfloat16' if args.autocast else ''}; ratio = time / torch.nn.LSTM's")
+          f"fused kernel {fused_backend()}{'; autocast bfloat16' if args.autocast else ''}; ratio = time / torch.nn.LSTM's")
     if stale := cpp_extension_stale():
         print(f"warning: {stale}; these figures time the old kernel", file=sys.stderr)
     plain, special = grids(args.quick)
@@ -321,14 +333,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     started = time.perf_counter()
     if args.variants:
+        modes = tuple(m for m in args.modes.split(",") if m)
+        unknown = [m for m in modes if m not in MODES] + [o for o in args.options.split(",") if o not in LSTMKIT_OPTIONS]
+        if unknown:
+            parser.error(f"unknown modes or options {unknown}: modes {MODES}, options {tuple(LSTMKIT_OPTIONS)}")
         print_variants([], header=True)
         for option in args.options.split(","):
             for base in plain:
                 case = Case(base.T, base.B, base.H, base.layers, option=option)
-                # the user loop where it has the option ("all" it has not), and where --peers names it
-                chosen = tuple(p for p in VARIANT_PEERS if p in peers) if set(peers) & {"lstmkit", "user-loop"} else VARIANT_PEERS
-                chosen = tuple(p for p in chosen if p != "user-loop" or option in USER_LOOP_OPTIONS)
-                new = run_case(case, ("torch",) + tuple(p for p in chosen if p != "torch"), ("training",), repeats, 1, budget)
+                new = run_case(case, VARIANT_PEERS, modes, repeats, 1, budget)
                 print_variants(new, header=False)
                 rows += new
         if args.json:

@@ -28,6 +28,7 @@
 //   are bfloat16. LSTMKIT_CPP_BF16=native|float32 forces one (benchmarks/RESULTS.md, "Session 7").
 
 #include <torch/extension.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <cmath>
@@ -666,7 +667,6 @@ void add_normed_rows(typename Num<S>::raw* gates, const typename Num<S>::raw* rh
   }
 }
 
-Tensor opt(const optional<Tensor>& t) { return t.has_value() ? *t : Tensor(); }
 Tensor contig(const optional<Tensor>& t) { return t.has_value() && t->defined() ? t->contiguous() : Tensor(); }
 
 template <typename S>
@@ -706,8 +706,11 @@ std::vector<Tensor> forward_impl(
   // (benchmarks/RESULTS.md, "Transposed weight copies (session 6)")
   Tensor w_ih_t = w_ih.t();
   if (ln_ih_w.has_value()) {
+    // (at::native_layer_norm kept for the values: a one-pass row loop of our own, tried in session 7, moved float32
+    // results by more than tests/export/test_onnx.py's 1e-5 from onnxruntime in an ill-conditioned case, H = 16
+    // with layer norm of c; benchmarks/RESULTS.md, "Session 7: variants at H = 128")
     x_proj = at::mm(x, w_ih_t);
-    auto normed = at::native_layer_norm(x_proj, {G}, opt(ln_ih_w), opt(ln_ih_b), kLayerNormEps);
+    auto normed = at::native_layer_norm(x_proj, {G}, *ln_ih_w, ln_ih_b.has_value() ? *ln_ih_b : Tensor(), kLayerNormEps);
     gates = std::get<0>(normed);
     if (bias.defined()) gates.add_(bias);
     stats_ih = at::stack({std::get<1>(normed).view({-1}), std::get<2>(normed).view({-1})}).to(x.scalar_type());
@@ -1106,6 +1109,151 @@ void ln_backward_rows(const typename Num<S>::raw* dz, const typename Num<S>::raw
   }
 }
 
+// The variants' parameter gradients are column sums over all N rows of products the backward already has. They
+// replace at::native_layer_norm_backward (three calls with layer norm, each its own passes over (N, 4H) or (N, H):
+// ~0.3 ms of a 3 ms training step at T=35 B=16 H=128, benchmarks/RESULTS.md "Session 7: variants at H = 128")
+// and the peephole's gathered copy of the previous cells and its three products.
+//
+// GateColumnSums: one pass over the gate rows (N, 4H) of dz sums dz (the bias gradient, which is also each LN's
+// bias gradient) and, for each LN over 4H columns (of x W_ih^T and of R h), dz * xhat with xhat = (v - mean) rstd;
+// in the same pass it writes the gradient of x W_ih^T through its LN (d_x_proj) when asked. Each thread takes a
+// run of rows, sums blocks of 64 rows in the accumulation type (vector-wide), and adds each block into its own
+// double partial sums; the partials are added at the end.
+template <typename S>
+struct GateColumnSums {
+  using R = typename Num<S>::raw;
+  const R* dz = nullptr;
+  const R* ln_in[2] = {nullptr, nullptr};     // (N, 4H) normalised inputs: x_proj, rh (null when absent)
+  const R* ln_stats[2] = {nullptr, nullptr};  // (2, N) mean row, rstd row
+  const R* ln_ih_w = nullptr;                 // (4H) gain of LN of x W_ih^T, with d_x_proj
+  R* d_x_proj = nullptr;                      // (N, 4H) out, or null
+};
+
+// returns the (3, 4H) sums: dz, dz * xhat of x W_ih^T, dz * xhat of R h
+template <typename S>
+Tensor gate_column_sums(const GateColumnSums<S>& a, int64_t N, int64_t G) {
+  using R = typename Num<S>::raw;
+  using A = typename Num<S>::acc;
+  constexpr int64_t kBlock = 64;
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (N + kBlock - 1) / kBlock));
+  Tensor partial = at::zeros({parts, 3, G}, at::kDouble);
+  double* part_p = partial.data_ptr<double>();
+  at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+    std::vector<A> acc(3 * G);
+    A* s0 = acc.data();
+    A* s1 = s0 + G;
+    A* s2 = s1 + G;
+    for (int64_t p = p0; p < p1; ++p) {
+      const auto [r0, r1] = rows_of(N, static_cast<int>(p), static_cast<int>(parts));
+      double* part = part_p + p * 3 * G;
+      for (int64_t b0 = r0; b0 < r1; b0 += kBlock) {
+        std::fill(acc.begin(), acc.end(), A(0));
+        for (int64_t r = b0; r < std::min(r1, b0 + kBlock); ++r) {
+          const R* g = a.dz + r * G;
+#pragma omp simd
+          for (int64_t j = 0; j < G; ++j) s0[j] += load(g, j);
+          if (a.ln_in[0] != nullptr) {
+            const A mean = load(a.ln_stats[0], r), rstd = load(a.ln_stats[0], N + r);
+            const R* v = a.ln_in[0] + r * G;
+            if (a.d_x_proj != nullptr) {  // as ln_backward_rows, with the column sums in its first sweep
+              const R* w = a.ln_ih_w;
+              A sum_g = 0, sum_gx = 0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+              for (int64_t j = 0; j < G; ++j) {
+                const A xhat = (load(v, j) - mean) * rstd, gj = load(g, j), gw = gj * load(w, j);
+                s1[j] += gj * xhat;
+                sum_g += gw;
+                sum_gx += gw * xhat;
+              }
+              sum_g /= static_cast<A>(G);
+              sum_gx /= static_cast<A>(G);
+              R* o = a.d_x_proj + r * G;
+#pragma omp simd
+              for (int64_t j = 0; j < G; ++j) {
+                const A xhat = (load(v, j) - mean) * rstd;
+                store(o, j, rstd * (load(g, j) * load(w, j) - sum_g - xhat * sum_gx));
+              }
+            } else {
+#pragma omp simd
+              for (int64_t j = 0; j < G; ++j) s1[j] += load(g, j) * ((load(v, j) - mean) * rstd);
+            }
+          }
+          if (a.ln_in[1] != nullptr) {
+            const A mean = load(a.ln_stats[1], r), rstd = load(a.ln_stats[1], N + r);
+            const R* v = a.ln_in[1] + r * G;
+#pragma omp simd
+            for (int64_t j = 0; j < G; ++j) s2[j] += load(g, j) * ((load(v, j) - mean) * rstd);
+          }
+        }
+#pragma omp simd
+        for (int64_t j = 0; j < 3 * G; ++j) part[j] += acc[j];
+      }
+    }
+  });
+  return partial.sum(0);  // (3, 4H)
+}
+
+// Over the H units: the peephole gradients sum dz_i c_prev, dz_f c_prev, dz_o c_new (c_prev found by the schedule:
+// the carried cell of the row before, or c0), and LN of c's sum d_normed * xhat, sum d_normed.
+template <typename S>
+struct CellColumnSums {
+  using R = typename Num<S>::raw;
+  const R* dz = nullptr;         // (N, 4H)
+  const R* cells = nullptr;      // (N, H) carried cells
+  const R* c0 = nullptr;         // (B, H)
+  const R* c_new = nullptr;      // (N, H) new cells before zoneout
+  const int64_t* prev = nullptr; // (N) previous row of each row (>= N: row N + b of c0's b)
+  const R* d_normed = nullptr;   // (N, H) gradient of LN_c's output (null without layer norm of c)
+  const R* stats_c = nullptr;    // (2, N)
+  double* peep = nullptr;        // (3, H) or null
+  double* ln_w = nullptr;        // (H) or null
+  double* ln_b = nullptr;        // (H) or null
+};
+
+template <typename S>
+void cell_column_sums(const CellColumnSums<S>& a, int64_t N, int64_t H) {
+  using R = typename Num<S>::raw;
+  const int64_t G = 4 * H;
+  at::parallel_for(0, (H + 15) / 16, 4, [&](int64_t c0, int64_t c1) {
+    const int64_t j0 = c0 * 16, j1 = std::min(H, c1 * 16), w = j1 - j0;
+    std::vector<double> acc(5 * w, 0.0);
+    double *pi = acc.data(), *pf = pi + w, *po = pf + w, *lw = po + w, *lb = lw + w;
+    for (int64_t r = 0; r < N; ++r) {
+      const R* cn = a.c_new + r * H + j0;
+      if (a.peep != nullptr) {
+        const int64_t p = a.prev[r];
+        const R* cp = (p < N ? a.cells + p * H : a.c0 + (p - N) * H) + j0;
+        const R* z = a.dz + r * G + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < w; ++j) {
+          const double c_prev = load(cp, j);
+          pi[j] += load(z, j) * c_prev;
+          pf[j] += load(z, H + j) * c_prev;
+          po[j] += static_cast<double>(load(z, 3 * H + j)) * load(cn, j);
+        }
+      }
+      if (a.d_normed != nullptr) {
+        const double mean = load(a.stats_c, r), rstd = load(a.stats_c, N + r);
+        const R* d = a.d_normed + r * H + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < w; ++j) {
+          lw[j] += static_cast<double>(load(d, j)) * ((load(cn, j) - mean) * rstd);
+          lb[j] += load(d, j);
+        }
+      }
+    }
+    for (int64_t j = 0; j < w; ++j) {
+      if (a.peep != nullptr) {
+        a.peep[j0 + j] = pi[j];
+        a.peep[H + j0 + j] = pf[j];
+        a.peep[2 * H + j0 + j] = po[j];
+      }
+      if (a.ln_w != nullptr) a.ln_w[j0 + j] = lw[j];
+      if (a.ln_b != nullptr) a.ln_b[j0 + j] = lb[j];
+    }
+  });
+}
+
 Tensor gather_prev(const Tensor& outputs, const Tensor& init, const Schedule& s) {
   // (N, .) previous state of every row
   const int64_t N = s.total;
@@ -1155,8 +1303,6 @@ std::vector<Tensor> backward_impl(
     else zc_const = at::full({H}, zoneout_c, opts);
   }
 
-  // (N, H) previous cell of every row, only for the peephole gradients (the row sweeps find them by the schedule)
-  const Tensor c_prev = peephole.defined() ? gather_prev(cells, c0, s).contiguous() : Tensor();
   const Tensor c_new = zoning_c ? c_new_ws : cells;               // (N, H) new cells before zoneout
   // The plain layer's backward in the units loop keeps dz for a chunk of steps only, and each thread adds the
   // chunk's weight, bias and input gradients of its own units as the chunk ends (below). A whole (N, 4H) dz above
@@ -1430,15 +1576,29 @@ std::vector<Tensor> backward_impl(
   std::vector<Tensor> g(14);
   g[1] = dh_state;
   g[2] = dc_state.to(x.scalar_type());
+  const bool ln_ih = ln_ih_w.has_value() && ln_ih_w->defined();
+  // a fresh tensor of x's dtype from a row of double sums (never an alias: outputs of an operator must not share)
+  const auto sum_out = [&](const Tensor& sums) { return sums.to(x.scalar_type(), false, true); };
   Tensor d_x_proj = dz;
-  if (ln_ih_w.has_value() && ln_ih_w->defined()) {
-    Tensor mean = stats_ih[0].unsqueeze(1).contiguous(), rstd = stats_ih[1].unsqueeze(1).contiguous();
-    auto r = at::native_layer_norm_backward(dz, x_proj, {G}, mean, rstd, opt(ln_ih_w), opt(ln_ih_b),
-                                            {true, want[8], want[9]});
-    d_x_proj = std::get<0>(r).contiguous();
-    round_bf16_tensor(round_dz, d_x_proj);
-    g[8] = std::get<1>(r);
-    g[9] = std::get<2>(r);
+  if (ln_ih || ln_hh_w.defined()) {
+    // one pass over dz: the bias and both LNs' gains and biases, and dz through LN of x W_ih^T (for dx, dW_ih)
+    const Tensor ln_ih_w_c = ln_ih ? ln_ih_w->contiguous() : Tensor();
+    GateColumnSums<S> cs;
+    cs.dz = ptr<S>(dz);
+    if (ln_ih) {
+      cs.ln_in[0] = ptr<S>(x_proj), cs.ln_stats[0] = ptr<S>(stats_ih), cs.ln_ih_w = ptr<S>(ln_ih_w_c);
+      if (want[0] || want[3]) d_x_proj = at::empty({N, G}, opts), cs.d_x_proj = ptr<S>(d_x_proj);
+    }
+    if (ln_hh_w.defined() && want[10]) cs.ln_in[1] = ptr<S>(rh), cs.ln_stats[1] = ptr<S>(stats_hh);
+    const Tensor sums = gate_column_sums<S>(cs, N, G);
+    if (ln_ih && (want[0] || want[3])) round_bf16_tensor(round_dz, d_x_proj);  // the left operand of dx, dW_ih
+    if (want[5]) g[5] = sum_out(sums[0]);
+    if (ln_ih && want[8]) g[8] = sum_out(sums[1]);
+    if (ln_ih && want[9]) g[9] = sum_out(sums[0]);
+    if (ln_hh_w.defined() && want[10]) g[10] = sum_out(sums[2]);
+    if (ln_hh_w.defined() && want[11]) g[11] = sum_out(sums[0]);
+  } else if (want[5] && !chunked) {  // (chunked: summed chunk by chunk in the loop, below)
+    g[5] = dz.sum(0);
   }
   if (chunked) {
     if (want[0]) g[0] = g_x.view(x_in.sizes());
@@ -1449,17 +1609,24 @@ std::vector<Tensor> backward_impl(
   if (want[0] && !chunked) g[0] = at::mm(d_x_proj, w_ih).view(x_in.sizes());
   if (want[3] && !chunked) g[3] = at::mm(d_x_proj.t(), x);
   if (chunked) {
-  } else if (want[4] && s.uniform && !rec_mask.defined()) {
+  } else if (want[4] && s.uniform) {
     // padded input: the previous h of the rows are the outputs shifted by one step and h0, so two GEMMs on views
-    // instead of gathering an (N, P) copy (two, transiently)
+    // instead of gathering an (N, P) copy (two, transiently); with recurrent dropout each step's rows are the
+    // batch in order, so the mask multiplies them as one (B, P) broadcast over the steps
     const Tensor d = (d_rh.defined() ? d_rh : dz);
     const Tensor out = output.reshape({N, P});
     const int64_t later = N - batch;  // rows whose previous h is an output
     const Tensor d_first = reverse ? d.narrow(0, later, batch) : d.narrow(0, 0, batch);  // rows after h0
-    g[4] = at::mm(d_first.t(), h0);
+    const Tensor h_first = rec_mask.defined() ? (h0 * rec_mask).contiguous() : h0;
+    if (rec_mask.defined()) round_bf16_tensor(round_dz, h_first);  // as the forward's GEMM read it
+    g[4] = at::mm(d_first.t(), h_first);
     if (later > 0) {
       const Tensor d_rest = reverse ? d.narrow(0, 0, later) : d.narrow(0, batch, later);
-      const Tensor h_rest = reverse ? out.narrow(0, batch, later) : out.narrow(0, 0, later);
+      Tensor h_rest = reverse ? out.narrow(0, batch, later) : out.narrow(0, 0, later);
+      if (rec_mask.defined()) {
+        h_rest = (h_rest.view({later / batch, batch, P}) * rec_mask).view({later, P});
+        round_bf16_tensor(round_dz, h_rest);  // as the forward's GEMM read it
+      }
       g[4].addmm_(d_rest.t(), h_rest);
     }
   } else if (want[4]) {
@@ -1473,24 +1640,35 @@ std::vector<Tensor> backward_impl(
     }
     g[4] = at::mm((d_rh.defined() ? d_rh : dz).t(), h_prev);
   }
-  if (want[5] && !chunked) g[5] = dz.sum(0);
   if (proj && want[6]) g[6] = at::mm(dh_all.t(), h_raw);
-  if (peephole.defined() && want[7]) {
-    g[7] = at::stack({(dz.narrow(1, 0, H) * c_prev).sum(0), (dz.narrow(1, H, H) * c_prev).sum(0),
-                      (dz.narrow(1, 3 * H, H) * c_new).sum(0)});
-  }
-  if (ln_hh_w.defined() && (want[10] || want[11])) {
-    Tensor mean = stats_hh[0].unsqueeze(1).contiguous(), rstd = stats_hh[1].unsqueeze(1).contiguous();
-    auto r = at::native_layer_norm_backward(dz, rh, {G}, mean, rstd, ln_hh_w, opt(ln_hh_b), {false, want[10], want[11]});
-    g[10] = std::get<1>(r);
-    g[11] = std::get<2>(r);
-  }
-  if (ln_c_w.defined() && (want[12] || want[13])) {
-    Tensor mean = stats_c[0].unsqueeze(1).contiguous(), rstd = stats_c[1].unsqueeze(1).contiguous();
-    auto r = at::native_layer_norm_backward(d_normed, c_new, {H}, mean, rstd, ln_c_w, opt(ln_c_b),
-                                            {false, want[12], want[13]});
-    g[12] = std::get<1>(r);
-    g[13] = std::get<2>(r);
+  const bool peep_grad = peephole.defined() && want[7];
+  const bool ln_c_grad = ln_c_w.defined() && (want[12] || want[13]);
+  if (peep_grad || ln_c_grad) {  // the peepholes' and LN of c's gradients in one pass over the cells
+    Tensor sums = at::zeros({5, H}, opts.dtype(at::kDouble));
+    double* sp = sums.data_ptr<double>();
+    std::vector<int64_t> prev;
+    CellColumnSums<S> cs;
+    cs.dz = ptr<S>(dz);
+    cs.c_new = ptr<S>(c_new);
+    if (peep_grad) {
+      prev.resize(N);
+      for (int64_t t = 0; t < static_cast<int64_t>(s.size.size()); ++t)
+        for (int64_t b = 0; b < s.size[t]; ++b) prev[s.offset[t] + b] = s.prev_row(t, b);
+      cs.cells = ptr<S>(cells);
+      cs.c0 = ptr<S>(c0);
+      cs.prev = prev.data();
+      cs.peep = sp;
+    }
+    if (ln_c_grad) {
+      cs.d_normed = ptr<S>(d_normed);
+      cs.stats_c = ptr<S>(stats_c);
+      cs.ln_w = sp + 3 * H;
+      cs.ln_b = sp + 4 * H;
+    }
+    cell_column_sums<S>(cs, N, H);
+    if (peep_grad) g[7] = sum_out(sums.narrow(0, 0, 3));
+    if (ln_c_w.defined() && want[12]) g[12] = sum_out(sums[3]);
+    if (ln_c_w.defined() && want[13]) g[13] = sum_out(sums[4]);
   }
   for (int k = 0; k < 14; ++k)
     if (!want[k] || !g[k].defined()) g[k] = none();
@@ -1590,6 +1768,92 @@ std::vector<Tensor> backward(
   }
 }
 
+// ------------------------------------------------------------------------------------------------ mask draws
+
+// lstmkit.ops.masks draws its masks from 16-bit lanes of the int64 words `empty(n).random_(-2**63, None)` fills,
+// then compares and converts in two more passes over the mask. This is the same draw in one pass: the same words
+// from the same generator state (two 32-bit outputs of torch's mt19937 per word, the first in the high half, as
+// CPUGeneratorImpl::random64 combines them), each lane compared with `threshold` as a signed 16-bit integer,
+// `below` or `at_or_above` stored, and the generator left where random_ would have left it (its engine state is
+// read and written back under the generator's lock; random_ calls an out-of-line random64 per word, ~4 ns each
+// here). Zoneout's two (T, B, H) masks were ~0.3 ms of a 3 ms training step at T=35 B=16 H=128
+// (benchmarks/RESULTS.md, "Session 7: variants at H = 128"); tests/ops/test_masks.py checks that values and the
+// generator's state after equal the tensor draw's.
+// torch's mt19937 (ATen/core/MT19937RNGEngine.h) in bulk: `count` successive outputs of operator() from the state
+// `d`, written to out[i ^ 1] (each pair swapped: a random64 word is (first << 32) | second, so in memory its 16-bit
+// lanes run second-low, second-high, first-low, first-high). Same state update and tempering, in loops the
+// compiler vectorises; the state is left as the engine would leave it.
+void mt_twist(uint32_t* s) {
+  constexpr int N = 624, M = 397;
+  const auto twist = [](uint32_t u, uint32_t v) {
+    return (((u & 0x80000000u) | (v & 0x7fffffffu)) >> 1) ^ ((0u - (v & 1u)) & 0x9908b0dfu);
+  };
+  for (int j = 0; j < N - M; ++j) s[j] = s[j + M] ^ twist(s[j], s[j + 1]);
+  for (int j = N - M; j < N - 1; ++j) s[j] = s[j + M - N] ^ twist(s[j], s[j + 1]);
+  s[N - 1] = s[M - 1] ^ twist(s[N - 1], s[0]);
+}
+
+void mt_outputs(at::mt19937_data_pod& d, uint32_t* out, int64_t count) {
+  uint32_t* s = d.state_.data();
+  int64_t i = 0;
+  while (i < count) {
+    if (d.left_ == 1) {  // the engine's `--left_ == 0`: a new block, whose first output is state_[0]
+      mt_twist(s);
+      d.left_ = 625;
+      d.next_ = 0;
+    }
+    const int64_t take = std::min<int64_t>(count - i, d.left_ - 1);
+    const uint32_t* src = s + d.next_;
+#pragma omp simd
+    for (int64_t k = 0; k < take; ++k) {
+      uint32_t y = src[k];
+      y ^= (y >> 11);
+      y ^= (y << 7) & 0x9d2c5680u;
+      y ^= (y << 15) & 0xefc60000u;
+      y ^= (y >> 18);
+      out[(i + k) ^ 1] = y;
+    }
+    d.next_ += take;
+    d.left_ -= take;
+    i += take;
+  }
+}
+
+template <typename S>
+void fill_lanes_impl(Tensor& out, int64_t threshold, double below, double at_or_above, at::CPUGeneratorImpl* gen) {
+  using R = typename Num<S>::raw;
+  using A = typename Num<S>::acc;
+  R* o = ptr<S>(out);
+  const int64_t count = out.numel();
+  const A lo = static_cast<A>(below), hi = static_cast<A>(at_or_above);
+  const auto limit = static_cast<int16_t>(threshold);
+  constexpr int64_t kChunk = 2048;  // lanes per chunk: 512 words, 1024 engine outputs
+  alignas(64) uint32_t buf[kChunk / 2];
+  const auto* lanes = reinterpret_cast<const int16_t*>(buf);
+  std::lock_guard<std::mutex> lock(gen->mutex_);
+  at::mt19937 engine = gen->engine();
+  at::mt19937_data_pod d = engine.data();
+  for (int64_t e0 = 0; e0 < count; e0 += kChunk) {
+    const int64_t n = std::min(kChunk, count - e0);
+    mt_outputs(d, buf, 2 * ((n + 3) / 4));  // whole words, as random_ draws them
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) store(o, e0 + k, lanes[k] < limit ? lo : hi);
+  }
+  engine.set_data(d);
+  gen->set_engine(engine);
+}
+
+void fill_lanes(Tensor out, int64_t threshold, double below, double at_or_above, optional<at::Generator> generator) {
+  TORCH_CHECK(out.device().is_cpu() && out.is_contiguous(), "lstmkit fill_lanes: out must be a contiguous CPU tensor");
+  auto* gen = at::get_generator_or_default<at::CPUGeneratorImpl>(generator, at::detail::getDefaultCPUGenerator());
+  switch (out.scalar_type()) {
+    case at::kFloat: return fill_lanes_impl<float>(out, threshold, below, at_or_above, gen);
+    case at::kDouble: return fill_lanes_impl<double>(out, threshold, below, at_or_above, gen);
+    case at::kBFloat16: return fill_lanes_impl<c10::BFloat16>(out, threshold, below, at_or_above, gen);
+    default: TORCH_CHECK(false, "lstmkit fill_lanes: dtype ", out.scalar_type(), " is not supported");
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -1600,6 +1864,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bf16_gemm", &bf16_gemm, "how a bfloat16 call computes: 'native' (bfloat16 GEMMs) or 'float32' (the float32 "
         "kernel with bfloat16-rounded GEMM operands); LSTMKIT_CPP_BF16 forces one, else native with AMX-BF16");
   m.def("host_amx_bf16", &host_amx_bf16, "whether the CPU reports AMX-BF16 (CPUID leaf 7, EDX bit 22)");
+  m.def("fill_lanes", &fill_lanes, "fill out with `below` where a 16-bit lane of torch's random_ words is below "
+        "threshold, else `at_or_above` (lstmkit.ops.masks)", py::arg("out"), py::arg("threshold"), py::arg("below"),
+        py::arg("at_or_above"), py::arg("generator") = py::none());
   m.def("last_loops", [] {
     static const char* names[] = {"steps", "units", "rows"};
     const int f = last_forward_loop.load(), b = last_backward_loop.load();

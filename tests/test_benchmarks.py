@@ -38,15 +38,36 @@ def test_bench_lstm_times_every_peer_against_torch(tmp_path):
 
 def test_bench_lstm_variants_table(tmp_path):
     report = tmp_path / "variants.json"
-    stdout = _run([str(BENCH / "bench_lstm.py"), "--variants", "--options", "weight_dropout,layer_norm,all", "--cases",
-                   "T=35 B=16 H=128 L=1", "--repeats", "1", "--budget", "0.1", "--threads", "1", "--json", str(report)])
-    lines = [line for line in stdout.splitlines() if line.startswith(("weight_dropout", "layer_norm", "all"))]
-    assert len(lines) == 3
+    stdout = _run([str(BENCH / "bench_lstm.py"), "--variants", "--options", "weight_dropout,all", "--modes",
+                   "training,eval", "--cases", "T=35 B=16 H=128 L=1", "--repeats", "1", "--budget", "0.1", "--threads",
+                   "1", "--json", str(report)])
+    lines = [line.split() for line in stdout.splitlines() if line.startswith(("weight_dropout", "all"))]
+    assert [(words[0], words[5]) for words in lines] == [
+        ("weight_dropout", "training"), ("weight_dropout", "eval"), ("all", "training"), ("all", "eval")]
     rows = json.loads(report.read_text())["rows"]
     assert {r["peer"] for r in rows} == {"torch", "lstmkit", "user-loop"}
-    # "all" (every fused option at once) has no user loop: no row, a dash in the table
-    assert {r["peer"] for r in rows if r["case"]["option"] == "all"} == {"torch", "lstmkit"}
-    assert lines[2].split()[-1] == "-"
+    assert {r["mode"] for r in rows} == {"training", "eval"}
+
+
+def test_bench_variant_peers_switch_the_options_on(monkeypatch):
+    """"all" is the five options of the fused operator at once, in lstmkit.LSTM and in the Python-loop peer; the
+    eval mode times the modules in eval mode (no masks drawn)."""
+    import lstmkit
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_lstm
+
+    case = bench_lstm.Case(3, 2, 4, option="all")
+    module, _ = bench_lstm.build("lstmkit", case)
+    assert module.layer_norm and module.peephole and module.cell_clip == 3.0
+    assert module.zoneout == (0.25, 0.25) and module.recurrent_dropout == 0.25
+    loop, make = bench_lstm.build("user-loop", case)
+    assert loop.cells[0].on == {"recurrent_dropout", "zoneout", "layer_norm", "peephole", "cell_clip"}
+    assert hasattr(loop.cells[0], "ln_c") and hasattr(loop.cells[0], "weight_co")
+    bench_lstm.step_fn(module, make, "eval")()
+    assert not module.training
+    with pytest.raises(ValueError, match="mode must be one of"):
+        bench_lstm.step_fn(lstmkit.LSTM(4, 4), make, "train")
 
 
 def test_bench_lm_measures_both_sides(tmp_path):

@@ -132,3 +132,60 @@ def test_nn_and_ops_import_nothing_above_them():
                 if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("lstmkit"):
                     target = node.module.split(".")[1] if "." in node.module else ""
                     assert target in allowed, f"{path.name} imports {node.module}"
+
+
+def _needs_extension():
+    from lstmkit.ops import cpp_extension_error
+
+    if cpp_extension_error() is not None:
+        pytest.skip(f"the C++ extension is not built: {cpp_extension_error()}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("use_default", [False, True])
+def test_one_pass_draw_equals_the_tensor_draw(monkeypatch, dtype, use_default):
+    """With the C++ extension a float mask is drawn in one pass (lstmkit.ops._C.fill_lanes, its own bulk copy of
+    torch's mt19937): the same values as the three-tensor draw, and the generator left in the same state, over
+    draws that start and end inside and across the engine's 624-output blocks and sizes that are not a multiple
+    of four lanes."""
+    from lstmkit.ops import use_fused_backend
+
+    _needs_extension()
+    sizes = [(1,), (7,), (1250,), (3, 5), (2051,), (35, 4, 13), (2,)]
+    probabilities = [0.25, 0.3, 0.05, 0.9, 0.5, 0.15, 0.7]
+
+    def draws(backend):
+        generator = None if use_default else torch.Generator().manual_seed(11)
+        if use_default:
+            torch.manual_seed(11)
+        out = []
+        with use_fused_backend(backend):
+            for shape, p in zip(sizes, probabilities):
+                out.append(bernoulli_mask(shape, p, dtype=dtype, generator=generator))
+                out.append(dropout_mask(shape, p, dtype=dtype, generator=generator))
+        state = (generator if generator is not None else torch.default_generator).get_state()
+        return out, state
+
+    python, python_state = draws("python")
+    # the one-pass path must serve every draw above: the tensor draw is refused while it runs
+    monkeypatch.setattr(masks, "_uniform_int16", lambda *a: pytest.fail("the tensor draw ran"))
+    fast, fast_state = draws("cpp")
+    for got, want in zip(fast, python):
+        assert got.dtype == dtype and got.shape == want.shape
+        assert torch.equal(got, want)
+    assert torch.equal(fast_state, python_state)
+    assert any(bool((m == 0).any()) and bool((m != 0).any()) for m in fast)  # masks with both values
+
+
+def test_one_pass_draw_is_not_taken_for_bool_masks_or_under_the_python_kernels(monkeypatch):
+    """Boolean masks, and everything while the Python kernels are forced, keep the tensor draw (the spec)."""
+    from lstmkit.ops import use_fused_backend
+
+    _needs_extension()
+    calls = []
+    original = masks._uniform_int16
+    monkeypatch.setattr(masks, "_uniform_int16", lambda *a: calls.append(a) or original(*a))
+    bernoulli_mask((5,), 0.3)
+    with use_fused_backend("python"):
+        dropout_mask((5,), 0.3)
+    assert len(calls) == 2

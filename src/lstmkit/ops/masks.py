@@ -12,7 +12,9 @@ on CPU (benchmarks/RESULTS.md, "weight_dropout", has the measurements). ``random
 words with 64 uniform bits; viewed as int16 they are four independent uniform integers in [-32768, 32767] each,
 and ``v < -32768 + k`` is true with probability exactly k / 65536. So a probability is ``p`` rounded to a multiple
 of 2**-16 (off by at most 7.6e-6); :func:`realised_probability` says which, and :func:`dropout_scale` divides by
-the realised keep probability, which keeps the expectation exact.
+the realised keep probability, which keeps the expectation exact. With the C++ extension, a float mask on the CPU is
+drawn in one pass from the same words (``lstmkit.ops._C.fill_lanes``): the same values and the same generator state
+after, without the words, the comparison and the conversion as three tensors.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import warnings
 
 import torch
 from torch import Tensor
+
+from .layer_op import _cpp, fused_backend
 
 __all__ = [
     "bernoulli_mask",
@@ -92,6 +96,23 @@ def _random_words(count: int, generator: torch.Generator | None, device) -> Tens
     return torch.bitwise_xor(words, -(2**63))
 
 
+_ONE_PASS_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+
+
+def _one_pass(shape, threshold: int, below: float, at_or_above: float, dtype, generator, device) -> Tensor | None:
+    """The mask ``where(lanes < threshold, below, at_or_above)`` drawn by the C++ extension in one pass from the very
+    words :func:`_random_words` would draw (same generator, same state after), or None where it does not serve:
+    extension not built or the Python kernels forced (:func:`lstmkit.ops.fused_backend`), not a CPU float mask, or
+    under torch.compile."""
+    fill = getattr(_cpp, "fill_lanes", None)
+    if (fill is None or dtype not in _ONE_PASS_DTYPES or torch.compiler.is_compiling()
+            or torch.device(device if device is not None else "cpu").type != "cpu" or fused_backend() != "cpp"):
+        return None
+    out = torch.empty(tuple(shape), dtype=dtype)
+    fill(out, threshold, below, at_or_above, generator)
+    return out
+
+
 def _uniform_int16(count: int, generator: torch.Generator | None, device) -> Tensor:
     """``count`` independent integers, uniform in [-32768, 32767]: 16-bit slices of 64-bit random words."""
     return _random_words((count + 3) // 4, generator, device).view(torch.int16)[:count]
@@ -111,7 +132,10 @@ def bernoulli_mask(
     level = _level(p)
     if level in (0, _LEVELS):  # certain outcomes need no draws (and 32768 would not fit in int16)
         return torch.full(tuple(shape), level == _LEVELS, dtype=dtype, device=device)
-    hit = (_uniform_int16(math.prod(shape), generator, device) < level - (_LEVELS // 2)).view(shape)
+    threshold = level - (_LEVELS // 2)
+    if (fast := _one_pass(shape, threshold, 1.0, 0.0, dtype, generator, device)) is not None:
+        return fast
+    hit = (_uniform_int16(math.prod(shape), generator, device) < threshold).view(shape)
     return hit if dtype == torch.bool else hit.to(dtype)
 
 
@@ -131,7 +155,10 @@ def dropout_mask(
         return torch.ones(tuple(shape), dtype=dtype, device=device)
     if level == _LEVELS:
         return torch.zeros(tuple(shape), dtype=dtype, device=device)
-    kept = _uniform_int16(math.prod(shape), generator, device) >= level - (_LEVELS // 2)  # dropped below the level
+    threshold = level - (_LEVELS // 2)
+    if (fast := _one_pass(shape, threshold, 0.0, dropout_scale(p), dtype, generator, device)) is not None:
+        return fast
+    kept = _uniform_int16(math.prod(shape), generator, device) >= threshold  # dropped below the level
     # (torch.where in one pass is slower here: benchmarks/RESULTS.md, "Weight dropout, session 6")
     return kept.view(shape).to(dtype).mul_(dropout_scale(p))
 
