@@ -106,7 +106,7 @@ def build(peer: str, case: Case, seed: int = 0) -> tuple[torch.nn.Module, Callab
     else:
         module = lstmkit.LSTM(case.H, case.H, case.layers, proj_size=case.proj, impl=peer)
     g = torch.Generator().manual_seed(seed + 1)
-    x = torch.randn(case.T, case.B, case.H, generator=g)
+    x = torch.randn(case.T, case.B, case.H, generator=g).requires_grad_(INPUT_GRAD)
     if case.packed:
         lengths = torch.randint(case.T // 2, case.T + 1, (case.B,), generator=g)
 
@@ -125,6 +125,9 @@ def _output_tensor(out):
 
 
 AUTOCAST = False  # --autocast: every step under torch.autocast("cpu", dtype=torch.bfloat16)
+# --input-grad: the input requires grad, so a training step also computes d(input), as after an embedding or under a
+# second layer (torch's oneDNN backward computes it either way; lstmkit's skips it when nothing needs it)
+INPUT_GRAD = False
 
 
 def _precision():
@@ -302,11 +305,14 @@ def main(argv: list[str] | None = None) -> int:
                         "(what the lstmkit commands do), for both peers alike")
     parser.add_argument("--autocast", action="store_true", help="every peer under torch.autocast('cpu', "
                         "dtype=torch.bfloat16): GEMMs in bfloat16")
+    parser.add_argument("--input-grad", action="store_true", help="the input requires grad: training also computes "
+                        "its gradient (as after an embedding or under another layer)")
     parser.add_argument("--memory-child", nargs=2, metavar=("PEER", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    global clock, AUTOCAST
+    global clock, AUTOCAST, INPUT_GRAD
     clock = CLOCKS[args.clock]
     AUTOCAST = args.autocast
+    INPUT_GRAD = args.input_grad
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.malloc == "keep" and not keep_freed_memory():
@@ -322,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget or (4.0 if args.quick else 20.0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}; {args.clock} clock; malloc {args.malloc}; medians of up to {repeats} interleaved samples; "
-          f"fused kernel {fused_backend()}{'; autocast bfloat16' if args.autocast else ''}; ratio = time / torch.nn.LSTM's")
+          f"fused kernel {fused_backend()}{'; autocast bfloat16' if args.autocast else ''}"
+          f"{'; input with grad' if args.input_grad else ''}; ratio = time / torch.nn.LSTM's")
     if stale := cpp_extension_stale():
         print(f"warning: {stale}; these figures time the old kernel", file=sys.stderr)
     plain, special = grids(args.quick)

@@ -70,6 +70,23 @@ def test_bench_variant_peers_switch_the_options_on(monkeypatch):
         bench_lstm.step_fn(lstmkit.LSTM(4, 4), make, "train")
 
 
+def test_bench_lstm_input_grad_trains_the_input_too(monkeypatch):
+    """--input-grad: the training step also computes the input's gradient (bench_lstm's training cells leave it
+    out by default, which spares lstmkit's backward one GEMM that torch's computes anyway)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_lstm
+
+    case = bench_lstm.Case(3, 2, 4)
+    for flag in (False, True):
+        monkeypatch.setattr(bench_lstm, "INPUT_GRAD", flag)
+        module, make = bench_lstm.build("fused", case)
+        bench_lstm.step_fn(module, make, "training")()
+        assert (make().grad is not None) == flag
+    stdout = _run([str(BENCH / "bench_lstm.py"), "--input-grad", "--cases", "T=35 B=16 H=128 L=1", "--peers",
+                   "torch,fused", "--repeats", "1", "--budget", "0.1", "--no-memory", "--threads", "1"])
+    assert "input with grad" in stdout
+
+
 def test_bench_lm_measures_both_sides(tmp_path):
     corpus = write_word_corpus(tmp_path / "corpus", train_lines=3000)
     stdout = _run([str(BENCH / "bench_lm.py"), "--data", str(corpus), "--sizes", "small", "--threads", "1", "--quick",
