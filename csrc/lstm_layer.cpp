@@ -329,53 +329,39 @@ int64_t grain_for(int64_t row_elements) { return std::max<int64_t>(1, 32768 / st
 // h_t. Partitions are counted from the team the runtime actually gave (omp_get_num_threads), so a smaller team
 // cannot deadlock the barrier.
 
-// BLAS on raw row-major pointers: c (n, m) = a (n, k) @ b (k, m) (+ c when accumulate), leading dimensions given
-// (b_transposed: b holds the transpose, (m, k) row-major)
-inline void raw_gemm(int64_t n, int64_t k, int64_t m, const float* a, int64_t lda, const float* b, int64_t ldb,
-                     float* c, int64_t ldc, bool accumulate, bool b_transposed = false) {
-  if (n <= 0 || m <= 0) return;
-  const int n_ = n, k_ = k, m_ = m, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
-  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  const char none = 'N', trans = 'T';
-  sgemm_(b_transposed ? &trans : &none, &none, &m_, &n_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
+// Fortran BLAS's gemm for each element type (column-major: c = op(a) op(b), all sizes and leading dimensions int)
+inline void blas_gemm(char ta, char tb, int m, int n, int k, float beta, const float* a, int lda, const float* b,
+                      int ldb, float* c, int ldc) {
+  const float one = 1.0f;
+  sgemm_(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc);
 }
-inline void raw_gemm(int64_t n, int64_t k, int64_t m, const double* a, int64_t lda, const double* b, int64_t ldb,
-                     double* c, int64_t ldc, bool accumulate, bool b_transposed = false) {
-  if (n <= 0 || m <= 0) return;
-  const int n_ = n, k_ = k, m_ = m, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
-  const double one = 1.0, beta = accumulate ? 1.0 : 0.0;
-  const char none = 'N', trans = 'T';
-  dgemm_(b_transposed ? &trans : &none, &none, &m_, &n_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
+inline void blas_gemm(char ta, char tb, int m, int n, int k, double beta, const double* a, int lda, const double* b,
+                      int ldb, double* c, int ldc) {
+  const double one = 1.0;
+  dgemm_(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc);
 }
-
 // native bfloat16 never takes the partitioned loop (partition_blas below; the float32 way runs the float instance);
 // this only lets its instance of the loop compile
-inline void raw_gemm(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*, int64_t, uint16_t*, int64_t,
-                     bool, bool = false) {
+inline void blas_gemm(char, char, int, int, int, float, const uint16_t*, int, const uint16_t*, int, uint16_t*, int) {
   std::abort();
+}
+
+// BLAS on raw row-major pointers: c (n, m) = a (n, k) @ b (k, m) (+ c when accumulate), leading dimensions given
+// (b_transposed: b holds the transpose, (m, k) row-major). Row-major c = a b is column-major c^T = b^T a^T.
+template <typename R>
+inline void raw_gemm(int64_t n, int64_t k, int64_t m, const R* a, int64_t lda, const R* b, int64_t ldb, R* c,
+                     int64_t ldc, bool accumulate, bool b_transposed = false) {
+  if (n <= 0 || m <= 0) return;
+  blas_gemm(b_transposed ? 'T' : 'N', 'N', m, n, k, accumulate ? 1.0f : 0.0f, b, ldb, a, lda, c, ldc);
 }
 
 // c (m, n) (+)= a^T b for a (k, m) and b (k, n), row-major with leading dimensions given: the weight gradients of a
 // block of rows (a: columns of dz, b: the inputs of those rows)
-inline void raw_gemm_tn(int64_t k, int64_t m, int64_t n, const float* a, int64_t lda, const float* b, int64_t ldb,
-                        float* c, int64_t ldc, bool accumulate) {
+template <typename R>
+inline void raw_gemm_tn(int64_t k, int64_t m, int64_t n, const R* a, int64_t lda, const R* b, int64_t ldb, R* c,
+                        int64_t ldc, bool accumulate) {
   if (k <= 0 || m <= 0 || n <= 0) return;
-  const int k_ = k, m_ = m, n_ = n, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
-  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  const char none = 'N', trans = 'T';
-  sgemm_(&none, &trans, &n_, &m_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
-}
-inline void raw_gemm_tn(int64_t k, int64_t m, int64_t n, const double* a, int64_t lda, const double* b, int64_t ldb,
-                        double* c, int64_t ldc, bool accumulate) {
-  if (k <= 0 || m <= 0 || n <= 0) return;
-  const int k_ = k, m_ = m, n_ = n, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
-  const double one = 1.0, beta = accumulate ? 1.0 : 0.0;
-  const char none = 'N', trans = 'T';
-  dgemm_(&none, &trans, &n_, &m_, &k_, &one, b, &ldb_, a, &lda_, &beta, c, &ldc_);
-}
-inline void raw_gemm_tn(int64_t, int64_t, int64_t, const uint16_t*, int64_t, const uint16_t*, int64_t, uint16_t*, int64_t,
-                        bool) {
-  std::abort();
+  blas_gemm('N', 'T', n, m, k, accumulate ? 1.0f : 0.0f, b, ldb, a, lda, c, ldc);
 }
 
 // MKL's packed GEMM (libtorch exports its CBLAS interface on x86): a right operand reused at every step is packed
