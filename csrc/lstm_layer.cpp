@@ -30,13 +30,16 @@
 #include <torch/extension.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <c10/util/strides.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
+#include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <cstdlib>
 #include <thread>
 #include <type_traits>
@@ -438,6 +441,14 @@ constexpr int64_t kRowsWeightBytes = 1 << 20;
 constexpr int64_t kChunkDzAboveBytes = int64_t(32) << 20, kChunkDzBytes = int64_t(16) << 20;
 constexpr int64_t kChunkMinRowsPerInput = 2;
 
+// A call without a workspace (inference) needs each step's gate pre-activations only for that step, so its input GEMM
+// x W_ih^T runs for chunks of about kChunkGatesBytes of rows inside the time loop (each thread for its own gate
+// columns or batch rows) instead of for all N rows first: the whole (N, 4H) buffer was fresh pages on every call
+// when large (105 MB at T=200 B=64 H=512), and a chunk is reused and stays in cache. Layers with layer norm of
+// x W_ih^T keep the whole-sequence GEMM (that branch normalises all rows at once). LSTMKIT_GATES_CHUNK=rows forces
+// a chunk size (0: whole); _C.last_gate_rows() says how many rows the last forward call kept.
+constexpr int64_t kChunkGatesBytes = int64_t(2) << 20;
+
 // [first, last) of part p of `total` units split into `parts` runs of whole 16-unit blocks (some may be empty)
 inline std::pair<int64_t, int64_t> slice_of(int64_t total, int p, int parts) {
   const int64_t blocks = (total + 15) / 16;
@@ -467,7 +478,7 @@ inline LoopPlan plan_loop(int64_t batch, int64_t H, int64_t P, int64_t element_b
 // Which loop the last forward and backward call took (0 steps, 1 units, 2 rows): read by the tests through
 // _C.last_loops(), so that a test of the rows loop fails if a call quietly falls back to another
 std::atomic<int> last_forward_loop{-1}, last_backward_loop{-1};
-std::atomic<int64_t> last_dz_rows{-1};
+std::atomic<int64_t> last_dz_rows{-1}, last_gate_rows{-1};
 inline int loop_code(const LoopPlan& plan) { return plan.threads == 0 ? 0 : plan.by_rows ? 2 : 1; }
 
 // Layer norm of R h and of c normalises whole rows: the rows loop holds them (each thread owns whole batch rows);
@@ -510,6 +521,98 @@ struct SpinBarrier {
   }
 };
 
+
+// ------------------------------------------------------------------------------------------------ workspace pool
+//
+// glibc serves a block above its mmap threshold (dynamic, at most 32 MiB) with fresh pages and unmaps it on free,
+// and trims free memory above its trim threshold at the top of its heap: a large buffer allocated on every call
+// page-faults (and is zeroed by the kernel) on every call. At T=200 B=64 H=128 a training step with every variant
+// allocates about 100 MB of workspace of tens of MB each (benchmarks/RESULTS.md, "Session 8: large workspaces and
+// fresh pages"). The kernels' large buffers therefore come from a small pool: a buffer of exactly the bytes asked
+// for is handed out again only when nothing but the pool holds its storage (use_count() == 1: no tensor, view,
+// saved workspace or user's output refers to it), so a buffer still referenced is never shared. Bounded: at most
+// kPoolCapBytes held in all (a request beyond it gets an ordinary allocation), and idle buffers not asked for in the
+// last kPoolIdleTicks requests are freed at the next miss. Only requests of kPoolMinBytes or more are pooled.
+// LSTMKIT_WORKSPACE_POOL=0 turns it off (read per call); _C.workspace_pool_clear() frees the idle buffers
+// (lstmkit.runtime.release_workspaces). It changes nothing of malloc's settings.
+constexpr int64_t kPoolMinBytes = int64_t(1) << 20, kPoolCapBytes = int64_t(2) << 30;
+constexpr uint64_t kPoolIdleTicks = 256;
+
+struct WorkspacePool {
+  struct Entry {
+    c10::Storage storage;
+    int64_t bytes = 0;
+    uint64_t last = 0;
+  };
+  std::mutex mu;
+  std::vector<Entry> entries;
+  uint64_t tick = 0;
+  int64_t held = 0, hits = 0, misses = 0;
+  // frees idle entries: all of them (clear), or those idle for kPoolIdleTicks, or the least recently used ones until
+  // `need` more bytes fit under the cap (caller holds mu)
+  void drop_idle(bool all, int64_t need) {
+    std::vector<size_t> idle;
+    for (size_t i = 0; i < entries.size(); ++i)
+      if (entries[i].storage.use_count() == 1) idle.push_back(i);
+    std::sort(idle.begin(), idle.end(), [&](size_t a, size_t b) { return entries[a].last < entries[b].last; });
+    std::vector<bool> drop(entries.size(), false);
+    for (const size_t i : idle) {
+      const bool stale = tick - entries[i].last > kPoolIdleTicks;
+      if (all || stale || held + need > kPoolCapBytes) {
+        drop[i] = true;
+        held -= entries[i].bytes;
+      }
+    }
+    std::vector<Entry> kept;
+    for (size_t i = 0; i < entries.size(); ++i)
+      if (!drop[i]) kept.push_back(std::move(entries[i]));
+    entries = std::move(kept);
+  }
+};
+WorkspacePool& workspace_pool() {
+  static WorkspacePool* pool = new WorkspacePool();  // never destroyed: no tensor freed after torch at exit
+  return *pool;
+}
+bool pool_enabled() {
+  const char* v = std::getenv("LSTMKIT_WORKSPACE_POOL");
+  return v == nullptr || (std::string(v) != "0" && std::string(v) != "off");
+}
+
+// at::empty(shape, opts), from the pool when large (see above)
+Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& opts) {
+  const int64_t bytes = c10::multiply_integers(shape) * static_cast<int64_t>(c10::elementSize(opts.dtype().toScalarType()));
+  if (bytes < kPoolMinBytes || !pool_enabled()) return at::empty(shape, opts);
+  WorkspacePool& pool = workspace_pool();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  ++pool.tick;
+  c10::Storage storage;
+  for (auto& e : pool.entries) {
+    if (e.bytes == bytes && e.storage.use_count() == 1) {
+      e.last = pool.tick;
+      storage = e.storage;
+      ++pool.hits;
+      break;
+    }
+  }
+  if (!storage) {
+    ++pool.misses;
+    pool.drop_idle(false, bytes);
+    Tensor fresh = at::empty({bytes}, opts.dtype(at::kByte));
+    if (pool.held + bytes > kPoolCapBytes) return fresh.view(opts.dtype().toScalarType()).view(shape);
+    storage = fresh.storage();
+    pool.entries.push_back({storage, bytes, pool.tick});
+    pool.held += bytes;
+  }
+  return at::empty({0}, opts).set_(storage, 0, shape, c10::contiguous_strides(shape));
+}
+
+// t in dtype (t itself when it is already), the copy from the pool when large
+Tensor pooled_to(const Tensor& t, at::ScalarType dtype) {
+  if (!t.defined() || t.scalar_type() == dtype) return t;
+  Tensor out = pooled_empty(t.sizes(), t.options().dtype(dtype));
+  out.copy_(t);
+  return out;
+}
 
 // ------------------------------------------------------------------------------------------------ forward pass
 
@@ -687,6 +790,15 @@ std::vector<Tensor> forward_impl(
   else if (b_ih.has_value()) bias = *b_ih;
   else if (b_hh.has_value()) bias = *b_hh;
   Tensor gates, x_proj, stats_ih;
+  // inference without layer norm of the input: the input GEMM by chunks of steps (kChunkGatesBytes), 0: whole
+  int64_t gate_chunk_steps = 0;
+  if (!need_ws && !ln_ih_w.has_value() && N > 0) {
+    const char* forced = std::getenv("LSTMKIT_GATES_CHUNK");  // rows per chunk, for comparisons (0: whole)
+    const int64_t row_bytes = G * static_cast<int64_t>(sizeof(typename Num<S>::raw));
+    const int64_t rows = forced != nullptr ? std::atoll(forced)
+                         : (N * row_bytes > kChunkGatesBytes ? kChunkGatesBytes / row_bytes : 0);
+    if (rows > 0) gate_chunk_steps = std::max<int64_t>(1, rows / std::max<int64_t>(1, batch));
+  }
   // w_ih.T as a view: MKL reads it transposed in place at the speed of a contiguous copy (Intel host, 2 threads:
   // 15.7 vs 16.7 ms at T=35 B=64 H=512), while ATen's strided copy of a (4096, 1024) w_ih.T took ~10 ms
   // (benchmarks/RESULTS.md, "Transposed weight copies (session 6)")
@@ -703,18 +815,33 @@ std::vector<Tensor> forward_impl(
   } else {
     // the bias is added by the row sweeps, which read the gates anyway: addmm(bias, ...) would first write the
     // bias into every row of the (N, 4H) result, a pass over it (4 % of inference at T=200 B=64 H=128)
-    gates = at::mm(x, w_ih_t);
+    // (inference: for one chunk of steps at a time, filled inside the time loop; see kChunkGatesBytes)
+    if (gate_chunk_steps > 0) {
+      gates = pooled_empty({std::min(N, gate_chunk_steps * batch), G}, opts);
+    } else {
+      gates = pooled_empty({N, G}, opts);
+      at::mm_out(gates, x, w_ih_t);
+    }
   }
   const Tensor sweep_bias = bias.defined() && !ln_ih_w.has_value() ? bias.contiguous() : at::zeros({G}, opts);
+  last_gate_rows.store(gates.size(0), std::memory_order_relaxed);
+  const Tensor w_ih_c = gate_chunk_steps > 0 ? w_ih.contiguous() : Tensor();
+  // positions [lo, hi) of s.order in the chunk that starts at position lo, and their rows: [first, first + rows)
+  const auto gate_chunk = [&](int64_t lo) {
+    const int64_t hi = std::min<int64_t>(s.order.size(), lo + gate_chunk_steps);
+    const int64_t a = s.order[lo], b = s.order[hi - 1];
+    const int64_t first = std::min(s.offset[a], s.offset[b]);
+    return std::make_tuple(hi, first, std::max(s.offset[a] + s.size[a], s.offset[b] + s.size[b]) - first);
+  };
 
   const int64_t keep_rows = need_ws ? N : batch;  // everything for the backward, or one step's scratch
-  Tensor h_buf = at::empty({N + batch, P}, opts);
+  Tensor h_buf = pooled_empty({N + batch, P}, opts);
   h_buf.narrow(0, N, batch).copy_(h0);
   // The cells: every step's rows for the backward (or packed input's final states), else two steps' rows used in
   // turn and the initial ones, which stay in cache (a call without a workspace reads each cell once, the next step)
   const bool cells_in_turn = !need_ws && s.uniform;
   const int64_t c_initial = cells_in_turn ? 2 * batch : N;  // row of c0 in c_buf
-  Tensor c_buf = at::empty({c_initial + batch, H}, opts.dtype(acc_dtype));
+  Tensor c_buf = pooled_empty({c_initial + batch, H}, opts.dtype(acc_dtype));
   c_buf.narrow(0, c_initial, batch).copy_(c0);
   const int64_t steps_total = s.size.size();
   auto c_row = [&](int64_t t) {  // first row of step t's cells in c_buf
@@ -726,10 +853,10 @@ std::vector<Tensor> forward_impl(
     const int64_t nb = reverse ? t + 1 : t - 1;
     return nb >= 0 && nb < steps_total ? c_row(nb) : c_initial;
   };
-  Tensor tanh_c = at::empty({keep_rows, H}, opts);
-  Tensor h_raw = proj ? at::empty({keep_rows, H}, opts) : Tensor();
-  Tensor c_new = zoning_c ? at::empty({keep_rows, H}, opts) : Tensor();
-  Tensor rh = ln_hh_w.defined() ? at::empty({keep_rows, G}, opts) : Tensor();
+  Tensor tanh_c = pooled_empty({keep_rows, H}, opts);
+  Tensor h_raw = proj ? pooled_empty({keep_rows, H}, opts) : Tensor();
+  Tensor c_new = zoning_c ? pooled_empty({keep_rows, H}, opts) : Tensor();
+  Tensor rh = ln_hh_w.defined() ? pooled_empty({keep_rows, G}, opts) : Tensor();
   Tensor stats_hh = ln_hh_w.defined() ? at::empty({2, keep_rows}, opts) : Tensor();
   Tensor stats_c = ln_c_w.defined() ? at::empty({2, keep_rows}, opts) : Tensor();
   Tensor zh_rows, zc_rows, zh_const, zc_const;
@@ -762,10 +889,10 @@ std::vector<Tensor> forward_impl(
   auto rows_fn = pick_forward<S>(peephole.defined(), zoning_h, zoning_c, ln_c_w.defined(), proj);
 
   // this step's pointers into the buffers (rows of step t; the kept rows are scratch without a workspace)
-  auto set_step = [&](ForwardStep<S>& st, int64_t t) {
+  auto set_step = [&](ForwardStep<S>& st, int64_t t, int64_t gate_base) {  // gate_base: the gates' first row
     const int64_t row = s.offset[t], keep = need_ws ? row : 0;
     st.t = t;
-    st.gates = ptr<S>(gates) + row * G;
+    st.gates = ptr<S>(gates) + (row - gate_base) * G;
     st.c_out = c_buf.template data_ptr<A>() + c_row(t) * H;
     const int64_t prev = c_prev_row(t);
     st.c_prev = prev >= 0 ? c_buf.template data_ptr<A>() + prev * H : nullptr;
@@ -799,6 +926,9 @@ std::vector<Tensor> forward_impl(
     R* hr = ptr<S>(h_raw);
     const R* whh = ptr<S>(w_hh_c);  // (4H, P)
     const R* whr = ptr<S>(w_hr);    // (P, H)
+    const R* wih = ptr<S>(w_ih_c);  // (4H, I), inference by chunks only
+    const R* xp = ptr<S>(x);
+    const int64_t I = x.size(1);
     const R* mask = ptr<S>(rec_mask);
     R* rh_p = ptr<S>(rh);  // layer norm of R h (rows loop only): R h_{t-1} of the kept rows, then its statistics
     R* stats_hh_p = ptr<S>(stats_hh);
@@ -823,8 +953,30 @@ std::vector<Tensor> forward_impl(
       for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
         w_gate[k].set(whh + (k * H + j0) * P, P, whole ? G : j1 - j0, P, r1 - r0, true);
       if (proj) w_proj.set(whr + q0 * H, H, q1 - q0, H, r1 - r0, true);
-      for (const int64_t t : s.order) {
+      // inference by chunks: w_ih.T's blocks of the same gate columns, each chunk's x W_ih^T made by this thread for
+      // its own columns (units) or its own rows of each step (rows), so no barrier: no other thread reads them
+      StepOperand<R> w_in[4];
+      if (gate_chunk_steps > 0)
+        for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+          w_in[k].set(wih + (k * H + j0) * I, I, whole ? G : j1 - j0, I,
+                      by_rows ? r1 - r0 : std::min(N, gate_chunk_steps * batch), true);
+      int64_t gate_base = 0;  // first row of the gates buffer (inference by chunks: of the chunk)
+      for (int64_t pos = 0; pos < steps; ++pos) {
+        const int64_t t = s.order[pos];
         const int64_t n = s.size[t], row = s.offset[t], keep = need_ws ? row : 0;
+        if (gate_chunk_steps > 0 && pos % gate_chunk_steps == 0) {
+          const auto [hi, first, rows] = gate_chunk(pos);
+          gate_base = first;
+          if (by_rows) {
+            for (int64_t q = pos; q < hi; ++q) {
+              const int64_t u = s.order[q], own = std::max<int64_t>(0, std::min(s.size[u], r1) - r0);
+              w_in[0].multiply(own, xp + (s.offset[u] + r0) * I, I, gb + (s.offset[u] - first + r0) * G, G, false);
+            }
+          } else {
+            for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+              w_in[k].multiply(rows, xp + first * I, I, gb + k * H + j0, G, false);
+          }
+        }
         const int64_t nb = reverse ? t + 1 : t - 1;
         const int64_t e = std::min(n, r1), m = std::max<int64_t>(0, e - r0);  // own rows of this step: [r0, e)
         // the GEMM's left operand: the previous h rows in place when contiguous, else gathered (and masked)
@@ -849,7 +1001,7 @@ std::vector<Tensor> forward_impl(
           barrier.wait();
           h_in = scratch;
         }
-        R* z = gb + row * G;
+        R* z = gb + (row - gate_base) * G;
         if (rh_p != nullptr) {  // rows loop: whole rows of R h_{t-1} here, so LN's row statistics need no barrier
           R* r = rh_p + keep * G;
           w_gate[0].multiply(m, h_in + r0 * P, P, r + r0 * G, G, false);
@@ -858,7 +1010,7 @@ std::vector<Tensor> forward_impl(
           for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
             w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);
         }
-        set_step(st, t);
+        set_step(st, t, gate_base);
         rows_fn(st, r0, e, j0, j1);
         round_bf16_block(round_h, st.h_out, proj ? H : P, r0, e, j0, j1);  // h (or h_raw): own rows and units
         barrier.wait();  // h_t complete before any thread reads it
@@ -879,9 +1031,17 @@ std::vector<Tensor> forward_impl(
       }
     }
   } else {
-    for (const int64_t t : s.order) {
+    int64_t gate_base = 0;  // as in the partitioned loop
+    for (int64_t pos = 0; pos < static_cast<int64_t>(s.order.size()); ++pos) {
+      const int64_t t = s.order[pos];
       const int64_t n = s.size[t], row = s.offset[t];
       const int64_t keep = need_ws ? row : 0;
+      if (gate_chunk_steps > 0 && pos % gate_chunk_steps == 0) {
+        const auto [hi, first, rows] = gate_chunk(pos);
+        gate_base = first;
+        Tensor part = gates.narrow(0, 0, rows);
+        at::mm_out(part, x.narrow(0, first, rows), w_ih_t);
+      }
       Tensor h_prev = rows_before(h_buf, s, t, h_scratch);  // (n, P)
       Tensor h_in = h_prev;
       if (rec_mask.defined()) {
@@ -889,7 +1049,7 @@ std::vector<Tensor> forward_impl(
         h_in = at::mul_out(out, h_prev, rec_mask.narrow(0, 0, n));
         round_bf16_tensor(round_h, h_in);
       }
-      Tensor z = gates.narrow(0, row, n);  // (n, 4H)
+      Tensor z = gates.narrow(0, row - gate_base, n);  // (n, 4H)
       if (ln_hh_w.defined()) {
         Tensor r = rh.narrow(0, keep, n);
         step_gemm(r, h_in, w_hh_t, false);
@@ -901,7 +1061,7 @@ std::vector<Tensor> forward_impl(
       } else {
         step_gemm(z, h_in, w_hh_t, true);  // z += h_in @ w_hh.T, one BLAS call with beta = 1
       }
-      set_step(a, t);
+      set_step(a, t, gate_base);
       at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1, 0, H); });
       round_bf16_tensor(round_h, proj ? h_raw.narrow(0, keep, n) : h_buf.narrow(0, row, n));
       if (proj) {
@@ -1305,14 +1465,14 @@ std::vector<Tensor> backward_impl(
   const int64_t chunk_rows = forced_chunk != nullptr ? std::atoll(forced_chunk) : (worth_it ? fitting_rows : 0);
   const bool chunked = plan.threads > 0 && !plan.by_rows && plain && chunk_rows > 0;
   const int64_t chunk_steps = chunked ? std::max<int64_t>(1, chunk_rows / std::max<int64_t>(1, batch)) : 0;
-  Tensor dz = at::empty({chunked ? std::min(N, chunk_steps * batch) : N, G}, opts);
+  Tensor dz = pooled_empty({chunked ? std::min(N, chunk_steps * batch) : N, G}, opts);
   last_dz_rows.store(dz.size(0), std::memory_order_relaxed);
-  Tensor d_rh = ln_hh_w.defined() ? at::empty({N, G}, opts) : Tensor();
-  Tensor d_normed = ln_c_w.defined() ? at::empty({N, H}, opts) : Tensor();
+  Tensor d_rh = ln_hh_w.defined() ? pooled_empty({N, G}, opts) : Tensor();
+  Tensor d_normed = ln_c_w.defined() ? pooled_empty({N, H}, opts) : Tensor();
   // the gradient of every output h: with a projection all rows are kept (dW_hr = dh_all^T h_raw), else one step's
   // rows at a time in dh_step (the gradient of the outputs is not copied: 52 MB at T=200 B=64 H=1024)
   const Tensor grad_rows = grad_output.reshape({N, P});
-  Tensor dh_all = proj ? grad_rows.clone() : Tensor();  // (N, P)
+  Tensor dh_all = proj ? pooled_empty({N, P}, opts).copy_(grad_rows) : Tensor();  // (N, P)
   Tensor dh_step = proj ? Tensor() : at::empty({batch, P}, opts);
   Tensor dh_state = grad_h_n.clone();                     // (B, P) gradient of the h fed back
   Tensor dc_state = grad_c_n.to(acc_dtype, false, true);  // (B, H) gradient of the carried cell
@@ -1356,7 +1516,7 @@ std::vector<Tensor> backward_impl(
     const Tensor x_c = chunked ? x.contiguous() : Tensor(), w_ih_c = chunked ? w_ih.contiguous() : Tensor();
     const Tensor out_c = chunked ? output.reshape({N, P}).contiguous() : Tensor();
     const Tensor h0_c = chunked ? h0.contiguous() : Tensor();
-    if (chunked && want[0]) g_x = at::empty({N, I}, opts);
+    if (chunked && want[0]) g_x = pooled_empty({N, I}, opts);
     if (chunked && want[3]) g_w_ih = at::empty({G, I}, opts);
     if (chunked && want[4]) g_w_hh = at::empty({G, P}, opts);
     if (chunked && want[5]) db_acc.assign(G, 0.0);
@@ -1573,7 +1733,7 @@ std::vector<Tensor> backward_impl(
     cs.dz = ptr<S>(dz);
     if (ln_ih) {
       cs.ln_in[0] = ptr<S>(x_proj), cs.ln_stats[0] = ptr<S>(stats_ih), cs.ln_ih_w = ptr<S>(ln_ih_w_c);
-      if (want[0] || want[3]) d_x_proj = at::empty({N, G}, opts), cs.d_x_proj = ptr<S>(d_x_proj);
+      if (want[0] || want[3]) d_x_proj = pooled_empty({N, G}, opts), cs.d_x_proj = ptr<S>(d_x_proj);
     }
     if (ln_hh_w.defined() && want[10]) cs.ln_in[1] = ptr<S>(rh), cs.ln_stats[1] = ptr<S>(stats_hh);
     const Tensor sums = gate_column_sums<S>(cs, N, G);
@@ -1592,7 +1752,11 @@ std::vector<Tensor> backward_impl(
     if (want[4]) g[4] = g_w_hh;
     if (want[5]) g[5] = at::tensor(db_acc, at::kDouble).to(x.scalar_type());
   }
-  if (want[0] && !chunked) g[0] = at::mm(d_x_proj, w_ih).view(x_in.sizes());
+  if (want[0] && !chunked) {
+    g[0] = pooled_empty({N, w_ih.size(1)}, opts);
+    at::mm_out(g[0], d_x_proj, w_ih);
+    g[0] = g[0].view(x_in.sizes());
+  }
   if (want[3] && !chunked) g[3] = at::mm(d_x_proj.t(), x);
   if (chunked) {
   } else if (want[4] && s.uniform) {
@@ -1662,9 +1826,9 @@ std::vector<Tensor> backward_impl(
 }
 
 // float32 copies of a bfloat16 call's tensors (exact: every bfloat16 value is a float32 value)
-Tensor f32(const Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; }
+Tensor f32(const Tensor& t) { return pooled_to(t, at::kFloat); }
 optional<Tensor> f32(const optional<Tensor>& t) {
-  return t.has_value() && t->defined() ? optional<Tensor>(t->to(at::kFloat)) : t;
+  return t.has_value() && t->defined() ? optional<Tensor>(pooled_to(*t, at::kFloat)) : t;
 }
 
 void check_args(const Tensor& x, const Tensor& h0, const Tensor& c0) {
@@ -1689,7 +1853,7 @@ std::vector<Tensor> forward(
         f32(xc), f32(h0c), f32(c0c), f32(w_ih), f32(w_hh), f32(b_ih), f32(b_hh), f32(w_hr), batch_sizes, reverse,
         f32(peephole), f32(ln_ih_w), f32(ln_ih_b), f32(ln_hh_w), f32(ln_hh_b), f32(ln_c_w), f32(ln_c_b),
         f32(rec_mask), f32(zh_mask), f32(zc_mask), zoneout_h, zoneout_c, cell_clip, need_ws, /*round_h=*/true);
-    for (int k = 0; k < 3; ++k) r[k] = r[k].to(at::kBFloat16);  // exact for output and h_n (rounded already)
+    for (int k = 0; k < 3; ++k) r[k] = pooled_to(r[k], at::kBFloat16);  // exact for output and h_n (rounded already)
     return r;  // the workspace in float32 (layer_op.workspace_dtype)
   }
   switch (x.scalar_type()) {
@@ -1725,14 +1889,14 @@ std::vector<Tensor> backward(
   TORCH_CHECK(gates.numel() > 0, "lstmkit::lstm_layer_backward: the forward kept no workspace (need_workspace)");
   const auto c = [](const Tensor& t) { return t.contiguous(); };
   if (x.scalar_type() == at::kBFloat16 && bf16_gemm() == "float32") {  // float32 kernel, bf16 GEMM operands
-    const auto fc = [](const Tensor& t) { return t.to(at::kFloat).contiguous(); };
+    const auto fc = [](const Tensor& t) { return pooled_to(t, at::kFloat).contiguous(); };
     std::vector<Tensor> g = backward_impl<float>(
         fc(grad_output), fc(grad_h_n), fc(grad_c_n), fc(x), fc(h0), fc(c0), f32(w_ih), f32(w_hh), f32(w_hr),
         batch_sizes, reverse, f32(peephole), f32(ln_ih_w), f32(ln_ih_b), f32(ln_hh_w), f32(ln_hh_b), f32(ln_c_w),
         f32(ln_c_b), f32(rec_mask), f32(zh_mask), f32(zc_mask), zoneout_h, zoneout_c, cell_clip, fc(output),
         fc(gates), fc(cells), fc(c_new), fc(tanh_c), fc(h_raw), fc(x_proj), fc(rh), fc(stats_ih), fc(stats_hh),
         fc(stats_c), output_mask, /*round_dz=*/true);
-    for (auto& t : g) t = t.to(at::kBFloat16);
+    for (auto& t : g) t = pooled_to(t, at::kBFloat16);
     return g;
   }
   const auto go = grad_output.to(x.scalar_type()).contiguous();
@@ -1858,6 +2022,24 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     const int f = last_forward_loop.load(), b = last_backward_loop.load();
     return std::make_pair(std::string(f < 0 ? "none" : names[f]), std::string(b < 0 ? "none" : names[b]));
   }, "(forward, backward): the time loop each kernel's last call took: 'steps', 'units' or 'rows' (tests)");
+  m.def("last_gate_rows", [] { return last_gate_rows.load(); },
+        "rows of the gate pre-activations the last forward call kept at once: N, or a chunk's rows when an "
+        "inference call made x W_ih^T chunk by chunk (tests)");
+  m.def("workspace_pool_clear", [] {
+    WorkspacePool& pool = workspace_pool();
+    std::lock_guard<std::mutex> lock(pool.mu);
+    pool.drop_idle(true, 0);
+  }, "free the workspace pool's idle buffers (those no tensor refers to)");
+  m.def("workspace_pool_stats", [] {
+    WorkspacePool& pool = workspace_pool();
+    std::lock_guard<std::mutex> lock(pool.mu);
+    int64_t idle = 0;
+    for (const auto& e : pool.entries) idle += e.storage.use_count() == 1 ? e.bytes : 0;
+    return std::make_tuple(pool.held, idle, pool.hits, pool.misses);
+  }, "(bytes held, bytes idle, hits, misses) of the workspace pool of large buffers");
+  m.def("pooled_empty", [](std::vector<int64_t> shape, at::ScalarType dtype) {
+    return pooled_empty(shape, at::TensorOptions().dtype(dtype));
+  }, "an uninitialised CPU tensor like torch.empty, from the workspace pool when large (tests, masks)");
   m.def("last_dz_rows", [] { return last_dz_rows.load(); },
         "rows of dz the last backward call kept at once: N, or a chunk's rows when it added the gradients chunk by "
         "chunk (tests)");

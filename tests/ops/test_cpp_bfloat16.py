@@ -321,3 +321,33 @@ def test_float32_way_takes_the_partitioned_loop(monkeypatch, way):
         assert (forward_loop, backward_loop) == ("steps", "steps")
     else:
         assert forward_loop in ("rows", "units") and backward_loop in ("rows", "units")
+
+
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("option", ["plain", "packed_reverse", "all_but_input_norm"])
+def test_inference_input_gemm_in_chunks(monkeypatch, way, option):
+    """An inference call (no workspace) makes x W_ih^T chunk by chunk in the time loop (LSTMKIT_GATES_CHUNK rows;
+    _C.last_gate_rows says it did) in both ways: the outputs equal the whole-GEMM call's (the same products, row by
+    row) and, in the float32 way, the rounding reference as closely as the training call does."""
+    from lstmkit.ops import _C
+
+    monkeypatch.setenv("LSTMKIT_CPP_BF16", way)
+    args = _bf16_args("all" if option == "all_but_input_norm" else option)
+    if option == "all_but_input_norm":
+        args.update(ln_ih_w=None, ln_ih_b=None)  # layer norm of x W_ih^T keeps the whole GEMM
+    args = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+    args["need_workspace"] = False
+    with use_fused_backend("cpp"):
+        monkeypatch.setenv("LSTMKIT_GATES_CHUNK", "0")
+        whole = torch.ops.lstmkit.lstm_layer(*args.values())[:3]
+        monkeypatch.setenv("LSTMKIT_GATES_CHUNK", "3")  # one step of B = 3 rows
+        got = torch.ops.lstmkit.lstm_layer(*args.values())[:3]
+        assert _C.last_gate_rows() == 3
+    wide = {k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in args.items()}
+    want = _reference(wide)
+    for a, w, r in zip(got, whole, want):
+        assert a.dtype == torch.bfloat16
+        torch.testing.assert_close(a, w, rtol=0, atol=0)
+        if way == "float32":
+            share, worst = _mismatch(a, r)
+            assert share <= 0.01 and worst <= 0.01, (option, share, worst)

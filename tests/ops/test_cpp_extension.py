@@ -306,3 +306,138 @@ def test_cpp_backward_in_chunks_equals_whole(monkeypatch, option, hidden, proj, 
         if got is not None:
             torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)
             torch.testing.assert_close(got, want)
+
+
+def _inference_args(option: str, hidden: int, dtype):
+    """make_args's option without gradients (need_workspace False: an inference call); "layer_norm_rh_c": layer
+    norm of R h and of c only (the input GEMM by chunks leaves out layers with layer norm of x W_ih^T)."""
+    if option == "layer_norm_rh_c":
+        args = _layer_norm_args("all", hidden, dtype)
+        args.update(ln_ih_w=None, ln_ih_b=None)
+    else:
+        args = _wide_args(option, hidden, dtype=dtype)
+    args = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+    args["need_workspace"] = False
+    return args
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("option,hidden", [
+    ("plain", 40), ("reverse", 33), ("packed", 40), ("packed_reverse", 5), ("proj", 37), ("no_bias", 8),
+    ("zoneout_masks", 33), ("zoneout_eval", 40), ("all", 37), ("layer_norm_rh_c", 40),
+])
+def test_cpp_inference_input_gemm_in_chunks_equals_whole(monkeypatch, option, hidden, dtype):
+    """An inference call (no workspace) makes x W_ih^T for a chunk of steps at a time inside the time loop
+    (LSTMKIT_GATES_CHUNK forces chunks at test sizes: T=4, B=3, chunks of 1 and 2 steps; packed input's steps are
+    shorter): it keeps only that many rows of gates (_C.last_gate_rows), in every loop (rows: each thread its own
+    rows of each step; units: its own gate columns; steps) at 1 and 2 threads, and its outputs equal the whole-GEMM
+    call's and the Python kernel's."""
+    from lstmkit.ops import _C
+
+    args = _inference_args(option, hidden, dtype)
+    n_rows = args["x"].shape[0] if args["batch_sizes"] is not None else args["x"].shape[0] * args["x"].shape[1]
+    want = _op(args, "python")[:3]
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    before = torch.get_num_threads()
+    loops = ["rows", "steps"] if option == "layer_norm_rh_c" else ["rows", "units", "steps"]
+    try:
+        for loop in loops:
+            monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                monkeypatch.setenv("LSTMKIT_GATES_CHUNK", "0")
+                whole = _op(args, "cpp")[:3]
+                assert _C.last_gate_rows() == n_rows
+                for chunk_rows in (3, 6):
+                    monkeypatch.setenv("LSTMKIT_GATES_CHUNK", str(chunk_rows))
+                    got = _op(args, "cpp")[:3]
+                    assert _C.last_gate_rows() == min(n_rows, chunk_rows), (loop, threads, chunk_rows)
+                    assert _C.last_loops()[0] == loop, (loop, threads)
+                    for g, w, p in zip(got, whole, want):
+                        torch.testing.assert_close(g, w, **tol)
+                        torch.testing.assert_close(g, p)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cpp_inference_keeps_the_whole_input_gemm_with_a_workspace_or_layer_norm_of_the_input(monkeypatch):
+    """The chunks apply to inference calls only: a call that keeps its workspace for the backward, or one with layer
+    norm of x W_ih^T (normalised over all rows at once), keeps every row of gates."""
+    from lstmkit.ops import _C
+
+    monkeypatch.setenv("LSTMKIT_GATES_CHUNK", "3")
+    args = _wide_args("plain", 40)
+    _op(args, "cpp")
+    assert _C.last_gate_rows() == 12
+    args = _inference_args("plain", 40, torch.float64)
+    args.update(ln_ih_w=torch.ones(160, dtype=torch.float64), ln_ih_b=torch.zeros(160, dtype=torch.float64))
+    _op(args, "cpp")
+    assert _C.last_gate_rows() == 12
+
+
+def test_workspace_pool_never_hands_out_a_referenced_buffer(monkeypatch):
+    """Large buffers come from a pool that hands a buffer out again only when no tensor refers to its storage: a
+    buffer held by a live tensor (a view of it, an output the user kept, a saved workspace) is never returned twice,
+    one whose tensors are all gone is, and the pool can be switched off (LSTMKIT_WORKSPACE_POOL=0)."""
+    from lstmkit.ops import _C
+
+    _C.workspace_pool_clear()
+    shape = [1 << 18, 2]  # 2 MiB of float32, above the pool's 1 MiB floor
+    a = _C.pooled_empty(shape, torch.float32)
+    view = a[10:20]
+    a_ptr = a.data_ptr()
+    del a
+    b = _C.pooled_empty(shape, torch.float32)  # `view` still holds a's storage
+    assert b.data_ptr() != a_ptr
+    del view
+    c = _C.pooled_empty(shape, torch.float32)  # now a's buffer is free again
+    assert c.data_ptr() == a_ptr and c.shape == tuple(shape) and c.dtype == torch.float32
+    assert b.data_ptr() != c.data_ptr()
+    small = _C.pooled_empty([16], torch.float32)  # below the floor: an ordinary allocation
+    assert small.shape == (16,)
+    held, idle, hits, misses = _C.workspace_pool_stats()
+    assert held >= 2 * (1 << 21) and idle == 0 and hits >= 1
+    del b, c
+    assert _C.workspace_pool_stats()[1] >= 2 * (1 << 21)
+    _C.workspace_pool_clear()
+    assert _C.workspace_pool_stats()[:2] == (0, 0)
+    monkeypatch.setenv("LSTMKIT_WORKSPACE_POOL", "0")
+    d = _C.pooled_empty(shape, torch.float32)
+    assert _C.workspace_pool_stats()[0] == 0 and d.shape == tuple(shape)
+
+
+def test_workspace_pool_keeps_saved_workspaces_and_outputs_apart():
+    """Through the operator: a training call's workspace (saved for its backward) and an output the user keeps are
+    never handed to a later call while they live. Two forwards in a row, then both backwards, must give each call's
+    own gradients; a kept output must keep its values after later calls of the same size."""
+    from lstmkit.ops import _C
+
+    _C.workspace_pool_clear()
+    g = torch.Generator().manual_seed(3)
+    T_, B_, I_, H_ = 64, 64, 8, 48  # every (N, 4H) buffer 3 MiB in float32: pooled
+    w = [torch.randn(*s, generator=g).mul_(0.3).requires_grad_(True) for s in [(4 * H_, I_), (4 * H_, H_)]]
+    xs = [torch.randn(T_, B_, I_, generator=g) for _ in range(2)]
+    h0, c0 = torch.zeros(B_, H_), torch.zeros(B_, H_)
+
+    def call(x, need):
+        return torch.ops.lstmkit.lstm_layer(x, h0, c0, w[0], w[1], None, None, None, None, False, None, None, None,
+                                            None, None, None, None, None, None, None, 0.0, 0.0, None, need)
+
+    def grads_alone(x):
+        return torch.autograd.grad(call(x, True)[0].square().sum(), w)
+
+    with use_fused_backend("cpp"):
+        want = [grads_alone(x) for x in xs]
+        out_a, out_b = call(xs[0], True)[0], call(xs[1], True)[0]  # both workspaces live at once
+        got_a = torch.autograd.grad(out_a.square().sum(), w, retain_graph=True)
+        got_b = torch.autograd.grad(out_b.square().sum(), w)
+        for got, exp in zip((*got_a, *got_b), (*want[0], *want[1])):
+            torch.testing.assert_close(got, exp)
+        with torch.no_grad():
+            kept = call(xs[0], False)[0]
+            copy = kept.clone()
+            for _ in range(3):
+                call(xs[1], False)
+                call(xs[1], True)
+        torch.testing.assert_close(kept, copy, rtol=0, atol=0)
+        assert _C.workspace_pool_stats()[2] > 0  # the pool did hand out buffers again
