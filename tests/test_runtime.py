@@ -54,3 +54,28 @@ def test_commands_reject_a_bad_setting_in_one_line():
                          env=env)
     assert out.returncode == 2
     assert out.stderr.strip() == "lstmkit plot: error: LSTMKIT_MALLOC must be 'keep' or 'default', got 'sometimes'"
+
+
+def test_release_workspaces_frees_the_kernel_pool_idle_buffers():
+    """lstmkit.runtime.release_workspaces() gives back the C++ kernel's idle pooled buffers (and says how many bytes
+    they were); buffers still referenced stay."""
+    import torch
+
+    from lstmkit.ops import cpp_extension_error
+    from lstmkit.runtime import release_workspaces
+
+    if cpp_extension_error() is not None:
+        assert release_workspaces() == 0
+        return
+    from lstmkit.ops import _C
+
+    release_workspaces()
+    held_before = _C.workspace_pool_stats()[0]  # buffers other live tensors still hold
+    kept = _C.pooled_empty([1 << 19], torch.float32)  # 2 MiB: pooled
+    gone = _C.pooled_empty([1 << 19], torch.float64)  # 4 MiB
+    del gone
+    assert _C.workspace_pool_stats()[:2] == (held_before + (6 << 20), 4 << 20)
+    assert release_workspaces() == 4 << 20
+    assert _C.workspace_pool_stats()[:2] == (held_before + (2 << 20), 0)
+    del kept
+    assert release_workspaces() == 2 << 20

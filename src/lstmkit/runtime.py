@@ -30,6 +30,7 @@ import platform
 __all__ = [
     "keep_freed_memory",
     "malloc_setting_from_env",
+    "release_workspaces",
     "prepare_openmp_environment",
     "parse_thread_count",
     "set_thread_count",
@@ -63,6 +64,25 @@ def keep_freed_memory(mmap_threshold: int = 256 * MIB, trim_threshold: int = 102
     ok_trim = mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1)) == 1
     ok_mmap = mallopt(_M_MMAP_THRESHOLD, min(mmap_threshold, 2**31 - 1)) == 1
     return ok_trim and ok_mmap
+
+
+def release_workspaces() -> int:
+    """Free the idle buffers of the C++ kernel's workspace pool and return how many bytes it held idle.
+
+    Without any setting, the kernel (``lstmkit.ops._C``) keeps its large buffers (gate pre-activations, cells, the
+    gradient workspaces, zoneout masks: 1 MiB and more) after use and hands one out again only when no tensor refers
+    to it any more, so that a training step does not page-fault them in afresh every time (at most 2 GiB in all;
+    buffers not asked for in the last 256 requests are freed at the next new one). Call this after training to give
+    that memory back; ``LSTMKIT_WORKSPACE_POOL=0`` turns the pool off. Returns 0 where the extension is not built.
+    """
+    from lstmkit.ops.layer_op import _cpp
+
+    stats = getattr(_cpp, "workspace_pool_stats", None)
+    if stats is None:
+        return 0
+    idle = stats()[1]
+    _cpp.workspace_pool_clear()
+    return idle
 
 
 def malloc_setting_from_env() -> bool:

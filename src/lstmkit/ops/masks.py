@@ -108,7 +108,10 @@ def _one_pass(shape, threshold: int, below: float, at_or_above: float, dtype, ge
     if (fill is None or dtype not in _ONE_PASS_DTYPES or torch.compiler.is_compiling()
             or torch.device(device if device is not None else "cpu").type != "cpu" or fused_backend() != "cpp"):
         return None
-    out = torch.empty(tuple(shape), dtype=dtype)
+    # a large mask (zoneout's are (T, B, H)) from the kernels' workspace pool: a buffer no tensor refers to any more,
+    # not fresh pages on every call (csrc/lstm_layer.cpp, "workspace pool"); an older build without it: torch.empty
+    pooled = getattr(_cpp, "pooled_empty", None)
+    out = pooled(list(shape), dtype) if pooled is not None else torch.empty(tuple(shape), dtype=dtype)
     fill(out, threshold, below, at_or_above, generator)
     return out
 
