@@ -442,3 +442,21 @@ def test_workspace_pool_keeps_saved_workspaces_and_outputs_apart():
                 call(xs[1], True)
         torch.testing.assert_close(kept, copy, rtol=0, atol=0)
         assert _C.workspace_pool_stats()[2] > 0  # the pool did hand out buffers again
+
+
+def test_workspace_pool_buffer_crosses_inference_mode():
+    """A buffer first handed out under torch.inference_mode and freed can serve a training call: the tensor made
+    on it outside inference mode is an ordinary tensor, which autograd may save for backward."""
+    from lstmkit.ops import _C
+
+    _C.workspace_pool_clear()
+    with torch.inference_mode():
+        a = _C.pooled_empty([1 << 19], torch.float32)
+        first = a.data_ptr()
+        assert a.is_inference()
+    del a
+    b = _C.pooled_empty([1 << 19], torch.float32)
+    assert b.data_ptr() == first and not b.is_inference()
+    w = torch.ones(1 << 19, requires_grad=True)
+    (b.fill_(2.0) * w).sum().backward()  # b saved for the backward
+    assert torch.equal(w.grad, torch.full_like(w, 2.0))
