@@ -528,45 +528,57 @@ struct SpinBarrier {
 // and trims free memory above its trim threshold at the top of its heap: a large buffer allocated on every call
 // page-faults (and is zeroed by the kernel) on every call. At T=200 B=64 H=128 a training step with every variant
 // allocates about 100 MB of workspace of tens of MB each (benchmarks/RESULTS.md, "Session 8: large workspaces and
-// fresh pages"). The kernels' large buffers therefore come from a small pool: a buffer of exactly the bytes asked
-// for is handed out again only when nothing but the pool holds its storage (use_count() == 1: no tensor, view,
-// saved workspace or user's output refers to it), so a buffer still referenced is never shared. Bounded: at most
-// kPoolCapBytes held in all (a request beyond it gets an ordinary allocation), and idle buffers not asked for in the
-// last kPoolIdleTicks requests are freed at the next miss. Only requests of kPoolMinBytes or more are pooled.
+// fresh pages"). The kernels' large buffers therefore come from a small pool: a buffer of the bytes asked for (up to
+// a quarter more: the smallest such, so that lengths that vary a little between batches still find one; the
+// tensor is then a view of the first bytes) is handed out again only when nothing but the pool holds its storage
+// (use_count() == 1: no tensor, view, saved workspace or user's output refers to it), so a buffer still referenced
+// is never shared. Bounded: a request
+// that matches no idle buffer first frees idle ones, least recently handed out first, until the pool holds no more
+// idle bytes than the most bytes it ever had in use at once (a training loop repeats its sizes and stops missing
+// once warm; shapes that change every call, e.g. variable sequence lengths, leave at most one such peak idle, not a
+// pile), and at most kPoolCapBytes are held in all (a request beyond it gets an ordinary allocation). Only requests
+// of kPoolMinBytes or more are pooled. (Freeing every idle buffer at a miss was tried: a bfloat16 training step whose
+// forward and backward ask for different sizes then freed the other half's buffers at every step, 14 misses of 20
+// requests.)
 // LSTMKIT_WORKSPACE_POOL=0 turns it off (read per call); _C.workspace_pool_clear() frees the idle buffers
 // (lstmkit.runtime.release_workspaces). It changes nothing of malloc's settings.
 constexpr int64_t kPoolMinBytes = int64_t(1) << 20, kPoolCapBytes = int64_t(2) << 30;
-constexpr uint64_t kPoolIdleTicks = 256;
 
 struct WorkspacePool {
   struct Entry {
     c10::Storage storage;
     int64_t bytes = 0;
-    uint64_t last = 0;
+    uint64_t last = 0;  // tick of the last hand-out
   };
   std::mutex mu;
   std::vector<Entry> entries;
   uint64_t tick = 0;
-  int64_t held = 0, hits = 0, misses = 0;
-  // frees idle entries: all of them (clear), or those idle for kPoolIdleTicks, or the least recently used ones until
-  // `need` more bytes fit under the cap (caller holds mu)
-  void drop_idle(bool all, int64_t need) {
+  int64_t held = 0, hits = 0, misses = 0, busy_peak = 0;  // busy_peak: most bytes in use at once (reset by clear)
+  // frees entries no tensor refers to, least recently handed out first, until at most `keep_idle` idle bytes are left
+  // (caller holds mu)
+  void drop_idle(int64_t keep_idle) {
     std::vector<size_t> idle;
-    for (size_t i = 0; i < entries.size(); ++i)
-      if (entries[i].storage.use_count() == 1) idle.push_back(i);
+    int64_t idle_bytes = 0;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (entries[i].storage.use_count() == 1) idle.push_back(i), idle_bytes += entries[i].bytes;
+    }
     std::sort(idle.begin(), idle.end(), [&](size_t a, size_t b) { return entries[a].last < entries[b].last; });
     std::vector<bool> drop(entries.size(), false);
     for (const size_t i : idle) {
-      const bool stale = tick - entries[i].last > kPoolIdleTicks;
-      if (all || stale || held + need > kPoolCapBytes) {
-        drop[i] = true;
-        held -= entries[i].bytes;
-      }
+      if (idle_bytes <= keep_idle) break;
+      drop[i] = true;
+      idle_bytes -= entries[i].bytes;
+      held -= entries[i].bytes;
     }
     std::vector<Entry> kept;
     for (size_t i = 0; i < entries.size(); ++i)
       if (!drop[i]) kept.push_back(std::move(entries[i]));
     entries = std::move(kept);
+  }
+  int64_t idle_bytes() const {
+    int64_t n = 0;
+    for (const auto& e : entries) n += e.storage.use_count() == 1 ? e.bytes : 0;
+    return n;
   }
 };
 WorkspacePool& workspace_pool() {
@@ -586,23 +598,27 @@ Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& opts) {
   std::lock_guard<std::mutex> lock(pool.mu);
   ++pool.tick;
   c10::Storage storage;
+  WorkspacePool::Entry* best = nullptr;  // the smallest idle buffer of bytes to 1.25 bytes (sequence lengths vary)
   for (auto& e : pool.entries) {
-    if (e.bytes == bytes && e.storage.use_count() == 1) {
-      e.last = pool.tick;
-      storage = e.storage;
-      ++pool.hits;
-      break;
-    }
+    if (e.bytes >= bytes && e.bytes <= bytes + bytes / 4 && (best == nullptr || e.bytes < best->bytes) &&
+        e.storage.use_count() == 1)
+      best = &e;
+  }
+  if (best != nullptr) {
+    best->last = pool.tick;
+    storage = best->storage;
+    ++pool.hits;
   }
   if (!storage) {
     ++pool.misses;
-    pool.drop_idle(false, bytes);
+    pool.drop_idle(pool.busy_peak);
     Tensor fresh = at::empty({bytes}, opts.dtype(at::kByte));
     if (pool.held + bytes > kPoolCapBytes) return fresh.view(opts.dtype().toScalarType()).view(shape);
     storage = fresh.storage();
     pool.entries.push_back({storage, bytes, pool.tick});
     pool.held += bytes;
   }
+  pool.busy_peak = std::max(pool.busy_peak, pool.held - pool.idle_bytes());  // (`storage` counts as in use)
   return at::empty({0}, opts).set_(storage, 0, shape, c10::contiguous_strides(shape));
 }
 
@@ -2028,7 +2044,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("workspace_pool_clear", [] {
     WorkspacePool& pool = workspace_pool();
     std::lock_guard<std::mutex> lock(pool.mu);
-    pool.drop_idle(true, 0);
+    pool.drop_idle(0);
+    pool.busy_peak = 0;
   }, "free the workspace pool's idle buffers (those no tensor refers to)");
   m.def("workspace_pool_stats", [] {
     WorkspacePool& pool = workspace_pool();

@@ -71,9 +71,9 @@ def release_workspaces() -> int:
 
     Without any setting, the kernel (``lstmkit.ops._C``) keeps its large buffers (gate pre-activations, cells, the
     gradient workspaces, zoneout masks: 1 MiB and more) after use and hands one out again only when no tensor refers
-    to it any more, so that a training step does not page-fault them in afresh every time (at most 2 GiB in all;
-    buffers not asked for in the last 256 requests are freed at the next new one). Call this after training to give
-    that memory back; ``LSTMKIT_WORKSPACE_POOL=0`` turns the pool off. Returns 0 where the extension is not built.
+    to it any more, so that a training step does not page-fault them in afresh every time (at most 2 GiB in all, and
+    no more bytes idle than the most it ever had in use at once). Call this after training to give that memory back; ``LSTMKIT_WORKSPACE_POOL=0`` turns the pool off.
+    Returns 0 where the extension is not built.
     """
     from lstmkit.ops.layer_op import _cpp
 

@@ -444,6 +444,51 @@ def test_workspace_pool_keeps_saved_workspaces_and_outputs_apart():
         assert _C.workspace_pool_stats()[2] > 0  # the pool did hand out buffers again
 
 
+def test_workspace_pool_frees_idle_buffers_when_sizes_change():
+    """A request that matches no idle buffer frees idle ones (least recently used first) until no more bytes are idle
+    than the most the pool ever had in use at once: sizes that change every call (variable sequence lengths) do not
+    pile up idle buffers, and a size pattern that repeats (a training step) stops missing once warm."""
+    from lstmkit.ops import _C
+
+    _C.workspace_pool_clear()
+    held0 = _C.workspace_pool_stats()[0]  # buffers other live tensors hold (in use)
+    u = held0 + (1 << 20)
+    for k in range(1, 9):  # eight sizes, each freed at once: 36 u in all
+        t = _C.pooled_empty([k * u], torch.uint8)
+        del t
+    held, idle = _C.workspace_pool_stats()[:2]
+    assert idle <= held0 + 15 * u and held - idle == held0, (held, idle)  # at most the peak (8 u) + the last
+    _C.workspace_pool_clear()
+    # a step whose two halves ask for different sizes (a forward's temporaries, then a backward's), the second
+    # larger than what is kept through the step: warm after one step
+    sizes = [[3 << 18, 5 << 18], [7 << 18, 3 << 18]]
+    for step in range(3):
+        misses = _C.workspace_pool_stats()[3]
+        kept = [_C.pooled_empty([1 << 18], torch.float32)]  # 1 MiB held through the step (a saved workspace)
+        for half in sizes:
+            temps = [_C.pooled_empty([n], torch.float32) for n in half]
+            del temps
+        del kept
+        if step > 0:
+            assert _C.workspace_pool_stats()[3] == misses, step
+
+
+def test_workspace_pool_serves_slightly_smaller_requests():
+    """An idle buffer serves a request of up to a quarter fewer bytes (sequence lengths that vary a little between
+    batches), as a tensor of exactly the requested shape at the buffer's start; a smaller request gets its own."""
+    from lstmkit.ops import _C
+
+    _C.workspace_pool_clear()
+    a = _C.pooled_empty([1 << 20], torch.float32)  # 4 MiB
+    first = a.data_ptr()
+    del a
+    b = _C.pooled_empty([900_000], torch.float32)  # 3.4 MiB: within a quarter
+    assert b.data_ptr() == first and b.shape == (900_000,) and b.is_contiguous()
+    del b
+    c = _C.pooled_empty([700_000], torch.float32)  # 2.7 MiB: more than a quarter smaller
+    assert c.data_ptr() != first
+
+
 def test_workspace_pool_buffer_crosses_inference_mode():
     """A buffer first handed out under torch.inference_mode and freed can serve a training call: the tensor made
     on it outside inference mode is an ordinary tensor, which autograd may save for backward."""
