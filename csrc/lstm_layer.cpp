@@ -8,7 +8,8 @@
 // N = rows of packed time-major data (T * B when padded).
 //
 // Forward, per layer call:
-//   gates = x @ w_ih.T + b                       (N, 4H)  one GEMM for all steps (LN(x @ w_ih.T) + b with ln_ih)
+//   gates = x @ w_ih.T + b                       (N, 4H)  one GEMM for all steps (LN(x @ w_ih.T) + b with ln_ih);
+//                                                         inference: by chunks of steps inside the loop (kChunkGatesBytes)
 //   for t in processing order:
 //     gates[t] += h_in @ w_hh.T                  (B_t, 4H) one GEMM (MKL, beta = 1, in place)
 //     one pass per row: i f g o, c, tanh c, h (the variant's extras at compile time, no branches inside)
