@@ -306,3 +306,41 @@ def test_cpp_backward_in_chunks_equals_whole(monkeypatch, option, hidden, proj, 
         if got is not None:
             torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)
             torch.testing.assert_close(got, want)
+
+
+def test_cpp_packing_buffers_kept_between_calls_give_what_fresh_ones_give(monkeypatch):
+    """float32 weight slices are packed (MKL) into a buffer per thread kept from call to call (csrc PackArena). A
+    call after calls of other shapes (a larger layer, whose slices did not fit: memory of their own, then the
+    buffer grows to hold them; a projection; the rows loop's whole weight; a changed weight of the same shape)
+    gives bit for bit what packing into fresh memory gives (LSTMKIT_PACK_REUSE=0), and the Python kernel's values,
+    in both loops, forward and backward."""
+    from lstmkit.ops import _C
+
+    configs = [("plain", 40, None, "units"), ("plain", 72, None, "units"), ("proj", 37, 21, "units"),
+               ("plain", 40, None, "units"), ("reverse", 40, None, "rows"), ("plain", 72, None, "units")]
+    before = torch.get_num_threads()
+    sizes = []
+    try:
+        torch.set_num_threads(2)
+        for k, (option, hidden, proj, loop) in enumerate(configs):
+            args = _wide_args(option, hidden, proj, dtype=torch.float32)
+            if k == 3:  # the first call's shape again, other weights: packed anew into the kept buffer
+                args["w_hh"] = (args["w_hh"].detach() * -0.7).requires_grad_()
+            weights = [torch.randn_like(t) for t in _op(args, "python")[:3]]
+            monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
+            monkeypatch.setenv("LSTMKIT_PACK_REUSE", "1")
+            kept = _grads(args, "cpp", weights)
+            assert _C.last_loops() == (loop, loop)
+            sizes.append(_C.pack_arena_bytes())
+            monkeypatch.setenv("LSTMKIT_PACK_REUSE", "0")
+            fresh = _grads(args, "cpp", weights)
+            python = _grads(args, "python", weights)
+            for got, alone, want in zip((*kept[0], *kept[1]), (*fresh[0], *fresh[1]), (*python[0], *python[1])):
+                assert (got is None) == (want is None)
+                if got is not None:
+                    torch.testing.assert_close(got, alone, rtol=0, atol=0)
+                    torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5)
+    finally:
+        torch.set_num_threads(before)
+    # the calling thread's buffer is in use (MKL packs here) and grew after the larger layer, never shrinking
+    assert sizes[0] > 0 and sizes[2] > sizes[0] and sizes == sorted(sizes), sizes
