@@ -344,3 +344,56 @@ def test_cpp_packing_buffers_kept_between_calls_give_what_fresh_ones_give(monkey
         torch.set_num_threads(before)
     # the calling thread's buffer is in use (MKL packs here) and grew after the larger layer, never shrinking
     assert sizes[0] > 0 and sizes[2] > sizes[0] and sizes == sorted(sizes), sizes
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("loop", ["units", "rows"])
+def test_cpp_sees_every_change_of_the_weights_between_calls(monkeypatch, dtype, loop):
+    """Nothing of a weight is kept from one call to the next (the packed slices are rebuilt every call, only their
+    memory is kept): after an optimizer step, an in-place edit through .data (which autograd's version counter
+    does not see), a .data assignment, load_state_dict, a one-element edit, and with two modules called in turn,
+    each call's outputs and gradients equal the Python kernel's on the weights as they are now."""
+    import lstmkit
+
+    monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
+    torch.manual_seed(0)
+    a, b = (lstmkit.LSTM(6, 40, impl="fused", dtype=dtype) for _ in range(2))
+    x = torch.randn(4, 3, 6, dtype=dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
+
+    def check(module):
+        results = []
+        for backend in ("cpp", "python"):
+            module.zero_grad()
+            with use_fused_backend(backend):
+                out, (h, c) = module(x)
+                (out.sum() + h.sum() + c.sum()).backward()
+            results.append([out.detach(), *(p.grad.clone() for p in module.parameters())])
+        for got, want in zip(*results):
+            torch.testing.assert_close(got, want, **tol)
+        return results[0][0]
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        first = check(a)
+        torch.optim.SGD(a.parameters(), lr=0.5).step()  # gradients of the python call, left by check
+        assert not torch.equal(check(a), first)
+        a.weight_hh_l0.data.mul_(-0.5)  # not counted by a.weight_hh_l0._version
+        check(a)
+        a.weight_hh_l0.data = torch.randn_like(a.weight_hh_l0)
+        check(a)
+        a.load_state_dict(b.state_dict())
+        torch.testing.assert_close(check(a), check(b), rtol=0, atol=0)
+        with torch.no_grad():
+            a.weight_hh_l0[5, 7] += 1.0
+        assert not torch.equal(check(a), check(b))
+        assert _cpp_loops() == (loop, loop)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _cpp_loops():
+    from lstmkit.ops import _C
+
+    return _C.last_loops()
