@@ -384,13 +384,15 @@ class _LayerFunction(torch.autograd.Function):
       has no ``setup_context``, so functorch refuses it. functorch differentiates with the graph kept (transforms
       nest), so the backward runs through the reference equations, as for double backward: right, and slower than
       the fused backward.
-    - plain eager training: the autograd formula registered on the operator costs more per call than this
-      Function. torch 2.13's generated forward fills the schema's defaults back in before ``setup_context`` with
-      ``torch._library.utils.fill_defaults``, which re-reads ``schema.arguments`` (a fresh list each time) once per
-      argument: quadratic in the 27 arguments, ~0.2-0.4 ms a call, a tenth of a whole training step at T=35 B=16
-      H=128 (pytorch/pytorch#195110 makes it linear; benchmarks/RESULTS.md, "Session 7: the operator's call
-      overhead"); under CPU autocast too, with the inputs cast first as the operator's autocast rule would.
-      compile, export, other devices' autocast and tracing modes keep the operator, whose formula is the same.
+    - plain eager training on the Python kernel or under CPU autocast (on the C++ kernel without autocast,
+      :class:`_CppLayerFunction`, cheaper still): the autograd formula registered on the operator costs more per
+      call than this Function. torch 2.13's generated forward fills the schema's defaults back in before
+      ``setup_context`` with ``torch._library.utils.fill_defaults``, which re-reads ``schema.arguments`` (a fresh
+      list each time) once per argument: quadratic in the 27 arguments, ~0.2-0.4 ms a call, a tenth of a whole
+      training step at T=35 B=16 H=128 (pytorch/pytorch#195110 makes it linear; benchmarks/RESULTS.md, "Session 7:
+      the operator's call overhead"); under CPU autocast too, with the inputs cast first as the operator's autocast
+      rule would. compile, export, other devices' autocast and tracing modes keep the operator, whose formula is the
+      same.
     """
 
     @staticmethod
@@ -402,7 +404,7 @@ class _LayerFunction(torch.autograd.Function):
 
 
 class _CppLayerFunction(torch.autograd.Function):
-    """Plain eager training on the C++ kernel (float32 or float64 on CPU, no autocast): the same formula as
+    """Plain eager training on the C++ kernel (CPU, no autocast): the same formula as
     :class:`_LayerFunction`, with both halves calling the extension directly instead of through the operators.
     Measured per training call at T=1 B=1 H=8 (2 threads, benchmarks/RESULTS.md "Session 8: fixed costs of a small
     training step"): the operators' dispatch (custom_op's autograd and backend wrappers, the aliasing check of the
