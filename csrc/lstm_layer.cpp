@@ -881,7 +881,8 @@ std::vector<Tensor> forward_impl(
     // bias into every row of the (N, 4H) result, a pass over it (4 % of inference at T=200 B=64 H=128)
     // (inference: for one chunk of steps at a time, filled inside the time loop; see kChunkGatesBytes)
     if (gate_chunk_steps > 0) {
-      gates = pooled_empty({std::min(N, gate_chunk_steps * batch), G}, opts);
+      // (batch rows per step of a chunk: the rows loop's slots, below; padded input: min(N, chunk rows))
+      gates = pooled_empty({std::min<int64_t>(s.size.size(), gate_chunk_steps) * batch, G}, opts);
     } else {
       gates = pooled_empty({N, G}, opts);
       at::mm_out(gates, x, w_ih_t);
@@ -953,10 +954,10 @@ std::vector<Tensor> forward_impl(
   auto rows_fn = pick_forward<S>(peephole.defined(), zoning_h, zoning_c, ln_c_w.defined(), proj);
 
   // this step's pointers into the buffers (rows of step t; the kept rows are scratch without a workspace)
-  auto set_step = [&](ForwardStep<S>& st, int64_t t, int64_t gate_base) {  // gate_base: the gates' first row
+  auto set_step = [&](ForwardStep<S>& st, int64_t t, int64_t gate_row) {  // gate_row: step t's first row in gates
     const int64_t row = s.offset[t], keep = need_ws ? row : 0;
     st.t = t;
-    st.gates = ptr<S>(gates) + (row - gate_base) * G;
+    st.gates = ptr<S>(gates) + gate_row * G;
     st.c_out = c_buf.template data_ptr<A>() + c_row(t) * H;
     const int64_t prev = c_prev_row(t);
     st.c_prev = prev >= 0 ? c_buf.template data_ptr<A>() + prev * H : nullptr;
@@ -1020,26 +1021,28 @@ std::vector<Tensor> forward_impl(
         w_gate[k].set(whh + (k * H + j0) * P, P, whole ? G : j1 - j0, P, r1 - r0, arena, true);
       if (proj) w_proj.set(whr + q0 * H, H, q1 - q0, H, r1 - r0, arena, true);
       // inference by chunks: w_ih.T's blocks of the same gate columns, each chunk's x W_ih^T made by this thread for
-      // its own columns (units) or its own rows of each step (rows), so no barrier: no other thread reads them.
-      // Packed into memory of their own, not the thread's PackArena: there (merge of session 8's two branches) the
-      // rows loop at 2 threads with chunks of 2 steps gave wrong outputs now and then (I = 2, packed input; 4 of 270
-      // calls in a stress run, none with own memory in 2 x 270): not understood, so not shared
+      // its own columns (units) or its own rows of each step (rows), so no barrier: no other thread reads them. The
+      // rows loop's threads run unsynchronised, one may be a chunk ahead: its rows of step q of a chunk sit in slot
+      // (q - chunk start) * batch + own row, so two threads never share a slot (rows counted from the chunk's first
+      // row did share one with packed input, whose steps differ in size: a race, seen as wrong outputs now and then).
+      // The units loop's slices are packed for a whole chunk's rows, and MKL's packed size grows with the rows (16 MB
+      // a thread for a chunk of 2688 rows at I = 8, H = 48): memory of their own, not the PackArena, kept for the call
       StepOperand<R> w_in[4];
       if (gate_chunk_steps > 0)
         for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
           w_in[k].set(wih + (k * H + j0) * I, I, whole ? G : j1 - j0, I,
-                      by_rows ? r1 - r0 : std::min(N, gate_chunk_steps * batch), nullptr, true);
-      int64_t gate_base = 0;  // first row of the gates buffer (inference by chunks: of the chunk)
+                      by_rows ? r1 - r0 : std::min(N, gate_chunk_steps * batch), by_rows ? arena : nullptr, true);
+      int64_t gate_base = 0, gate_lo = 0;  // inference by chunks: the chunk's first row and first position
       for (int64_t pos = 0; pos < steps; ++pos) {
         const int64_t t = s.order[pos];
         const int64_t n = s.size[t], row = s.offset[t], keep = need_ws ? row : 0;
         if (gate_chunk_steps > 0 && pos % gate_chunk_steps == 0) {
           const auto [hi, first, rows] = gate_chunk(pos);
-          gate_base = first;
+          gate_base = first, gate_lo = pos;
           if (by_rows) {
             for (int64_t q = pos; q < hi; ++q) {
               const int64_t u = s.order[q], own = std::max<int64_t>(0, std::min(s.size[u], r1) - r0);
-              w_in[0].multiply(own, xp + (s.offset[u] + r0) * I, I, gb + (s.offset[u] - first + r0) * G, G, false);
+              w_in[0].multiply(own, xp + (s.offset[u] + r0) * I, I, gb + ((q - pos) * batch + r0) * G, G, false);
             }
           } else {
             for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
@@ -1070,7 +1073,8 @@ std::vector<Tensor> forward_impl(
           barrier.wait();
           h_in = scratch;
         }
-        R* z = gb + (row - gate_base) * G;
+        const int64_t gate_row = gate_chunk_steps > 0 && by_rows ? (pos - gate_lo) * batch : row - gate_base;
+        R* z = gb + gate_row * G;
         if (rh_p != nullptr) {  // rows loop: whole rows of R h_{t-1} here, so LN's row statistics need no barrier
           R* r = rh_p + keep * G;
           w_gate[0].multiply(m, h_in + r0 * P, P, r + r0 * G, G, false);
@@ -1079,7 +1083,7 @@ std::vector<Tensor> forward_impl(
           for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
             w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);
         }
-        set_step(st, t, gate_base);
+        set_step(st, t, gate_row);
         rows_fn(st, r0, e, j0, j1);
         round_bf16_block(round_h, st.h_out, proj ? H : P, r0, e, j0, j1);  // h (or h_raw): own rows and units
         barrier.wait();  // h_t complete before any thread reads it
@@ -1130,7 +1134,7 @@ std::vector<Tensor> forward_impl(
       } else {
         step_gemm(z, h_in, w_hh_t, true);  // z += h_in @ w_hh.T, one BLAS call with beta = 1
       }
-      set_step(a, t, gate_base);
+      set_step(a, t, row - gate_base);
       at::parallel_for(0, n, grain_for(8 * H), [&](int64_t b0, int64_t b1) { rows_fn(a, b0, b1, 0, H); });
       round_bf16_tensor(round_h, proj ? h_raw.narrow(0, keep, n) : h_buf.narrow(0, row, n));
       if (proj) {
