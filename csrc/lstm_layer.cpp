@@ -453,13 +453,14 @@ struct LoopPlan {
   int threads = 0;
   bool by_rows = false;
 };
-inline LoopPlan plan_loop(int64_t batch, int64_t H, int64_t P, int64_t element_bytes) {
+// `whole_rows`: the call needs whole rows per thread (layer norm), so split by rows whatever the weights' size
+inline LoopPlan plan_loop(int64_t batch, int64_t H, int64_t P, int64_t element_bytes, bool whole_rows = false) {
   const char* forced = std::getenv("LSTMKIT_CPP_LOOP");  // read per call (a few ns): one process can compare them
   const std::string mode = forced != nullptr ? forced : "";
   if (mode == "steps") return {};
   const int64_t threads = std::max(1, at::get_num_threads());
   const bool small_weights = 4 * H * P * element_bytes <= kRowsWeightBytes;
-  const bool by_rows = mode == "rows" || (mode != "units" && small_weights && batch >= threads);
+  const bool by_rows = mode == "rows" || (mode != "units" && (small_weights || whole_rows) && batch >= threads);
   const int64_t parts = by_rows ? std::min(threads, batch) : std::min(threads, (H + 15) / 16);
   return {static_cast<int>(std::max<int64_t>(1, parts)), by_rows};
 }
@@ -470,12 +471,16 @@ std::atomic<int> last_forward_loop{-1}, last_backward_loop{-1};
 std::atomic<int64_t> last_dz_rows{-1};
 inline int loop_code(const LoopPlan& plan) { return plan.threads == 0 ? 0 : plan.by_rows ? 2 : 1; }
 
-// Layer norm of R h and of c normalises whole rows: the rows loop holds them (each thread owns whole batch rows);
-// the units loop splits a row's units over threads, so with layer norm it falls back to the per-step loop
+// Layer norm of R h and of c normalises whole rows: the rows loop holds them (each thread owns whole batch rows),
+// also where W_hh exceeds a core's L2 (H > 256 in float32): each thread streaming all of W_hh per step there beat the
+// per-step loop's ATen passes and fork/joins by far (layer norm at T=35 B=16 H=512, eval: 12.6 vs 18.3 ms, where a
+// plain layer's units loop takes 10.4 ms; benchmarks/RESULTS.md, "Session 8: layer norm's forward in the rows
+// loop"). The units loop splits a row's units over threads, so with layer norm (a forced units loop, or fewer
+// rows than threads) it falls back to the per-step loop
 template <typename S>
 LoopPlan plan_for(int64_t batch, int64_t H, int64_t P, bool layer_norm) {
   if (!partition_blas<S>()) return {};
-  const LoopPlan plan = plan_loop(batch, H, P, sizeof(S));
+  const LoopPlan plan = plan_loop(batch, H, P, sizeof(S), layer_norm);
   return layer_norm && !plan.by_rows ? LoopPlan{} : plan;
 }
 
