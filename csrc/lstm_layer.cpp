@@ -801,8 +801,8 @@ std::vector<Tensor> forward_impl(
     if (ln_hh_w.defined()) add(ln_hh_b_opt);  // added with LN(R h) in the same pass
     ln_shift = shift.to(x.scalar_type());
   } else if (ln_ih_w.has_value()) {
-    // the other loops (the units loop splits a row over threads; the per-step loop: H > 256 with layer norm, native
-    // bfloat16, no BLAS): ATen's layer norm over all rows first
+    // the other loops (the units loop, with layer norm of x W_ih^T alone, splits a row over threads; the per-step
+    // loop: fewer batch rows than threads, native bfloat16, no BLAS): ATen's layer norm over all rows first
     x_proj = at::mm(x, w_ih_t);
     auto normed = at::native_layer_norm(x_proj, {G}, *ln_ih_w, ln_ih_b.has_value() ? *ln_ih_b : Tensor(), kLayerNormEps);
     gates = std::get<0>(normed);
