@@ -381,6 +381,47 @@ inline bool mkl_packing() {
   return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
 }
 
+// Where a thread's packed weight slices live: one buffer per thread, kept from call to call (grown, never shrunk),
+// so that packing writes into pages already mapped. A fresh aligned_alloc per call of a slice of 0.5-8 MB is fresh
+// pages from the kernel every time (glibc maps or trims them): their first writes' page faults were most of the
+// 0.3-1.0 ms the packing took per call and direction at T=35 B=16 H=512 (benchmarks/RESULTS.md, "Session 8: fixed
+// costs of a small training step"). Each parallel region's thread calls begin() and then take()s its slices; a
+// slice that does not fit gets memory of its own for this call (owned by its StepOperand) and the buffer grows to
+// this region's total at the next begin(). Bounded: per thread, the largest total of slices one region packed (at
+// most one copy of w_hh and w_hr split over the threads, or one whole small w_hh per thread in the rows loop).
+// LSTMKIT_PACK_REUSE=0 turns it off (a fresh allocation per slice and call, for comparisons).
+struct PackArena {
+  float* data = nullptr;
+  size_t capacity = 0, used = 0, wanted = 0;  // bytes
+  PackArena() = default;
+  PackArena(const PackArena&) = delete;
+  PackArena& operator=(const PackArena&) = delete;
+  ~PackArena() { std::free(data); }
+  void begin() {
+    if (wanted > capacity) {
+      std::free(data);
+      data = static_cast<float*>(std::aligned_alloc(64, wanted));
+      capacity = data != nullptr ? wanted : 0;
+    }
+    used = wanted = 0;
+  }
+  float* take(size_t bytes) {  // bytes: a multiple of 64; nullptr when it does not fit this call
+    wanted += bytes;
+    if (data == nullptr || used + bytes > capacity) return nullptr;
+    float* out = data + used / sizeof(float);
+    used += bytes;
+    return out;
+  }
+};
+inline PackArena& thread_pack_arena() {
+  static thread_local PackArena arena;
+  return arena;
+}
+inline PackArena* pack_arena() {  // this thread's, or nullptr with LSTMKIT_PACK_REUSE=0
+  const char* reuse = std::getenv("LSTMKIT_PACK_REUSE");
+  return reuse != nullptr && reuse[0] == '0' ? nullptr : &thread_pack_arena();
+}
+
 // One thread's right operand of a per-step product: (k, m) row-major with leading dimension ld, packed by MKL
 // when it can (float), else multiplied in place with sgemm_/dgemm_. `transposed`: the source holds the operand's
 // transpose, (m, k) row-major with leading dimension ld (a block of rows of w_hh itself, so that the forward needs
@@ -391,16 +432,22 @@ struct StepOperand {
   int64_t k = 0, m = 0, ld = 0;
   bool trans = false;
   float* packed = nullptr;
+  bool owned = false;  // packed is this operand's own allocation (not in the thread's PackArena)
   StepOperand() = default;
   StepOperand(const StepOperand&) = delete;
   StepOperand& operator=(const StepOperand&) = delete;
-  ~StepOperand() { std::free(packed); }
-  void set(const T* source, int64_t k_, int64_t m_, int64_t ld_, int64_t rows, bool transposed = false) {
+  ~StepOperand() {
+    if (owned) std::free(packed);
+  }
+  // arena: this thread's packing buffer (begin() called in this region), or nullptr for an allocation of its own
+  void set(const T* source, int64_t k_, int64_t m_, int64_t ld_, int64_t rows, PackArena* arena,
+           bool transposed = false) {
     src = source, k = k_, m = m_, ld = ld_, trans = transposed;
     if constexpr (std::is_same<T, float>::value) {
       if (m > 0 && k > 0 && rows > 0 && mkl_packing()) {
         const size_t bytes = (cblas_sgemm_pack_get_size(kMatrixB, rows, m, k) + 63) / 64 * 64;
-        packed = static_cast<float*>(std::aligned_alloc(64, bytes));
+        packed = arena != nullptr ? arena->take(bytes) : nullptr;
+        if (packed == nullptr) packed = static_cast<float*>(std::aligned_alloc(64, bytes)), owned = true;
         if (packed != nullptr)
           cblas_sgemm_pack(kRowMajor, kMatrixB, transposed ? kTrans : kNoTrans, rows, m, k, 1.0f, src, ld, packed);
       }
@@ -929,10 +976,12 @@ std::vector<Tensor> forward_impl(
       // this thread's slices of the weights, packed once: w_hh.T's four gate column blocks (one block when the
       // thread owns every unit) and w_hr.T's columns of h
       const bool whole = j0 == 0 && j1 == H;
+      PackArena* arena = pack_arena();
+      if (arena != nullptr) arena->begin();
       StepOperand<R> w_gate[4], w_proj;
       for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
-        w_gate[k].set(whh + (k * H + j0) * P, P, whole ? G : j1 - j0, P, r1 - r0, true);
-      if (proj) w_proj.set(whr + q0 * H, H, q1 - q0, H, r1 - r0, true);
+        w_gate[k].set(whh + (k * H + j0) * P, P, whole ? G : j1 - j0, P, r1 - r0, arena, true);
+      if (proj) w_proj.set(whr + q0 * H, H, q1 - q0, H, r1 - r0, arena, true);
       for (const int64_t t : s.order) {
         const int64_t n = s.size[t], row = s.offset[t], keep = need_ws ? row : 0;
         const int64_t nb = reverse ? t + 1 : t - 1;
@@ -1453,6 +1502,12 @@ std::vector<Tensor> backward_impl(
   const int threads = plan.threads;
   Tensor g_x, g_w_ih, g_w_hh;  // chunked: the gradients the loop adds up chunk by chunk
   std::vector<double> db_acc;
+  // Without layer norm of x W_ih^T or R h (whose gradients take a pass over dz of their own), the partitioned loop
+  // adds the bias gradient up as each step's rows of dz are made, while they are in cache, instead of a dz.sum(0)
+  // pass over the whole (N, 4H) dz after it (T=35 B=64 H=128: 4.6 MB, read back from memory). Each thread sums its
+  // own rows and columns: in the units loop its columns of db_acc, in the rows loop its own row of partial sums.
+  const bool ln_xw = ln_ih_w.has_value() && ln_ih_w->defined();
+  const bool fold_db = threads > 0 && want[5] && !chunked && !ln_xw && !ln_hh_w.defined();
   if (threads > 0) {
     using R = typename Num<S>::raw;
     const bool sum_in_rows = !proj && !zoning_h;  // then the row sweep adds the fed-back gradient itself
@@ -1478,6 +1533,7 @@ std::vector<Tensor> backward_impl(
     if (chunked && want[3]) g_w_ih = at::empty({G, I}, opts);
     if (chunked && want[4]) g_w_hh = at::empty({G, P}, opts);
     if (chunked && want[5]) db_acc.assign(G, 0.0);
+    if (fold_db) db_acc.assign((plan.by_rows ? threads : 1) * G, 0.0);
     const R* x_p = ptr<S>(x_c);
     const R* w_ih_p = ptr<S>(w_ih_c);
     const R* out_p = ptr<S>(out_c);
@@ -1503,9 +1559,11 @@ std::vector<Tensor> backward_impl(
       const auto [q0, q1] = by_rows ? std::pair<int64_t, int64_t>{0, P} : slice_of(P, p, parts);
       const auto [r0, r1] = by_rows ? rows_of(batch, p, parts) : std::pair<int64_t, int64_t>{0, batch};
       BackwardStep<S> st = a;
+      PackArena* arena = pack_arena();
+      if (arena != nullptr) arena->begin();
       StepOperand<R> w_back, w_proj;  // w_hh's columns of own h columns; w_hr's columns of own units
-      w_back.set(whh + q0, G, q1 - q0, P, r1 - r0);
-      if (proj) w_proj.set(whr + j0, P, j1 - j0, H, r1 - r0);
+      w_back.set(whh + q0, G, q1 - q0, P, r1 - r0, arena);
+      if (proj) w_proj.set(whr + j0, P, j1 - j0, H, r1 - r0, arena);
       bool ih_started = false, hh_started = false;  // chunked: whether this thread's dw rows hold a sum yet
       int64_t dz_base = 0, k_lo = 0, k_hi = steps;    // dz's first row; the chunk's positions in s.order
       for (int64_t k = steps - 1; k >= 0; --k) {
@@ -1562,6 +1620,16 @@ std::vector<Tensor> backward_impl(
         rows_fn(st, r0, e, j0, j1);
         for (int64_t gate = 0; gate < 4; ++gate)  // st.dz: this step's rows of dz (of its chunk when chunked)
           round_bf16_block(round_dz, st.dz, G, r0, e, gate * H + j0, gate * H + j1);
+        if (fold_db) {  // the bias gradient of own rows and units (as rounded: the sum of what the GEMMs read)
+          double* acc = db_p + (by_rows ? p * G : 0);
+          for (int64_t b = r0; b < e; ++b)
+            for (int64_t gate = 0; gate < 4; ++gate) {
+              const R* d = st.dz + b * G + gate * H;
+              double* sum = acc + gate * H;
+#pragma omp simd
+              for (int64_t j = j0; j < j1; ++j) sum[j] += static_cast<double>(d[j]);
+            }
+        }
         barrier.wait();  // every column of this step's dz before the GEMM reads them
         // own columns of the gradient of the h fed back: dz_t (n, 4H) @ w_hh[:, own], through LN of R h if any
         const R* back = dz_p + (row - dz_base) * G;
@@ -1701,6 +1769,10 @@ std::vector<Tensor> backward_impl(
     if (ln_ih && want[9]) g[9] = sum_out(sums[0]);
     if (ln_hh_w.defined() && want[10]) g[10] = sum_out(sums[2]);
     if (ln_hh_w.defined() && want[11]) g[11] = sum_out(sums[0]);
+  } else if (fold_db) {  // summed in the loop: the rows loop's partial sums of each thread added here
+    for (size_t k = G; k < db_acc.size(); ++k) db_acc[k % G] += db_acc[k];
+    db_acc.resize(G);
+    g[5] = at::tensor(db_acc, at::kDouble).to(x.scalar_type());
   } else if (want[5] && !chunked) {  // (chunked: summed chunk by chunk in the loop, below)
     g[5] = dz.sum(0);
   }
@@ -1976,6 +2048,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     const int f = last_forward_loop.load(), b = last_backward_loop.load();
     return std::make_pair(std::string(f < 0 ? "none" : names[f]), std::string(b < 0 ? "none" : names[b]));
   }, "(forward, backward): the time loop each kernel's last call took: 'steps', 'units' or 'rows' (tests)");
+  m.def("pack_arena_bytes", [] { return static_cast<int64_t>(thread_pack_arena().capacity); },
+        "bytes of the calling thread's buffer for packed weight slices, kept between calls (tests)");
   m.def("last_dz_rows", [] { return last_dz_rows.load(); },
         "rows of dz the last backward call kept at once: N, or a chunk's rows when it added the gradients chunk by "
         "chunk (tests)");

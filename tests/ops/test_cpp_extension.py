@@ -317,3 +317,94 @@ def test_cpp_backward_in_chunks_equals_whole(monkeypatch, option, hidden, proj, 
         if got is not None:
             torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)
             torch.testing.assert_close(got, want)
+
+
+def test_cpp_packing_buffers_kept_between_calls_give_what_fresh_ones_give(monkeypatch):
+    """float32 weight slices are packed (MKL) into a buffer per thread kept from call to call (csrc PackArena). A
+    call after calls of other shapes (a larger layer, whose slices did not fit: memory of their own, then the
+    buffer grows to hold them; a projection; the rows loop's whole weight; a changed weight of the same shape)
+    gives bit for bit what packing into fresh memory gives (LSTMKIT_PACK_REUSE=0), and the Python kernel's values,
+    in both loops, forward and backward."""
+    from lstmkit.ops import _C
+
+    configs = [("plain", 40, None, "units"), ("plain", 72, None, "units"), ("proj", 37, 21, "units"),
+               ("plain", 40, None, "units"), ("reverse", 40, None, "rows"), ("plain", 72, None, "units")]
+    before = torch.get_num_threads()
+    sizes = []
+    try:
+        torch.set_num_threads(2)
+        for k, (option, hidden, proj, loop) in enumerate(configs):
+            args = _wide_args(option, hidden, proj, dtype=torch.float32)
+            if k == 3:  # the first call's shape again, other weights: packed anew into the kept buffer
+                args["w_hh"] = (args["w_hh"].detach() * -0.7).requires_grad_()
+            weights = [torch.randn_like(t) for t in _op(args, "python")[:3]]
+            monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
+            monkeypatch.setenv("LSTMKIT_PACK_REUSE", "1")
+            kept = _grads(args, "cpp", weights)
+            assert _C.last_loops() == (loop, loop)
+            sizes.append(_C.pack_arena_bytes())
+            monkeypatch.setenv("LSTMKIT_PACK_REUSE", "0")
+            fresh = _grads(args, "cpp", weights)
+            python = _grads(args, "python", weights)
+            for got, alone, want in zip((*kept[0], *kept[1]), (*fresh[0], *fresh[1]), (*python[0], *python[1])):
+                assert (got is None) == (want is None)
+                if got is not None:
+                    torch.testing.assert_close(got, alone, rtol=0, atol=0)
+                    torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5)
+    finally:
+        torch.set_num_threads(before)
+    # the calling thread's buffer is in use (MKL packs here) and grew after the larger layer, never shrinking
+    assert sizes[0] > 0 and sizes[2] > sizes[0] and sizes == sorted(sizes), sizes
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("loop", ["units", "rows"])
+def test_cpp_sees_every_change_of_the_weights_between_calls(monkeypatch, dtype, loop):
+    """Nothing of a weight is kept from one call to the next (the packed slices are rebuilt every call, only their
+    memory is kept): after an optimizer step, an in-place edit through .data (which autograd's version counter
+    does not see), a .data assignment, load_state_dict, a one-element edit, and with two modules called in turn,
+    each call's outputs and gradients equal the Python kernel's on the weights as they are now."""
+    import lstmkit
+
+    monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
+    torch.manual_seed(0)
+    a, b = (lstmkit.LSTM(6, 40, impl="fused", dtype=dtype) for _ in range(2))
+    x = torch.randn(4, 3, 6, dtype=dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
+
+    def check(module):
+        results = []
+        for backend in ("cpp", "python"):
+            module.zero_grad()
+            with use_fused_backend(backend):
+                out, (h, c) = module(x)
+                (out.sum() + h.sum() + c.sum()).backward()
+            results.append([out.detach(), *(p.grad.clone() for p in module.parameters())])
+        for got, want in zip(*results):
+            torch.testing.assert_close(got, want, **tol)
+        return results[0][0]
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        first = check(a)
+        torch.optim.SGD(a.parameters(), lr=0.5).step()  # gradients of the python call, left by check
+        assert not torch.equal(check(a), first)
+        a.weight_hh_l0.data.mul_(-0.5)  # not counted by a.weight_hh_l0._version
+        check(a)
+        a.weight_hh_l0.data = torch.randn_like(a.weight_hh_l0)
+        check(a)
+        a.load_state_dict(b.state_dict())
+        torch.testing.assert_close(check(a), check(b), rtol=0, atol=0)
+        with torch.no_grad():
+            a.weight_hh_l0[5, 7] += 1.0
+        assert not torch.equal(check(a), check(b))
+        assert _cpp_loops() == (loop, loop)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _cpp_loops():
+    from lstmkit.ops import _C
+
+    return _C.last_loops()

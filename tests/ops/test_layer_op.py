@@ -91,17 +91,26 @@ def _run(layer, a):
     return out, h, c
 
 
-@pytest.mark.parametrize("path", ["function", "operator"])
+def _eager_node() -> str:
+    """The autograd node of a plain eager float training call: the direct C++ Function where the C++ kernel serves"""
+    return "_CppLayerFunctionBackward" if fused_backend() == "cpp" else "_LayerFunctionBackward"
+
+
+@pytest.mark.parametrize("path", ["direct", "function", "operator"])
 @pytest.mark.parametrize("option", OPTIONS)
 def test_gradcheck_and_reference(option, path, monkeypatch):
-    """float64 gradcheck of the operator, and its values and gradients equal the reference equations', on both
-    ways eager autograd reaches it: the autograd.Function around it (plain eager training) and the formula
+    """float64 gradcheck of the operator, and its values and gradients equal the reference equations', on every
+    way eager autograd reaches it: the autograd.Function calling the C++ kernel directly (plain eager training on
+    it), the autograd.Function around the operator (torch.func, CPU autocast, the Python kernel) and the formula
     registered on the operator itself (what compile, export and dispatch modes see)."""
+    if path == "function":
+        monkeypatch.setattr(layer_op, "_CppLayerFunction", layer_op._LayerFunction)
     if path == "operator":
         monkeypatch.setattr(layer_op, "_plain_eager", lambda *_: False)
     a = make_args(option)
     node = type(_run(lstm_layer_fused, a)[0].grad_fn).__name__
-    assert node == "_LayerFunctionBackward" if path == "function" else "lstmkit_lstm_layer" in node, node
+    want = {"direct": _eager_node(), "function": "_LayerFunctionBackward"}.get(path)
+    assert node == want if want else "lstmkit_lstm_layer" in node, node
     inputs = {k: v for k, v in a.items() if isinstance(v, torch.Tensor) and v.requires_grad}
 
     def fn(*tensors):
@@ -169,7 +178,9 @@ def test_eager_training_goes_through_the_function_and_every_mode_through_the_ope
     from torch.utils.flop_counter import FlopCounterMode
 
     a = make_args("plain", dtype=torch.float32)
-    assert type(_run(lstm_layer_fused, a)[0].grad_fn).__name__ == "_LayerFunctionBackward"
+    assert type(_run(lstm_layer_fused, a)[0].grad_fn).__name__ == _eager_node()
+    with use_fused_backend("python"):
+        assert type(_run(lstm_layer_fused, a)[0].grad_fn).__name__ == "_LayerFunctionBackward"
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = _run(lstm_layer_fused, a)[0]
     assert type(out.grad_fn).__name__ == "_LayerFunctionBackward" and out.dtype == torch.bfloat16

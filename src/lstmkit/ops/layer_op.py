@@ -320,8 +320,16 @@ def _backward(ctx, grad_output, grad_h_n, grad_c_n, *_workspace_grads):
     mask = [needs[n] for n in ("x", "h0", "c0", "w_ih", "w_hh")] + [needs["b_ih"] or needs["b_hh"]] + [
         needs[n] for n in ("w_hr", "peephole", "ln_ih_w", "ln_ih_b", "ln_hh_w", "ln_hh_b", "ln_c_w", "ln_c_b")
     ]
+    # the C++ kernel called directly when its forward was (_CppLayerFunction), unless this backward is traced
+    # (compiled autograd), runs under a dispatch mode or gets batched gradients (``is_grads_batched``, whose legacy
+    # vmap needs the operator's batching fallback): then, like every other call, through the operator
+    direct = (getattr(ctx, "direct", False) and _plain_eager("cpu", (grad_output, grad_h_n, grad_c_n))
+              and not any(torch._C._functorch.is_legacy_batchedtensor(g) for g in (grad_output, grad_h_n, grad_c_n)))
+    backward = _cpp.backward if direct else torch.ops.lstmkit.lstm_layer_backward
+    if direct:
+        grad_output, grad_h_n, grad_c_n = grad_output.contiguous(), grad_h_n.contiguous(), grad_c_n.contiguous()
     with fused.use_matmul(ctx.matmul):
-        grads = dict(zip(GRADIENTS, torch.ops.lstmkit.lstm_layer_backward(
+        grads = dict(zip(GRADIENTS, backward(
             grad_output, grad_h_n, grad_c_n, x, h0, c0, args["w_ih"], args["w_hh"], args["w_hr"],
             args["batch_sizes"], reverse, args["peephole"], args["ln_ih_w"], args["ln_ih_b"], args["ln_hh_w"],
             args["ln_hh_b"], args["ln_c_w"], args["ln_c_b"], args["recurrent_mask"], args["zoneout_h_mask"],
@@ -376,13 +384,15 @@ class _LayerFunction(torch.autograd.Function):
       has no ``setup_context``, so functorch refuses it. functorch differentiates with the graph kept (transforms
       nest), so the backward runs through the reference equations, as for double backward: right, and slower than
       the fused backward.
-    - plain eager training: the autograd formula registered on the operator costs more per call than this
-      Function. torch 2.13's generated forward fills the schema's defaults back in before ``setup_context`` with
-      ``torch._library.utils.fill_defaults``, which re-reads ``schema.arguments`` (a fresh list each time) once per
-      argument: quadratic in the 27 arguments, ~0.2-0.4 ms a call, a tenth of a whole training step at T=35 B=16
-      H=128 (pytorch/pytorch#195110 makes it linear; benchmarks/RESULTS.md, "Session 7: the operator's call
-      overhead"); under CPU autocast too, with the inputs cast first as the operator's autocast rule would.
-      compile, export, other devices' autocast and tracing modes keep the operator, whose formula is the same.
+    - plain eager training on the Python kernel or under CPU autocast (on the C++ kernel without autocast,
+      :class:`_CppLayerFunction`, cheaper still): the autograd formula registered on the operator costs more per
+      call than this Function. torch 2.13's generated forward fills the schema's defaults back in before
+      ``setup_context`` with ``torch._library.utils.fill_defaults``, which re-reads ``schema.arguments`` (a fresh
+      list each time) once per argument: quadratic in the 27 arguments, ~0.2-0.4 ms a call, a tenth of a whole
+      training step at T=35 B=16 H=128 (pytorch/pytorch#195110 makes it linear; benchmarks/RESULTS.md, "Session 7:
+      the operator's call overhead"); under CPU autocast too, with the inputs cast first as the operator's autocast
+      rule would. compile, export, other devices' autocast and tracing modes keep the operator, whose formula is the
+      same.
     """
 
     @staticmethod
@@ -391,6 +401,29 @@ class _LayerFunction(torch.autograd.Function):
 
     setup_context = staticmethod(_setup_context)
     backward = staticmethod(_backward)
+
+
+class _CppLayerFunction(torch.autograd.Function):
+    """Plain eager training on the C++ kernel (CPU, no autocast): the same formula as
+    :class:`_LayerFunction`, with both halves calling the extension directly instead of through the operators.
+    Measured per training call at T=1 B=1 H=8 (2 threads, benchmarks/RESULTS.md "Session 8: fixed costs of a small
+    training step"): the operators' dispatch (custom_op's autograd and backend wrappers, the aliasing check of the
+    outputs, one redispatch each way) and ``Function.apply``'s binding of default arguments through
+    ``inspect.signature`` (done for every Function with a ``setup_context``) were the largest Python items left.
+    Not usable under torch.func (it has no ``setup_context``, so functorch refuses it) or CPU autocast (the
+    operator's autocast rule also keeps autocast out of the kernel's own ATen calls): :class:`_LayerFunction`
+    serves those."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = tuple(_cpp.forward(*inputs))
+        _setup_context(ctx, inputs, output)
+        ctx.direct = True
+        return output
+
+    backward = staticmethod(_backward)
+
+
 torch.library.register_autocast("lstmkit::lstm_layer", "cpu", torch.bfloat16)
 
 
@@ -438,6 +471,9 @@ def lstm_layer_fused(
     functorch = torch._C._are_functorch_transforms_active()
     through_function = functorch or (need_grad and _plain_eager(x.device.type, tensors))
     layer = _LayerFunction.apply if through_function else torch.ops.lstmkit.lstm_layer
+    if (through_function and not functorch and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+            and fused_backend() == "cpp"):
+        layer = _CppLayerFunction.apply
     args = (
         x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, bool(reverse),
         v.peephole, *ln_ih, *ln_hh, *ln_c, v.recurrent_mask,
