@@ -512,13 +512,14 @@ struct LoopPlan {
   int threads = 0;
   bool by_rows = false;
 };
-inline LoopPlan plan_loop(int64_t batch, int64_t H, int64_t P, int64_t element_bytes) {
+// `whole_rows`: the call needs whole rows per thread (layer norm), so split by rows whatever the weights' size
+inline LoopPlan plan_loop(int64_t batch, int64_t H, int64_t P, int64_t element_bytes, bool whole_rows = false) {
   const char* forced = std::getenv("LSTMKIT_CPP_LOOP");  // read per call (a few ns): one process can compare them
   const std::string mode = forced != nullptr ? forced : "";
   if (mode == "steps") return {};
   const int64_t threads = std::max(1, at::get_num_threads());
   const bool small_weights = 4 * H * P * element_bytes <= kRowsWeightBytes;
-  const bool by_rows = mode == "rows" || (mode != "units" && small_weights && batch >= threads);
+  const bool by_rows = mode == "rows" || (mode != "units" && (small_weights || whole_rows) && batch >= threads);
   const int64_t parts = by_rows ? std::min(threads, batch) : std::min(threads, (H + 15) / 16);
   return {static_cast<int>(std::max<int64_t>(1, parts)), by_rows};
 }
@@ -529,12 +530,16 @@ std::atomic<int> last_forward_loop{-1}, last_backward_loop{-1};
 std::atomic<int64_t> last_dz_rows{-1}, last_gate_rows{-1};
 inline int loop_code(const LoopPlan& plan) { return plan.threads == 0 ? 0 : plan.by_rows ? 2 : 1; }
 
-// Layer norm of R h and of c normalises whole rows: the rows loop holds them (each thread owns whole batch rows);
-// the units loop splits a row's units over threads, so with layer norm it falls back to the per-step loop
+// Layer norm of R h and of c normalises whole rows: the rows loop holds them (each thread owns whole batch rows),
+// also where W_hh exceeds a core's L2 (H > 256 in float32): each thread streaming all of W_hh per step there beat the
+// per-step loop's ATen passes and fork/joins by far (layer norm at T=35 B=16 H=512, eval: 12.6 vs 18.3 ms, where a
+// plain layer's units loop takes 10.4 ms; benchmarks/RESULTS.md, "Session 8: layer norm's forward in the rows
+// loop"). The units loop splits a row's units over threads, so with layer norm (a forced units loop, or fewer
+// rows than threads) it falls back to the per-step loop
 template <typename S>
 LoopPlan plan_for(int64_t batch, int64_t H, int64_t P, bool layer_norm) {
   if (!partition_blas<S>()) return {};
-  const LoopPlan plan = plan_loop(batch, H, P, sizeof(S));
+  const LoopPlan plan = plan_loop(batch, H, P, sizeof(S), layer_norm);
   return layer_norm && !plan.by_rows ? LoopPlan{} : plan;
 }
 
@@ -820,6 +825,89 @@ void add_normed_rows(typename Num<S>::raw* gates, const typename Num<S>::raw* rh
   }
 }
 
+// Layer norm's row statistics (mean, 1 / sqrt(variance + eps)) of n values, summed in double: an ill-conditioned
+// float32 case (tests/export/test_onnx.py "everything": H = 16, layer norm of c) amplifies every rounding upstream
+// of it, and float sums here moved it past that test's bound (benchmarks/RESULTS.md, "Session 7: variants at
+// H = 128"). Float32 rows: one pass of the sum and the sum of squares in double (a float's square is exact in
+// double, and E[x^2] - mean^2 then cancels only below float32's own rounding unless mean^2 / variance > 1e5), in
+// kMomentLanes independent partial sums (one running sum took ~4 cycles a vector, the add's latency). Float64 rows:
+// the mean, then the mean square of the values less the mean (two passes; a row is in L1).
+constexpr int64_t kMomentLanes = 32;
+
+template <typename R>
+inline void row_moments(const R* r, int64_t n, double& mean, double& rstd) {
+  double var;
+  if constexpr (std::is_same_v<R, double>) {
+    double sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; ++j) sum += r[j];
+    mean = sum / static_cast<double>(n);
+    double sq = 0;
+#pragma omp simd reduction(+ : sq)
+    for (int64_t j = 0; j < n; ++j) sq += (r[j] - mean) * (r[j] - mean);
+    var = sq / static_cast<double>(n);
+  } else {
+    double s[kMomentLanes] = {}, q[kMomentLanes] = {};
+    int64_t j = 0;
+    for (; j + kMomentLanes <= n; j += kMomentLanes) {
+#pragma omp simd
+      for (int64_t k = 0; k < kMomentLanes; ++k) {
+        const double v = load(r, j + k);
+        s[k] += v;
+        q[k] += v * v;
+      }
+    }
+    double sum = 0, sq = 0;
+    for (; j < n; ++j) {
+      const double v = load(r, j);
+      sum += v;
+      sq += v * v;
+    }
+    for (int64_t k = 0; k < kMomentLanes; ++k) sum += s[k], sq += q[k];
+    mean = sum / static_cast<double>(n);
+    var = std::max(sq / static_cast<double>(n) - mean * mean, 0.0);
+  }
+  rstd = 1.0 / std::sqrt(var + kLayerNormEps);
+}
+
+// Layer norm of x W_ih^T in the rows loop: each thread normalises its own rows of a step just before the step reads
+// them, still in cache, instead of at::native_layer_norm over all (N, 4H) rows before the loop (a fresh (N, 4H)
+// tensor, a bias pass and a stack of the statistics). With layer norm of R h too (`rh` not null) both are added in
+// the same pass: z = LN(xp) w_x + LN(rh) w_h + shift, where shift = both LNs' biases + b_ih + b_hh; without it,
+// z = LN(xp) w_x + shift and the step's GEMM adds R h after. `z` may be `xp` itself (a call without a workspace
+// normalises in place); statistics (mean, rstd) into stats_x (stride sx) and stats_h (stride sh) when not null.
+template <typename S>
+void normed_input_rows(typename Num<S>::raw* z, const typename Num<S>::raw* xp, const typename Num<S>::raw* w_x,
+                       const typename Num<S>::raw* rh, const typename Num<S>::raw* w_h,
+                       const typename Num<S>::raw* shift, typename Num<S>::raw* stats_x, int64_t sx,
+                       typename Num<S>::raw* stats_h, int64_t sh, int64_t G, int64_t begin, int64_t end) {
+  using A = typename Num<S>::acc;
+  for (int64_t b = begin; b < end; ++b) {
+    const auto* x = xp + b * G;
+    auto* out = z + b * G;
+    double m, rs;
+    row_moments(x, G, m, rs);
+    const A mx = static_cast<A>(m), rx = static_cast<A>(rs);
+    if (stats_x != nullptr) {
+      store(stats_x, b, mx);
+      store(stats_x, sx + b, rx);
+    }
+    if (rh == nullptr) {
+#pragma omp simd
+      for (int64_t j = 0; j < G; ++j) store(out, j, (load(x, j) - mx) * rx * load(w_x, j) + load(shift, j));
+      continue;
+    }
+    const auto* r = rh + b * G;
+    row_moments(r, G, m, rs);
+    const A mh = static_cast<A>(m), rr = static_cast<A>(rs);
+    store(stats_h, b, mh);
+    store(stats_h, sh + b, rr);
+#pragma omp simd
+    for (int64_t j = 0; j < G; ++j)
+      store(out, j, (load(x, j) - mx) * rx * load(w_x, j) + (load(r, j) - mh) * rr * load(w_h, j) + load(shift, j));
+  }
+}
+
 Tensor contig(const optional<Tensor>& t) { return t.has_value() && t->defined() ? t->contiguous() : Tensor(); }
 
 template <typename S>
@@ -867,10 +955,30 @@ std::vector<Tensor> forward_impl(
   // 15.7 vs 16.7 ms at T=35 B=64 H=512), while ATen's strided copy of a (4096, 1024) w_ih.T took ~10 ms
   // (benchmarks/RESULTS.md, "Transposed weight copies (session 6)")
   Tensor w_ih_t = w_ih.t();
-  if (ln_ih_w.has_value()) {
-    // (at::native_layer_norm kept for the values: a one-pass row loop of our own, tried in session 7, moved float32
-    // results by more than tests/export/test_onnx.py's 1e-5 from onnxruntime in an ill-conditioned case, H = 16
-    // with layer norm of c; benchmarks/RESULTS.md, "Session 7: variants at H = 128")
+  // the loop (partitioned, see below; with layer norm of R h or c only when split by rows)
+  const LoopPlan plan = plan_for<S>(batch, H, P, ln_hh_w.defined() || ln_c_w.defined());
+  last_forward_loop.store(loop_code(plan), std::memory_order_relaxed);
+  // layer norm of x W_ih^T: in the rows loop, per step on each thread's own rows (normed_input_rows); in the
+  // others, all rows before the loop
+  const bool ln_ih_rows = ln_ih_w.has_value() && ln_ih_w->defined() && plan.threads > 0 && plan.by_rows;
+  Tensor ln_ih_in, ln_ih_w_c, ln_shift;  // rows loop: x W_ih^T (N, 4H), LN's gain, shift = LN biases + b (4H)
+  if (ln_ih_rows) {
+    ln_ih_in = at::mm(x, w_ih_t);  // normalised in place without a workspace
+    gates = need_ws ? at::empty({N, G}, opts) : ln_ih_in;
+    if (need_ws) x_proj = ln_ih_in, stats_ih = at::empty({2, N}, opts);
+    ln_ih_w_c = ln_ih_w->contiguous();
+    Tensor shift = at::zeros({G}, opts.dtype(at::kDouble));  // summed in double, rounded once
+    auto add = [&](const optional<Tensor>& t) {
+      if (t.has_value() && t->defined()) shift.add_(*t);
+    };
+    add(ln_ih_b);
+    add(b_ih);
+    add(b_hh);
+    if (ln_hh_w.defined()) add(ln_hh_b_opt);  // added with LN(R h) in the same pass
+    ln_shift = shift.to(x.scalar_type());
+  } else if (ln_ih_w.has_value()) {
+    // the other loops (the units loop, with layer norm of x W_ih^T alone, splits a row over threads; the per-step
+    // loop: fewer batch rows than threads, native bfloat16, no BLAS): ATen's layer norm over all rows first
     x_proj = at::mm(x, w_ih_t);
     auto normed = at::native_layer_norm(x_proj, {G}, *ln_ih_w, ln_ih_b.has_value() ? *ln_ih_b : Tensor(), kLayerNormEps);
     gates = std::get<0>(normed);
@@ -978,9 +1086,7 @@ std::vector<Tensor> forward_impl(
     }
   };
 
-  // the partitioned loop (one parallel region, see above); with layer norm of R h or c only when split by rows
-  const LoopPlan plan = plan_for<S>(batch, H, P, ln_hh_w.defined() || ln_c_w.defined());
-  last_forward_loop.store(loop_code(plan), std::memory_order_relaxed);
+  // the partitioned loop (one parallel region, see above)
   const int threads = plan.threads;
   if (threads > 0) {
     using R = typename Num<S>::raw;
@@ -999,6 +1105,10 @@ std::vector<Tensor> forward_impl(
     R* stats_hh_p = ptr<S>(stats_hh);
     const R* ln_hh_w_p = ptr<S>(ln_hh_w);
     const R* ln_hh_b_p = ptr<S>(ln_hh_b);
+    const R* xp_p = ptr<S>(ln_ih_in);  // layer norm of x W_ih^T in this loop (ln_ih_rows)
+    const R* ln_ih_w_p = ptr<S>(ln_ih_w_c);
+    const R* shift_p = ptr<S>(ln_shift);
+    R* stats_ih_p = ptr<S>(stats_ih);
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
     {
@@ -1075,11 +1185,19 @@ std::vector<Tensor> forward_impl(
         }
         const int64_t gate_row = gate_chunk_steps > 0 && by_rows ? (pos - gate_lo) * batch : row - gate_base;
         R* z = gb + gate_row * G;
+        R* stats_x = stats_ih_p != nullptr ? stats_ih_p + row : nullptr;
         if (rh_p != nullptr) {  // rows loop: whole rows of R h_{t-1} here, so LN's row statistics need no barrier
           R* r = rh_p + keep * G;
           w_gate[0].multiply(m, h_in + r0 * P, P, r + r0 * G, G, false);
-          add_normed_rows<S>(z, r, ln_hh_w_p, ln_hh_b_p, stats_hh_p + keep, keep_rows, G, r0, e);
+          if (ln_ih_rows)
+            normed_input_rows<S>(z, xp_p + row * G, ln_ih_w_p, r, ln_hh_w_p, shift_p, stats_x, N,
+                                 stats_hh_p + keep, keep_rows, G, r0, e);
+          else
+            add_normed_rows<S>(z, r, ln_hh_w_p, ln_hh_b_p, stats_hh_p + keep, keep_rows, G, r0, e);
         } else {
+          if (ln_ih_rows)  // z = LN(x W_ih^T) + shift first: the GEMM below adds R h to it
+            normed_input_rows<S>(z, xp_p + row * G, ln_ih_w_p, nullptr, nullptr, shift_p, stats_x, N, nullptr, 0, G,
+                                 r0, e);
           for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
             w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);
         }

@@ -157,19 +157,24 @@ def test_cpp_partitioned_loop_same_at_one_and_two_threads(option, hidden, proj):
 
 
 @pytest.mark.parametrize("option", ["plain", "reverse", "no_bias", "peephole", "zoneout_masks", "zoneout_eval",
-                                    "cell_clip", "proj", "packed_reverse", "all"])
+                                    "cell_clip", "proj", "packed_reverse", "all", "layer_norm", "layer_norm_all"])
 @pytest.mark.parametrize("hidden", [5, 40])
 @pytest.mark.parametrize("steps", [3, 4])
 def test_cpp_without_workspace_equals_with_it(option, hidden, steps):
     """A call without a workspace (inference) keeps only two steps' cells, used in turn, and adds the bias in the
     row sweep as a training call does: its output, h_n and c_n equal the training call's, for an odd and an even
-    number of steps in both directions (the cell rows alternate), at H = 5 and H = 40 (rows and units loops)."""
+    number of steps in both directions (the cell rows alternate), at H = 5 and H = 40 (rows and units loops).
+    With layer norm (all three; "layer_norm_all" adds every other option) the rows loop normalises x W_ih^T in
+    place without a workspace, into a separate gates buffer with one."""
     import test_layer_op as shapes
 
     saved = shapes.T
     shapes.T = steps
     try:
-        args = make_args(option) if hidden == 5 else _wide_args(option, hidden)
+        if option.startswith("layer_norm"):
+            args = _layer_norm_args("all" if option == "layer_norm_all" else "plain", hidden, torch.float64)
+        else:
+            args = make_args(option) if hidden == 5 else _wide_args(option, hidden)
     finally:
         shapes.T = saved
     with torch.no_grad():
@@ -225,12 +230,15 @@ def _layer_norm_args(option: str, hidden: int, dtype):
 @pytest.mark.parametrize("option,hidden", [
     ("plain", 5), ("plain", 40), ("proj", 40), ("reverse", 5), ("packed", 40), ("packed_reverse", 5),
     ("all", 5), ("all", 40),  # all: packed, reverse, projection, peepholes, both masks, zoneout, cell clip
+    ("no_bias", 40),
+    ("plain", 260),  # W_hh over the rows loop's L2 bound (4H x P floats > 1 MiB): rows anyway with layer norm
 ])
 def test_cpp_rows_loop_with_layer_norm_equals_python(monkeypatch, option, hidden, dtype):
     """Layer norm (of W_ih x, R h and c) in the rows loop (each thread owns whole batch rows, so a row's mean and
-    variance need no barrier): forward and backward take that loop (_C.last_loops) at 1 and 2 threads and equal the
-    Python kernel in outputs and gradients; forcing the units loop falls back to the per-step loop (a units split
-    cannot normalise whole rows) with the same results."""
+    variance need no barrier; x W_ih^T is normalised there too, step by step): forward and backward take that loop
+    (_C.last_loops) at 2 threads unforced and at 1 thread, and equal the Python kernel in outputs and gradients;
+    forcing the units loop falls back to the per-step loop (a units split cannot normalise whole rows) with the
+    same results."""
     from lstmkit.ops import _C
 
     args = _layer_norm_args(option, hidden, dtype)
@@ -242,8 +250,11 @@ def test_cpp_rows_loop_with_layer_norm_equals_python(monkeypatch, option, hidden
     scaled = lambda w: {} if dtype == torch.float64 else dict(rtol=2e-5, atol=5e-5 * max(1.0, w.abs().max().item()))  # noqa: E731
     before = torch.get_num_threads()
     try:
-        for loop, threads, taken in [("rows", 1, "rows"), ("rows", 2, "rows"), ("units", 2, "steps")]:
-            monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
+        for loop, threads, taken in [("rows", 1, "rows"), (None, 2, "rows"), ("units", 2, "steps")]:
+            if loop is None:
+                monkeypatch.delenv("LSTMKIT_CPP_LOOP", raising=False)
+            else:
+                monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
             torch.set_num_threads(threads)
             got = _grads(args, "cpp", weights)
             assert _C.last_loops() == (taken, taken), (loop, threads)
