@@ -2257,6 +2257,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   }, "an uninitialised CPU tensor like torch.empty, from the workspace pool when large (tests, masks)");
   m.def("pack_arena_bytes", [] { return static_cast<int64_t>(thread_pack_arena().capacity); },
         "bytes of the calling thread's buffer for packed weight slices, kept between calls (tests)");
+  m.def("release_pack_arena", [] {
+    PackArena& arena = thread_pack_arena();
+    std::free(arena.data);
+    arena.data = nullptr;
+    arena.capacity = arena.used = arena.wanted = 0;
+  }, "free the calling thread's packing buffer (between calls only; tests start from an empty one)");
   m.def("last_dz_rows", [] { return last_dz_rows.load(); },
         "rows of dz the last backward call kept at once: N, or a chunk's rows when it added the gradients chunk by "
         "chunk (tests)");
