@@ -963,8 +963,9 @@ std::vector<Tensor> forward_impl(
   const bool ln_ih_rows = ln_ih_w.has_value() && ln_ih_w->defined() && plan.threads > 0 && plan.by_rows;
   Tensor ln_ih_in, ln_ih_w_c, ln_shift;  // rows loop: x W_ih^T (N, 4H), LN's gain, shift = LN biases + b (4H)
   if (ln_ih_rows) {
-    ln_ih_in = at::mm(x, w_ih_t);  // normalised in place without a workspace
-    gates = need_ws ? at::empty({N, G}, opts) : ln_ih_in;
+    ln_ih_in = pooled_empty({N, G}, opts);  // normalised in place without a workspace
+    at::mm_out(ln_ih_in, x, w_ih_t);
+    gates = need_ws ? pooled_empty({N, G}, opts) : ln_ih_in;
     if (need_ws) x_proj = ln_ih_in, stats_ih = at::empty({2, N}, opts);
     ln_ih_w_c = ln_ih_w->contiguous();
     Tensor shift = at::zeros({G}, opts.dtype(at::kDouble));  // summed in double, rounded once
@@ -979,7 +980,8 @@ std::vector<Tensor> forward_impl(
   } else if (ln_ih_w.has_value()) {
     // the other loops (the units loop, with layer norm of x W_ih^T alone, splits a row over threads; the per-step
     // loop: fewer batch rows than threads, native bfloat16, no BLAS): ATen's layer norm over all rows first
-    x_proj = at::mm(x, w_ih_t);
+    x_proj = pooled_empty({N, G}, opts);
+    at::mm_out(x_proj, x, w_ih_t);
     auto normed = at::native_layer_norm(x_proj, {G}, *ln_ih_w, ln_ih_b.has_value() ? *ln_ih_b : Tensor(), kLayerNormEps);
     gates = std::get<0>(normed);
     if (bias.defined()) gates.add_(bias);
