@@ -942,15 +942,6 @@ std::vector<Tensor> forward_impl(
   else if (b_ih.has_value()) bias = *b_ih;
   else if (b_hh.has_value()) bias = *b_hh;
   Tensor gates, x_proj, stats_ih;
-  // inference without layer norm of the input: the input GEMM by chunks of steps (kChunkGatesBytes), 0: whole
-  int64_t gate_chunk_steps = 0;
-  if (!need_ws && !ln_ih_w.has_value() && N > 0) {
-    const char* forced = std::getenv("LSTMKIT_GATES_CHUNK");  // rows per chunk, for comparisons (0: whole)
-    const int64_t row_bytes = G * static_cast<int64_t>(sizeof(typename Num<S>::raw));
-    const int64_t rows = forced != nullptr ? std::atoll(forced)
-                         : (N * row_bytes > kChunkGatesBytes ? kChunkGatesBytes / row_bytes : 0);
-    if (rows > 0) gate_chunk_steps = std::max<int64_t>(1, rows / std::max<int64_t>(1, batch));
-  }
   // w_ih.T as a view: MKL reads it transposed in place at the speed of a contiguous copy (Intel host, 2 threads:
   // 15.7 vs 16.7 ms at T=35 B=64 H=512), while ATen's strided copy of a (4096, 1024) w_ih.T took ~10 ms
   // (benchmarks/RESULTS.md, "Transposed weight copies (session 6)")
@@ -961,11 +952,26 @@ std::vector<Tensor> forward_impl(
   // layer norm of x W_ih^T: in the rows loop, per step on each thread's own rows (normed_input_rows); in the
   // others, all rows before the loop
   const bool ln_ih_rows = ln_ih_w.has_value() && ln_ih_w->defined() && plan.threads > 0 && plan.by_rows;
+  // inference: the input GEMM by chunks of steps (kChunkGatesBytes), 0: whole; with layer norm of the input only in
+  // the rows loop, which normalises each step's rows in place (the other loops normalise all rows at once)
+  int64_t gate_chunk_steps = 0;
+  if (!need_ws && (!ln_ih_w.has_value() || ln_ih_rows) && N > 0) {
+    const char* forced = std::getenv("LSTMKIT_GATES_CHUNK");  // rows per chunk, for comparisons (0: whole)
+    const int64_t row_bytes = G * static_cast<int64_t>(sizeof(typename Num<S>::raw));
+    const int64_t rows = forced != nullptr ? std::atoll(forced)
+                         : (N * row_bytes > kChunkGatesBytes ? kChunkGatesBytes / row_bytes : 0);
+    if (rows > 0) gate_chunk_steps = std::max<int64_t>(1, rows / std::max<int64_t>(1, batch));
+  }
   Tensor ln_ih_in, ln_ih_w_c, ln_shift;  // rows loop: x W_ih^T (N, 4H), LN's gain, shift = LN biases + b (4H)
   if (ln_ih_rows) {
-    ln_ih_in = pooled_empty({N, G}, opts);  // normalised in place without a workspace
-    at::mm_out(ln_ih_in, x, w_ih_t);
-    gates = need_ws ? pooled_empty({N, G}, opts) : ln_ih_in;
+    if (gate_chunk_steps > 0) {  // inference by chunks: each chunk's rows made in the loop, normalised in place
+      gates = pooled_empty({std::min<int64_t>(s.size.size(), gate_chunk_steps) * batch, G}, opts);
+      ln_ih_in = gates;
+    } else {
+      ln_ih_in = pooled_empty({N, G}, opts);  // normalised in place without a workspace
+      at::mm_out(ln_ih_in, x, w_ih_t);
+      gates = need_ws ? pooled_empty({N, G}, opts) : ln_ih_in;
+    }
     if (need_ws) x_proj = ln_ih_in, stats_ih = at::empty({2, N}, opts);
     ln_ih_w_c = ln_ih_w->contiguous();
     Tensor shift = at::zeros({G}, opts.dtype(at::kDouble));  // summed in double, rounded once
@@ -1188,17 +1194,18 @@ std::vector<Tensor> forward_impl(
         const int64_t gate_row = gate_chunk_steps > 0 && by_rows ? (pos - gate_lo) * batch : row - gate_base;
         R* z = gb + gate_row * G;
         R* stats_x = stats_ih_p != nullptr ? stats_ih_p + row : nullptr;
+        const R* ln_in = gate_chunk_steps > 0 ? z : xp_p + row * G;  // layer norm's input rows (in place by chunks)
         if (rh_p != nullptr) {  // rows loop: whole rows of R h_{t-1} here, so LN's row statistics need no barrier
           R* r = rh_p + keep * G;
           w_gate[0].multiply(m, h_in + r0 * P, P, r + r0 * G, G, false);
           if (ln_ih_rows)
-            normed_input_rows<S>(z, xp_p + row * G, ln_ih_w_p, r, ln_hh_w_p, shift_p, stats_x, N,
+            normed_input_rows<S>(z, ln_in, ln_ih_w_p, r, ln_hh_w_p, shift_p, stats_x, N,
                                  stats_hh_p + keep, keep_rows, G, r0, e);
           else
             add_normed_rows<S>(z, r, ln_hh_w_p, ln_hh_b_p, stats_hh_p + keep, keep_rows, G, r0, e);
         } else {
           if (ln_ih_rows)  // z = LN(x W_ih^T) + shift first: the GEMM below adds R h to it
-            normed_input_rows<S>(z, xp_p + row * G, ln_ih_w_p, nullptr, nullptr, shift_p, stats_x, N, nullptr, 0, G,
+            normed_input_rows<S>(z, ln_in, ln_ih_w_p, nullptr, nullptr, shift_p, stats_x, N, nullptr, 0, G,
                                  r0, e);
           for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
             w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);

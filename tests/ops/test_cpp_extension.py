@@ -321,8 +321,10 @@ def test_cpp_backward_in_chunks_equals_whole(monkeypatch, option, hidden, proj, 
 
 def _inference_args(option: str, hidden: int, dtype):
     """make_args's option without gradients (need_workspace False: an inference call); "layer_norm_rh_c": layer
-    norm of R h and of c only (the input GEMM by chunks leaves out layers with layer norm of x W_ih^T)."""
-    if option == "layer_norm_rh_c":
+    norm of R h and of c only; "layer_norm_all": of x W_ih^T too (by chunks in the rows loop only)."""
+    if option == "layer_norm_all":
+        args = _layer_norm_args("all", hidden, dtype)
+    elif option == "layer_norm_rh_c":
         args = _layer_norm_args("all", hidden, dtype)
         args.update(ln_ih_w=None, ln_ih_b=None)
     else:
@@ -335,7 +337,7 @@ def _inference_args(option: str, hidden: int, dtype):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("option,hidden", [
     ("plain", 40), ("reverse", 33), ("packed", 40), ("packed_reverse", 5), ("proj", 37), ("no_bias", 8),
-    ("zoneout_masks", 33), ("zoneout_eval", 40), ("all", 37), ("layer_norm_rh_c", 40),
+    ("zoneout_masks", 33), ("zoneout_eval", 40), ("all", 37), ("layer_norm_rh_c", 40), ("layer_norm_all", 40),
 ])
 def test_cpp_inference_input_gemm_in_chunks_equals_whole(monkeypatch, option, hidden, dtype):
     """An inference call (no workspace) makes x W_ih^T for a chunk of steps at a time inside the time loop
@@ -350,7 +352,7 @@ def test_cpp_inference_input_gemm_in_chunks_equals_whole(monkeypatch, option, hi
     want = _op(args, "python")[:3]
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
     before = torch.get_num_threads()
-    loops = ["rows", "steps"] if option == "layer_norm_rh_c" else ["rows", "units", "steps"]
+    loops = {"layer_norm_rh_c": ["rows", "steps"], "layer_norm_all": ["rows"]}.get(option, ["rows", "units", "steps"])
     try:
         for loop in loops:
             monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
@@ -372,8 +374,9 @@ def test_cpp_inference_input_gemm_in_chunks_equals_whole(monkeypatch, option, hi
 
 
 def test_cpp_inference_keeps_the_whole_input_gemm_with_a_workspace_or_layer_norm_of_the_input(monkeypatch):
-    """The chunks apply to inference calls only: a call that keeps its workspace for the backward, or one with layer
-    norm of x W_ih^T (normalised over all rows at once), keeps every row of gates."""
+    """The chunks apply to inference calls only: a call that keeps its workspace for the backward keeps every row of
+    gates, and so does one with layer norm of x W_ih^T outside the rows loop (the units and per-step loops normalise
+    all rows at once); the rows loop normalises each step's rows in place, by chunks."""
     from lstmkit.ops import _C
 
     monkeypatch.setenv("LSTMKIT_GATES_CHUNK", "3")
@@ -382,8 +385,10 @@ def test_cpp_inference_keeps_the_whole_input_gemm_with_a_workspace_or_layer_norm
     assert _C.last_gate_rows() == 12
     args = _inference_args("plain", 40, torch.float64)
     args.update(ln_ih_w=torch.ones(160, dtype=torch.float64), ln_ih_b=torch.zeros(160, dtype=torch.float64))
-    _op(args, "cpp")
-    assert _C.last_gate_rows() == 12
+    for loop, rows in (("units", 12), ("steps", 12), ("rows", 3)):
+        monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
+        _op(args, "cpp")
+        assert _C.last_loops()[0] == loop and _C.last_gate_rows() == rows, (loop, _C.last_loops(), _C.last_gate_rows())
 
 
 def test_workspace_pool_never_hands_out_a_referenced_buffer(monkeypatch):
