@@ -492,9 +492,10 @@ constexpr int64_t kChunkMinRowsPerInput = 2;
 // A call without a workspace (inference) needs each step's gate pre-activations only for that step, so its input GEMM
 // x W_ih^T runs for chunks of about kChunkGatesBytes of rows inside the time loop (each thread for its own gate
 // columns or batch rows) instead of for all N rows first: the whole (N, 4H) buffer was fresh pages on every call
-// when large (105 MB at T=200 B=64 H=512), and a chunk is reused and stays in cache. Layers with layer norm of
-// x W_ih^T keep the whole-sequence GEMM (that branch normalises all rows at once). LSTMKIT_GATES_CHUNK=rows forces
-// a chunk size (0: whole); _C.last_gate_rows() says how many rows the last forward call kept.
+// when large (105 MB at T=200 B=64 H=512), and a chunk is reused and stays in cache. With layer norm of x W_ih^T
+// only the rows loop takes chunks (it normalises each step's rows in place); the units and per-step loops keep the
+// whole-sequence GEMM (they normalise all rows at once). LSTMKIT_GATES_CHUNK=rows forces a chunk size (0: whole);
+// _C.last_gate_rows() says how many rows the last forward call kept.
 constexpr int64_t kChunkGatesBytes = int64_t(2) << 20;
 
 // [first, last) of part p of `total` units split into `parts` runs of whole 16-unit blocks (some may be empty)
@@ -962,10 +963,12 @@ std::vector<Tensor> forward_impl(
                          : (N * row_bytes > kChunkGatesBytes ? kChunkGatesBytes / row_bytes : 0);
     if (rows > 0) gate_chunk_steps = std::max<int64_t>(1, rows / std::max<int64_t>(1, batch));
   }
+  // inference by chunks: one chunk's rows, filled inside the time loop (batch rows per step of a chunk: the rows
+  // loop's slots, below; padded input: min(N, chunk rows))
+  if (gate_chunk_steps > 0) gates = pooled_empty({std::min<int64_t>(s.size.size(), gate_chunk_steps) * batch, G}, opts);
   Tensor ln_ih_in, ln_ih_w_c, ln_shift;  // rows loop: x W_ih^T (N, 4H), LN's gain, shift = LN biases + b (4H)
   if (ln_ih_rows) {
-    if (gate_chunk_steps > 0) {  // inference by chunks: each chunk's rows made in the loop, normalised in place
-      gates = pooled_empty({std::min<int64_t>(s.size.size(), gate_chunk_steps) * batch, G}, opts);
+    if (gate_chunk_steps > 0) {  // each chunk's rows normalised in place
       ln_ih_in = gates;
     } else {
       ln_ih_in = pooled_empty({N, G}, opts);  // normalised in place without a workspace
@@ -995,11 +998,8 @@ std::vector<Tensor> forward_impl(
   } else {
     // the bias is added by the row sweeps, which read the gates anyway: addmm(bias, ...) would first write the
     // bias into every row of the (N, 4H) result, a pass over it (4 % of inference at T=200 B=64 H=128)
-    // (inference: for one chunk of steps at a time, filled inside the time loop; see kChunkGatesBytes)
-    if (gate_chunk_steps > 0) {
-      // (batch rows per step of a chunk: the rows loop's slots, below; padded input: min(N, chunk rows))
-      gates = pooled_empty({std::min<int64_t>(s.size.size(), gate_chunk_steps) * batch, G}, opts);
-    } else {
+    // (inference: for one chunk of steps at a time, allocated above and filled inside the time loop)
+    if (gate_chunk_steps == 0) {
       gates = pooled_empty({N, G}, opts);
       at::mm_out(gates, x, w_ih_t);
     }
