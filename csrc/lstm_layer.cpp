@@ -1168,7 +1168,8 @@ std::vector<Tensor> forward_impl(
       StepOperand<R> w_gate[4], w_proj;
       // the units loop: the thread's four gate blocks of w_hh gathered into one (4u, P) operand, so that each step
       // makes its part of h_{t-1} W_hh^T in one product (into `own_z`, added to its gate columns of z below)
-      // rather than four of a quarter the width each (2 threads, T=35 B=16 H=512: 3.9 against 4.9 ms a forward)
+      // rather than four of a quarter the width each (2 threads, T=35 B=16 H=512: the 35 steps' products alone 4.0
+      // against 4.9 ms, the whole forward 10.20 -> 9.98 ms; benchmarks/RESULTS.md "Session 9: the GEMM floor")
       const int64_t u = j1 - j0;
       ArenaBlock gathered, own_z_block;
       const bool joined = !whole && !by_rows && u > 0 && rh_p == nullptr &&
