@@ -493,8 +493,9 @@ constexpr int64_t kChunkMinRowsPerInput = 2;
 // x W_ih^T runs for chunks of about kChunkGatesBytes of rows inside the time loop (each thread for its own gate
 // columns or batch rows) instead of for all N rows first: the whole (N, 4H) buffer was fresh pages on every call
 // when large (105 MB at T=200 B=64 H=512), and a chunk is reused and stays in cache. With layer norm of x W_ih^T
-// only the rows loop takes chunks (it normalises each step's rows in place); the units and per-step loops keep the
-// whole-sequence GEMM (they normalise all rows at once). LSTMKIT_GATES_CHUNK=rows forces a chunk size (0: whole);
+// the rows loop takes chunks (it normalises each step's rows in place), and so does the units loop where it
+// normalises R h or c too (ln_units: each step's own columns in place); otherwise the units and per-step loops keep
+// the whole-sequence GEMM (they normalise all rows at once). LSTMKIT_GATES_CHUNK=rows forces a chunk size (0: whole);
 // _C.last_gate_rows() says how many rows the last forward call kept.
 constexpr int64_t kChunkGatesBytes = int64_t(2) << 20;
 
@@ -537,15 +538,23 @@ inline int loop_code(const LoopPlan& plan) { return plan.threads == 0 ? 0 : plan
 // plain layer's units loop takes 10.4 ms; benchmarks/RESULTS.md, "Session 8: layer norm's forward in the rows
 // loop"). A forward without a workspace (inference, `ln_units`) can also normalise in the units loop, which splits a
 // row's units over threads: each thread sums its own part of a row and the threads merge the parts after a barrier
-// (units_moments), so it takes the loop a plain layer takes ("Session 9: layer norm's inference at H >= 512").
-// Training keeps whole rows (the backward has no units-loop layer norm), so there the units loop (forced, or fewer
-// rows than threads) falls back to the per-step loop
+// (units_moments), so it takes the loop a plain layer takes, but where each thread has kLayerNormRowsPerThread rows
+// or more and W_hh is at most kLayerNormRowsWeightBytes: there the rows loop's stream of W_hh hides behind its GEMM
+// and the units loop's extra barriers and passes cost more (operator's eval forward, all three layer norms, 2
+// threads: T=35 H=512 B=16 10.9 ms units / 12.6 ms rows, B=24 15.2 / 16.2, B=32 20.1 / 20.0, B=64 38.9 / 35.9;
+// H=1024 B=64 126.8 / 139.2; benchmarks/RESULTS.md, "Session 9: layer norm's inference at H >= 512"). Training
+// keeps whole rows (the backward has no units-loop layer norm), so there the units loop (forced, or fewer rows
+// than threads) falls back to the per-step loop
+constexpr int64_t kLayerNormRowsPerThread = 32, kLayerNormRowsWeightBytes = int64_t(4) << 20;
 template <typename S>
 LoopPlan plan_for(int64_t batch, int64_t H, int64_t P, bool layer_norm, bool ln_units = false) {
   if (!partition_blas<S>()) return {};
-  const bool whole_rows = layer_norm && !ln_units;
+  const int64_t threads = std::max(1, at::get_num_threads());
+  const bool rows_better = 4 * H * P * static_cast<int64_t>(sizeof(S)) <= kLayerNormRowsWeightBytes &&
+                           batch >= kLayerNormRowsPerThread * threads;
+  const bool whole_rows = layer_norm && (!ln_units || rows_better);
   const LoopPlan plan = plan_loop(batch, H, P, sizeof(S), whole_rows);
-  return whole_rows && !plan.by_rows ? LoopPlan{} : plan;
+  return layer_norm && !ln_units && !plan.by_rows ? LoopPlan{} : plan;
 }
 
 // [first, last) of part p of `total` rows split evenly
@@ -691,46 +700,9 @@ Tensor pooled_to(const Tensor& t, at::ScalarType dtype) {
 // ------------------------------------------------------------------------------------------------ forward pass
 
 // Layer norm's row statistics in the units loop, where each thread holds its own units' columns of a row: each sums
-// its part (part_moments: count, mean and sum of squared deviations, float32 values summed in double as row_moments
-// does, float64 in two passes), the threads meet at a barrier, and each merges every part (merge_moments, Chan,
-// Golub and LeVeque's pairwise update: no cancellation between the parts) into the row's mean and 1 / sqrt(variance
-// + eps). `runs` runs of n values each, `stride` apart (a row's four gate blocks of the thread's units)
-template <typename R>
-inline void part_moments(const R* r, int64_t runs, int64_t stride, int64_t n, double* out) {
-  const double count = static_cast<double>(runs * n);
-  double mean = 0, dev = 0;
-  if (count > 0) {
-    if constexpr (std::is_same_v<R, double>) {
-      double sum = 0;
-      for (int64_t k = 0; k < runs; ++k) {
-        const R* v = r + k * stride;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < n; ++j) sum += v[j];
-      }
-      mean = sum / count;
-      for (int64_t k = 0; k < runs; ++k) {
-        const R* v = r + k * stride;
-#pragma omp simd reduction(+ : dev)
-        for (int64_t j = 0; j < n; ++j) dev += (v[j] - mean) * (v[j] - mean);
-      }
-    } else {
-      double sum = 0, sq = 0;
-      for (int64_t k = 0; k < runs; ++k) {
-        const R* v = r + k * stride;
-#pragma omp simd reduction(+ : sum, sq)
-        for (int64_t j = 0; j < n; ++j) {
-          const double x = load(v, j);
-          sum += x;
-          sq += x * x;
-        }
-      }
-      mean = sum / count;
-      dev = std::max(sq - sum * mean, 0.0);
-    }
-  }
-  out[0] = count, out[1] = mean, out[2] = dev;
-}
-
+// its part (part_moments, below: count, mean and sum of squared deviations), the threads meet at a barrier, and each
+// merges every part (merge_moments: Chan, Golub and LeVeque's pairwise update, no cancellation between the parts)
+// into the row's mean and 1 / sqrt(variance + eps).
 // parts[k * stride + {0, 1, 2}] for k < parts: merged into the row's mean and rstd
 inline void merge_moments(const double* parts, int64_t stride, int count, double& mean, double& rstd) {
   double n = 0, m = 0, dev = 0;
@@ -957,6 +929,56 @@ inline void row_moments(const R* r, int64_t n, double& mean, double& rstd) {
     var = std::max(sq / static_cast<double>(n) - mean * mean, 0.0);
   }
   rstd = 1.0 / std::sqrt(var + kLayerNormEps);
+}
+
+// A thread's part of a row's moments for merge_moments (units loop): `runs` runs of n values each, `stride` apart (the
+// row's four gate blocks of the thread's units), out = (count, mean, sum of squared deviations). Float32 values are
+// summed in double in one pass as row_moments does (in kMomentLanes partial sums: one running sum per vector was
+// bound by the add's latency), float64 in two passes.
+template <typename R>
+inline void part_moments(const R* r, int64_t runs, int64_t stride, int64_t n, double* out) {
+  const double count = static_cast<double>(runs * n);
+  double mean = 0, dev = 0;
+  if (count > 0) {
+    if constexpr (std::is_same_v<R, double>) {
+      double sum = 0;
+      for (int64_t k = 0; k < runs; ++k) {
+        const R* v = r + k * stride;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < n; ++j) sum += v[j];
+      }
+      mean = sum / count;
+      for (int64_t k = 0; k < runs; ++k) {
+        const R* v = r + k * stride;
+#pragma omp simd reduction(+ : dev)
+        for (int64_t j = 0; j < n; ++j) dev += (v[j] - mean) * (v[j] - mean);
+      }
+    } else {
+      double s[kMomentLanes] = {}, q[kMomentLanes] = {};
+      double sum = 0, sq = 0;
+      for (int64_t k = 0; k < runs; ++k) {
+        const R* v = r + k * stride;
+        int64_t j = 0;
+        for (; j + kMomentLanes <= n; j += kMomentLanes) {
+#pragma omp simd
+          for (int64_t l = 0; l < kMomentLanes; ++l) {
+            const double x = load(v, j + l);
+            s[l] += x;
+            q[l] += x * x;
+          }
+        }
+        for (; j < n; ++j) {
+          const double x = load(v, j);
+          sum += x;
+          sq += x * x;
+        }
+      }
+      for (int64_t l = 0; l < kMomentLanes; ++l) sum += s[l], sq += q[l];
+      mean = sum / count;
+      dev = std::max(sq - sum * mean, 0.0);
+    }
+  }
+  out[0] = count, out[1] = mean, out[2] = dev;
 }
 
 // Layer norm of x W_ih^T in the rows loop: each thread normalises its own rows of a step just before the step reads
