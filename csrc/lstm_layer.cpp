@@ -1099,8 +1099,15 @@ std::vector<Tensor> forward_impl(
   if (!need_ws && (!ln_ih_w.has_value() || ln_ih_rows) && N > 0) {
     const char* forced = std::getenv("LSTMKIT_GATES_CHUNK");  // rows per chunk, for comparisons (0: whole)
     const int64_t row_bytes = G * static_cast<int64_t>(sizeof(typename Num<S>::raw));
+    // the rows loop's chunks multiply each thread's rows of a step by all of w_ih, packed per call: beyond a core's
+    // L2 (kRowsWeightBytes) that stream and packing cost more than the whole product's traffic unless the product
+    // would be fresh pages (above kChunkDzAboveBytes; layer norm at T=35 B=64 H=512: 38.5 -> 36.9 ms, T=200 B=64
+    // unchanged; benchmarks/RESULTS.md, "Session 9: layer norm's inference at H >= 512")
+    const bool stream_w_ih = plan.threads > 0 && plan.by_rows &&
+                             G * x.size(1) * static_cast<int64_t>(sizeof(S)) > kRowsWeightBytes &&
+                             N * row_bytes <= kChunkDzAboveBytes;
     const int64_t rows = forced != nullptr ? std::atoll(forced)
-                         : (N * row_bytes > kChunkGatesBytes ? kChunkGatesBytes / row_bytes : 0);
+                         : (N * row_bytes > kChunkGatesBytes && !stream_w_ih ? kChunkGatesBytes / row_bytes : 0);
     if (rows > 0) gate_chunk_steps = std::max<int64_t>(1, rows / std::max<int64_t>(1, batch));
   }
   // inference by chunks: one chunk's rows, filled inside the time loop (batch rows per step of a chunk: the rows

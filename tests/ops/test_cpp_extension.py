@@ -463,6 +463,41 @@ def test_cpp_layer_norm_inference_takes_the_units_loop_where_a_plain_layer_does(
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_cpp_rows_loop_inference_chunks_only_while_w_ih_fits_l2(monkeypatch, layer_norm):
+    """The rows loop's inference chunks multiply each thread's rows of a step by all of w_ih: with w_ih over a
+    core's L2 (4H x I values > 1 MiB) it keeps the whole product (when that is at most 32 MiB), below it it takes
+    chunks of about 2 MiB of rows (_C.last_gate_rows); both equal the Python kernel (2 threads, float64: these
+    random layers with layer norm amplify a rounding difference about 1.2x a step, beyond float32's bounds)."""
+    from lstmkit.ops import _C
+
+    monkeypatch.delenv("LSTMKIT_CPP_LOOP", raising=False)
+    monkeypatch.delenv("LSTMKIT_GATES_CHUNK", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        steps, batch, hidden = 40, 64, 64  # 2560 rows of 2 KiB: over one 2 MiB chunk (1024 rows)
+        for inputs, rows in ((520, steps * batch), (500, 1024)):  # w_ih 1.06 MB / 1.02 MB
+            g = torch.Generator().manual_seed(inputs)
+            rand = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64) * 0.3  # noqa: E731
+            args = _inference_args("layer_norm_all", 8, torch.float64)
+            args.update(x=rand(steps, batch, inputs), h0=rand(batch, hidden), c0=rand(batch, hidden),
+                        w_ih=rand(4 * hidden, inputs) / inputs ** 0.5, w_hh=rand(4 * hidden, hidden) / hidden ** 0.5,
+                        b_ih=rand(4 * hidden), b_hh=rand(4 * hidden), w_hr=None, batch_sizes=None, peephole=None,
+                        recurrent_mask=None, zoneout_h_mask=None, zoneout_c_mask=None,
+                        ln_ih_w=rand(4 * hidden) + 1, ln_ih_b=rand(4 * hidden), ln_hh_w=rand(4 * hidden) + 1,
+                        ln_hh_b=rand(4 * hidden), ln_c_w=rand(hidden) + 1, ln_c_b=rand(hidden))
+            if not layer_norm:
+                args.update({k: None for k in args if k.startswith("ln_")})
+            want = _op(args, "python")[:3]
+            got = _op(args, "cpp")[:3]
+            assert _C.last_loops()[0] == "rows" and _C.last_gate_rows() == rows, (inputs, _C.last_gate_rows())
+            for g_, w in zip(got, want):
+                torch.testing.assert_close(g_, w)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cpp_inference_keeps_the_whole_input_gemm_with_a_workspace_or_layer_norm_of_the_input(monkeypatch):
     """The chunks apply to inference calls only: a call that keeps its workspace for the backward keeps every row of
     gates, and so does one with layer norm of x W_ih^T alone outside the rows loop (the units and per-step loops
