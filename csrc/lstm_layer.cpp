@@ -1603,7 +1603,7 @@ void cell_column_sums(const CellColumnSums<S>& a, int64_t N, int64_t H) {
 // The rows loop's backward makes the same sums step by step instead: each thread, right after it made its rows of
 // a step's dz (still in L1/L2), adds them into its own sums and writes those rows of d_x_proj (dz through LN of
 // x W_ih^T) and d_rh (through LN of R h). gate_column_sums and cell_column_sums read dz, x_proj, rh, the cells and
-// d_normed back from memory after the loop: at T=35 B=64 H=128 with every variant ~0.9 ms of a 10 ms training step
+// d_normed back from memory after the loop: at T=35 B=64 H=128 with every variant 0.6-1.0 ms of a 10-11 ms step
 // (benchmarks/RESULTS.md, "Session 9: variants' training at H = 128"). Sums as gate_column_sums makes them: blocks
 // of up to kFoldRows rows in the accumulation type, each block added into the thread's double partial sums.
 constexpr int64_t kFoldRows = 64;
