@@ -493,8 +493,9 @@ constexpr int64_t kChunkMinRowsPerInput = 2;
 // x W_ih^T runs for chunks of about kChunkGatesBytes of rows inside the time loop (each thread for its own gate
 // columns or batch rows) instead of for all N rows first: the whole (N, 4H) buffer was fresh pages on every call
 // when large (105 MB at T=200 B=64 H=512), and a chunk is reused and stays in cache. With layer norm of x W_ih^T
-// only the rows loop takes chunks (it normalises each step's rows in place); the units and per-step loops keep the
-// whole-sequence GEMM (they normalise all rows at once). LSTMKIT_GATES_CHUNK=rows forces a chunk size (0: whole);
+// the rows loop takes chunks (it normalises each step's rows in place), and so does the units loop where it
+// normalises R h or c too (ln_units: each step's own columns in place); otherwise the units and per-step loops keep
+// the whole-sequence GEMM (they normalise all rows at once). LSTMKIT_GATES_CHUNK=rows forces a chunk size (0: whole);
 // _C.last_gate_rows() says how many rows the last forward call kept.
 constexpr int64_t kChunkGatesBytes = int64_t(2) << 20;
 
@@ -535,13 +536,25 @@ inline int loop_code(const LoopPlan& plan) { return plan.threads == 0 ? 0 : plan
 // also where W_hh exceeds a core's L2 (H > 256 in float32): each thread streaming all of W_hh per step there beat the
 // per-step loop's ATen passes and fork/joins by far (layer norm at T=35 B=16 H=512, eval: 12.6 vs 18.3 ms, where a
 // plain layer's units loop takes 10.4 ms; benchmarks/RESULTS.md, "Session 8: layer norm's forward in the rows
-// loop"). The units loop splits a row's units over threads, so with layer norm (a forced units loop, or fewer
-// rows than threads) it falls back to the per-step loop
+// loop"). A forward without a workspace (inference, `ln_units`) can also normalise in the units loop, which splits a
+// row's units over threads: each thread sums its own part of a row and the threads merge the parts after a barrier
+// (units_moments), so it takes the loop a plain layer takes, but where each thread has kLayerNormRowsPerThread rows
+// or more and W_hh is at most kLayerNormRowsWeightBytes: there the rows loop's stream of W_hh hides behind its GEMM
+// and the units loop's extra barriers and passes cost more (operator's eval forward, all three layer norms, 2
+// threads: T=35 H=512 B=16 10.9 ms units / 12.6 ms rows, B=24 15.2 / 16.2, B=32 20.1 / 20.0, B=64 38.9 / 35.9;
+// H=1024 B=64 126.8 / 139.2; benchmarks/RESULTS.md, "Session 9: layer norm's inference at H >= 512"). Training
+// keeps whole rows (the backward has no units-loop layer norm), so there the units loop (forced, or fewer rows
+// than threads) falls back to the per-step loop
+constexpr int64_t kLayerNormRowsPerThread = 32, kLayerNormRowsWeightBytes = int64_t(4) << 20;
 template <typename S>
-LoopPlan plan_for(int64_t batch, int64_t H, int64_t P, bool layer_norm) {
+LoopPlan plan_for(int64_t batch, int64_t H, int64_t P, bool layer_norm, bool ln_units = false) {
   if (!partition_blas<S>()) return {};
-  const LoopPlan plan = plan_loop(batch, H, P, sizeof(S), layer_norm);
-  return layer_norm && !plan.by_rows ? LoopPlan{} : plan;
+  const int64_t threads = std::max(1, at::get_num_threads());
+  const bool rows_better = 4 * H * P * static_cast<int64_t>(sizeof(S)) <= kLayerNormRowsWeightBytes &&
+                           batch >= kLayerNormRowsPerThread * threads;
+  const bool whole_rows = layer_norm && (!ln_units || rows_better);
+  const LoopPlan plan = plan_loop(batch, H, P, sizeof(S), whole_rows);
+  return layer_norm && !ln_units && !plan.by_rows ? LoopPlan{} : plan;
 }
 
 // [first, last) of part p of `total` rows split evenly
@@ -686,6 +699,25 @@ Tensor pooled_to(const Tensor& t, at::ScalarType dtype) {
 
 // ------------------------------------------------------------------------------------------------ forward pass
 
+// Layer norm's row statistics in the units loop, where each thread holds its own units' columns of a row: each sums
+// its part (part_moments, below: count, mean and sum of squared deviations), the threads meet at a barrier, and each
+// merges every part (merge_moments: Chan, Golub and LeVeque's pairwise update, no cancellation between the parts)
+// into the row's mean and 1 / sqrt(variance + eps).
+// parts[k * stride + {0, 1, 2}] for k < parts: merged into the row's mean and rstd
+inline void merge_moments(const double* parts, int64_t stride, int count, double& mean, double& rstd) {
+  double n = 0, m = 0, dev = 0;
+  for (int k = 0; k < count; ++k) {
+    const double* q = parts + k * stride;
+    if (q[0] <= 0) continue;
+    const double total = n + q[0], d = q[1] - m;
+    m += d * q[0] / total;
+    dev += q[2] + d * d * n * q[0] / total;
+    n = total;
+  }
+  mean = m;
+  rstd = 1.0 / std::sqrt((n > 0 ? dev / n : 0.0) + kLayerNormEps);
+}
+
 template <typename S>
 struct ForwardStep {
   using R = typename Num<S>::raw;
@@ -705,6 +737,11 @@ struct ForwardStep {
   const R* zc = nullptr; int64_t zc_stride = 0;
   const R* ln_c_w = nullptr; const R* ln_c_b = nullptr;
   R* stats_c = nullptr; int64_t stats_stride = 0;  // (2, N) row 0 mean, row 1 rstd; this step's first row
+  // layer norm of c in the units loop (each thread holds units [j0, j1) of a row): phase 1 runs the first sweep and
+  // writes this thread's part of each row's moments (count, mean, sum of squared deviations at c_parts + part *
+  // parts_stride + b * parts_row), phase 2 merges all `parts` parts and runs the second sweep; phase 0: whole rows
+  int phase = 0, part = 0, parts = 1;
+  double* c_parts = nullptr; int64_t parts_stride = 0, parts_row = 0;
   A clip = std::numeric_limits<A>::infinity();
   const Schedule* sched = nullptr;
   int64_t t = 0;
@@ -734,8 +771,9 @@ void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end, int64_t j
     // the new cell before zoneout: c_new's row with zoneout of c, else the carried cell itself
     auto* c_new = a.c_new + b * H;
     A sum = 0;
+    const int64_t first = LNC && a.phase == 2 ? j1 : j0;  // phase 2: the first sweep ran in phase 1
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = j0; j < j1; ++j) {
+    for (int64_t j = first; j < j1; ++j) {
       A zi = load(z, j) + load(bias, j), zf = load(z, H + j) + load(bias, H + j);
       const A cp = c_prev[j];
       if constexpr (PEEP) {
@@ -759,6 +797,28 @@ void forward_rows(const ForwardStep<S>& a, int64_t begin, int64_t end, int64_t j
     }
     A mean = 0, rstd = 0;
     if constexpr (LNC) {
+      if (a.phase == 1) {  // units loop: this thread's part of the row's moments, merged after a barrier
+        const A n = static_cast<A>(j1 - j0), m = j1 > j0 ? sum / n : A(0);
+        A dev = 0;
+#pragma omp simd reduction(+ : dev)
+        for (int64_t j = j0; j < j1; ++j) {
+          const A c = ZC ? static_cast<A>(load(c_new, j)) : c_out[j];
+          dev += (c - m) * (c - m);
+        }
+        double* out = a.c_parts + a.part * a.parts_stride + b * a.parts_row;
+        out[0] = static_cast<double>(j1 - j0), out[1] = m, out[2] = dev;
+        continue;
+      }
+    }
+    if (LNC && a.phase == 2) {
+      double mm, rs;
+      merge_moments(a.c_parts + b * a.parts_row, a.parts_stride, a.parts, mm, rs);
+      mean = static_cast<A>(mm), rstd = static_cast<A>(rs);
+      if (j0 == 0) {
+        store(a.stats_c, b, mean);
+        store(a.stats_c, a.stats_stride + b, rstd);
+      }
+    } else if constexpr (LNC) {
       mean = sum / static_cast<A>(H);
       A var = 0;
 #pragma omp simd reduction(+ : var)
@@ -871,6 +931,56 @@ inline void row_moments(const R* r, int64_t n, double& mean, double& rstd) {
   rstd = 1.0 / std::sqrt(var + kLayerNormEps);
 }
 
+// A thread's part of a row's moments for merge_moments (units loop): `runs` runs of n values each, `stride` apart (the
+// row's four gate blocks of the thread's units), out = (count, mean, sum of squared deviations). Float32 values are
+// summed in double in one pass as row_moments does (in kMomentLanes partial sums: one running sum per vector was
+// bound by the add's latency), float64 in two passes.
+template <typename R>
+inline void part_moments(const R* r, int64_t runs, int64_t stride, int64_t n, double* out) {
+  const double count = static_cast<double>(runs * n);
+  double mean = 0, dev = 0;
+  if (count > 0) {
+    if constexpr (std::is_same_v<R, double>) {
+      double sum = 0;
+      for (int64_t k = 0; k < runs; ++k) {
+        const R* v = r + k * stride;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < n; ++j) sum += v[j];
+      }
+      mean = sum / count;
+      for (int64_t k = 0; k < runs; ++k) {
+        const R* v = r + k * stride;
+#pragma omp simd reduction(+ : dev)
+        for (int64_t j = 0; j < n; ++j) dev += (v[j] - mean) * (v[j] - mean);
+      }
+    } else {
+      double s[kMomentLanes] = {}, q[kMomentLanes] = {};
+      double sum = 0, sq = 0;
+      for (int64_t k = 0; k < runs; ++k) {
+        const R* v = r + k * stride;
+        int64_t j = 0;
+        for (; j + kMomentLanes <= n; j += kMomentLanes) {
+#pragma omp simd
+          for (int64_t l = 0; l < kMomentLanes; ++l) {
+            const double x = load(v, j + l);
+            s[l] += x;
+            q[l] += x * x;
+          }
+        }
+        for (; j < n; ++j) {
+          const double x = load(v, j);
+          sum += x;
+          sq += x * x;
+        }
+      }
+      for (int64_t l = 0; l < kMomentLanes; ++l) sum += s[l], sq += q[l];
+      mean = sum / count;
+      dev = std::max(sq - sum * mean, 0.0);
+    }
+  }
+  out[0] = count, out[1] = mean, out[2] = dev;
+}
+
 // Layer norm of x W_ih^T in the rows loop: each thread normalises its own rows of a step just before the step reads
 // them, still in cache, instead of at::native_layer_norm over all (N, 4H) rows before the loop (a fresh (N, 4H)
 // tensor, a bias pass and a stack of the statistics). With layer norm of R h too (`rh` not null) both are added in
@@ -906,6 +1016,31 @@ void normed_input_rows(typename Num<S>::raw* z, const typename Num<S>::raw* xp, 
 #pragma omp simd
     for (int64_t j = 0; j < G; ++j)
       store(out, j, (load(x, j) - mx) * rx * load(w_x, j) + (load(r, j) - mh) * rr * load(w_h, j) + load(shift, j));
+  }
+}
+
+// Layer norm in the units loop (inference): one row's own gate columns (4 blocks of units [j0, j1)) with the row's
+// statistics merged from every thread's part: z = LN(z) w_x (or z) + LN(r) w_h (or r) + shift, w_x / w_h null where
+// that input is not normalised; `z` holds x W_ih^T, `r` R h_{t-1}
+template <typename S>
+void normed_units(typename Num<S>::raw* z, const typename Num<S>::raw* r, const typename Num<S>::raw* w_x, double mx,
+                  double rx, const typename Num<S>::raw* w_h, double mh, double rh, const typename Num<S>::raw* shift,
+                  int64_t H, int64_t j0, int64_t j1) {
+  using A = typename Num<S>::acc;
+  const A ax = static_cast<A>(mx), bx = static_cast<A>(rx), ah = static_cast<A>(mh), bh = static_cast<A>(rh);
+  for (int64_t k = 0; k < 4; ++k) {
+    const int64_t lo = k * H + j0, hi = k * H + j1;
+    if (w_x != nullptr && w_h != nullptr) {
+#pragma omp simd
+      for (int64_t j = lo; j < hi; ++j)
+        store(z, j, (load(z, j) - ax) * bx * load(w_x, j) + (load(r, j) - ah) * bh * load(w_h, j) + load(shift, j));
+    } else if (w_x != nullptr) {
+#pragma omp simd
+      for (int64_t j = lo; j < hi; ++j) store(z, j, (load(z, j) - ax) * bx * load(w_x, j) + load(r, j) + load(shift, j));
+    } else {
+#pragma omp simd
+      for (int64_t j = lo; j < hi; ++j) store(z, j, load(z, j) + (load(r, j) - ah) * bh * load(w_h, j) + load(shift, j));
+    }
   }
 }
 
@@ -948,19 +1083,31 @@ std::vector<Tensor> forward_impl(
   // (benchmarks/RESULTS.md, "Transposed weight copies (session 6)")
   Tensor w_ih_t = w_ih.t();
   // the loop (partitioned, see below; with layer norm of R h or c only when split by rows)
-  const LoopPlan plan = plan_for<S>(batch, H, P, ln_hh_w.defined() || ln_c_w.defined());
+  const bool ln_rows = ln_hh_w.defined() || ln_c_w.defined();
+  const LoopPlan plan = plan_for<S>(batch, H, P, ln_rows, !need_ws);
   last_forward_loop.store(loop_code(plan), std::memory_order_relaxed);
-  // layer norm of x W_ih^T: in the rows loop, per step on each thread's own rows (normed_input_rows); in the
-  // others, all rows before the loop
-  const bool ln_ih_rows = ln_ih_w.has_value() && ln_ih_w->defined() && plan.threads > 0 && plan.by_rows;
+  // inference with layer norm of R h or c in the units loop: each thread normalises its own units' columns with
+  // statistics merged from every thread's part after a barrier (units_moments, below)
+  const bool ln_units = ln_rows && plan.threads > 0 && !plan.by_rows;
+  // layer norm of x W_ih^T: in the rows loop, per step on each thread's own rows (normed_input_rows), and with
+  // ln_units per step on its own columns; in the others, all rows before the loop
+  const bool ln_ih_rows =
+      ln_ih_w.has_value() && ln_ih_w->defined() && plan.threads > 0 && (plan.by_rows || ln_units);
   // inference: the input GEMM by chunks of steps (kChunkGatesBytes), 0: whole; with layer norm of the input only in
   // the rows loop, which normalises each step's rows in place (the other loops normalise all rows at once)
   int64_t gate_chunk_steps = 0;
   if (!need_ws && (!ln_ih_w.has_value() || ln_ih_rows) && N > 0) {
     const char* forced = std::getenv("LSTMKIT_GATES_CHUNK");  // rows per chunk, for comparisons (0: whole)
     const int64_t row_bytes = G * static_cast<int64_t>(sizeof(typename Num<S>::raw));
+    // the rows loop's chunks multiply each thread's rows of a step by all of w_ih, packed per call: beyond a core's
+    // L2 (kRowsWeightBytes) that stream and packing cost more than the whole product's traffic unless the product
+    // would be fresh pages (above kChunkDzAboveBytes; layer norm at T=35 B=64 H=512: 38.5 -> 36.9 ms, T=200 B=64
+    // unchanged; benchmarks/RESULTS.md, "Session 9: layer norm's inference at H >= 512")
+    const bool stream_w_ih = plan.threads > 0 && plan.by_rows &&
+                             G * x.size(1) * static_cast<int64_t>(sizeof(S)) > kRowsWeightBytes &&
+                             N * row_bytes <= kChunkDzAboveBytes;
     const int64_t rows = forced != nullptr ? std::atoll(forced)
-                         : (N * row_bytes > kChunkGatesBytes ? kChunkGatesBytes / row_bytes : 0);
+                         : (N * row_bytes > kChunkGatesBytes && !stream_w_ih ? kChunkGatesBytes / row_bytes : 0);
     if (rows > 0) gate_chunk_steps = std::max<int64_t>(1, rows / std::max<int64_t>(1, batch));
   }
   // inference by chunks: one chunk's rows, filled inside the time loop (batch rows per step of a chunk: the rows
@@ -1037,7 +1184,9 @@ std::vector<Tensor> forward_impl(
   Tensor tanh_c = pooled_empty({keep_rows, H}, opts);
   Tensor h_raw = proj ? pooled_empty({keep_rows, H}, opts) : Tensor();
   Tensor c_new = zoning_c ? pooled_empty({keep_rows, H}, opts) : Tensor();
-  Tensor rh = ln_hh_w.defined() ? pooled_empty({keep_rows, G}, opts) : Tensor();
+  // ln_units with layer norm of x W_ih^T or R h: R h apart from the gates, added when they are normalised
+  const bool units_rh = ln_units && (ln_hh_w.defined() || ln_ih_rows);
+  Tensor rh = ln_hh_w.defined() || units_rh ? pooled_empty({keep_rows, G}, opts) : Tensor();
   Tensor stats_hh = ln_hh_w.defined() ? at::empty({2, keep_rows}, opts) : Tensor();
   Tensor stats_c = ln_c_w.defined() ? at::empty({2, keep_rows}, opts) : Tensor();
   Tensor zh_rows, zc_rows, zh_const, zc_const;
@@ -1117,6 +1266,10 @@ std::vector<Tensor> forward_impl(
     const R* ln_ih_w_p = ptr<S>(ln_ih_w_c);
     const R* shift_p = ptr<S>(ln_shift);
     R* stats_ih_p = ptr<S>(stats_ih);
+    // ln_units: each thread's part of each row's moments (count, mean, squared deviations) of x W_ih^T, R h and c
+    std::vector<double> units_moments(ln_units ? size_t(threads) * batch * 9 : 0);
+    const bool units_ln_ih = ln_units && ln_ih_rows, units_ln_hh = ln_units && ln_hh_w.defined();
+    const R* units_shift = units_ln_ih ? shift_p : ln_hh_b_p;  // added with the normalised columns
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
     {
@@ -1195,7 +1348,30 @@ std::vector<Tensor> forward_impl(
         R* z = gb + gate_row * G;
         R* stats_x = stats_ih_p != nullptr ? stats_ih_p + row : nullptr;
         const R* ln_in = gate_chunk_steps > 0 ? z : xp_p + row * G;  // layer norm's input rows (in place by chunks)
-        if (rh_p != nullptr) {  // rows loop: whole rows of R h_{t-1} here, so LN's row statistics need no barrier
+        if (ln_units) {  // units loop: own columns of whole batch rows (r0 = 0), each row's statistics in parts
+          if (units_rh) {
+            R* r = rh_p;
+            for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+              w_gate[k].multiply(m, h_in + r0 * P, P, r + r0 * G + k * H + j0, G, false);
+            double* part = units_moments.data();
+            for (int64_t b = r0; b < e; ++b) {
+              double* own = part + (size_t(p) * batch + b) * 9;
+              if (units_ln_ih) part_moments(z + b * G + j0, 4, H, j1 - j0, own);
+              if (units_ln_hh) part_moments(r + b * G + j0, 4, H, j1 - j0, own + 3);
+            }
+            barrier.wait();  // every thread's parts of this step's rows
+            for (int64_t b = r0; b < e; ++b) {
+              double mx = 0, rx = 1, mh = 0, rr = 1;
+              if (units_ln_ih) merge_moments(part + b * 9, int64_t(batch) * 9, parts, mx, rx);
+              if (units_ln_hh) merge_moments(part + b * 9 + 3, int64_t(batch) * 9, parts, mh, rr);
+              normed_units<S>(z + b * G, r + b * G, units_ln_ih ? ln_ih_w_p : nullptr, mx, rx,
+                              units_ln_hh ? ln_hh_w_p : nullptr, mh, rr, units_shift, H, j0, j1);
+            }
+          } else {
+            for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+              w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);
+          }
+        } else if (rh_p != nullptr) {  // rows loop: whole rows of R h_{t-1} here, so LN's row statistics need no barrier
           R* r = rh_p + keep * G;
           w_gate[0].multiply(m, h_in + r0 * P, P, r + r0 * G, G, false);
           if (ln_ih_rows)
@@ -1211,6 +1387,14 @@ std::vector<Tensor> forward_impl(
             w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);
         }
         set_step(st, t, gate_row);
+        if (ln_units && ln_c_w.defined()) {  // layer norm of c over every thread's units: moments in parts
+          st.part = p, st.parts = parts, st.c_parts = units_moments.data() + 6;
+          st.parts_stride = int64_t(batch) * 9, st.parts_row = 9;
+          st.phase = 1;
+          rows_fn(st, r0, e, j0, j1);
+          barrier.wait();  // every thread's parts of the cells' moments
+          st.phase = 2;
+        }
         rows_fn(st, r0, e, j0, j1);
         round_bf16_block(round_h, st.h_out, proj ? H : P, r0, e, j0, j1);  // h (or h_raw): own rows and units
         barrier.wait();  // h_t complete before any thread reads it

@@ -362,7 +362,7 @@ def test_cpp_backward_in_chunks_equals_whole(monkeypatch, option, hidden, proj, 
 
 def _inference_args(option: str, hidden: int, dtype):
     """make_args's option without gradients (need_workspace False: an inference call); "layer_norm_rh_c": layer
-    norm of R h and of c only; "layer_norm_all": of x W_ih^T too (by chunks in the rows loop only)."""
+    norm of R h and of c only; "layer_norm_all": of x W_ih^T too (by chunks in the rows and units loops)."""
     if option == "layer_norm_all":
         args = _layer_norm_args("all", hidden, dtype)
     elif option == "layer_norm_rh_c":
@@ -393,7 +393,7 @@ def test_cpp_inference_input_gemm_in_chunks_equals_whole(monkeypatch, option, hi
     want = _op(args, "python")[:3]
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
     before = torch.get_num_threads()
-    loops = {"layer_norm_rh_c": ["rows", "steps"], "layer_norm_all": ["rows"]}.get(option, ["rows", "units", "steps"])
+    loops = {"layer_norm_all": ["rows", "units"]}.get(option, ["rows", "units", "steps"])
     try:
         for loop in loops:
             monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
@@ -414,10 +414,136 @@ def test_cpp_inference_input_gemm_in_chunks_equals_whole(monkeypatch, option, hi
         torch.set_num_threads(before)
 
 
+_LN_SUBSETS = {"ih+hh+c": ("ih", "hh", "c"), "hh": ("hh",), "c": ("c",), "ih+hh": ("ih", "hh"), "ih+c": ("ih", "c"),
+               "hh+c": ("hh", "c")}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("subset", list(_LN_SUBSETS))
+@pytest.mark.parametrize("option,hidden", [
+    ("plain", 40), ("reverse", 40), ("packed", 40), ("packed_reverse", 33), ("proj", 37), ("no_bias", 40),
+    ("all", 37),  # all: packed, reverse, projection, peepholes, both masks, zoneout, cell clip
+])
+def test_cpp_units_loop_layer_norm_inference_equals_python(monkeypatch, option, hidden, subset, dtype):
+    """An inference call (no workspace) with layer norm of R h or of c may take the units loop: each thread sums its
+    own units' part of a row's moments and every thread merges the parts after a barrier (a second barrier for
+    layer norm of c); x W_ih^T is normalised there too, by chunks of steps. Forced at test sizes (2 threads split
+    H = 40 into 16 + 24 units: parts of unequal counts; 1 thread: one part, the whole row), with each subset of the
+    three layer norms, its outputs equal the Python kernel's and the reference equations' (float64), and the
+    Python kernel's within float32's rounding; _C.last_loops() says the units loop ran, with whole and chunked
+    x W_ih^T. A training call (workspace) forced to the units loop still falls back to the per-step loop."""
+    from lstmkit.ops import _C
+    from lstmkit.ops.reference import lstm_layer_ref
+    from test_layer_op import _run
+
+    args = _inference_args("layer_norm_all", hidden, torch.float64)
+    base = _wide_args(option, hidden, proj=21 if option in ("proj", "all") else None)
+    args.update({k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in base.items()
+                 if not k.startswith("ln_") and k != "need_workspace"})
+    for name in ("ih", "hh", "c"):
+        if name not in _LN_SUBSETS[subset]:
+            args.update({f"ln_{name}_w": None, f"ln_{name}_b": None})
+    if dtype != torch.float64:
+        args = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+                for k, v in args.items()}
+    want = _op(args, "python")[:3]
+    if dtype == torch.float64:
+        ref = _run(lstm_layer_ref, {k: v for k, v in args.items() if k != "need_workspace"})
+        for w, r in zip(want, ref):
+            torch.testing.assert_close(w, r)
+    tol = {} if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+    before = torch.get_num_threads()
+    monkeypatch.setenv("LSTMKIT_CPP_LOOP", "units")
+    try:
+        for threads, chunk in ((2, "0"), (2, "3"), (1, "6")):
+            torch.set_num_threads(threads)
+            monkeypatch.setenv("LSTMKIT_GATES_CHUNK", chunk)
+            got = _op(args, "cpp")[:3]
+            assert _C.last_loops()[0] == "units", (threads, chunk, _C.last_loops())
+            for g, w in zip(got, want):
+                torch.testing.assert_close(g, w, **tol)
+        torch.set_num_threads(2)
+        training = {**args, "need_workspace": True}
+        for g, w in zip(_op(training, "cpp")[:3], want):
+            torch.testing.assert_close(g, w, **tol)
+        assert _C.last_loops()[0] == "steps"
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype,hidden", [(torch.float32, 260), (torch.float64, 184)])
+def test_cpp_layer_norm_inference_takes_the_units_loop_where_a_plain_layer_does(monkeypatch, dtype, hidden):
+    """Unforced, at 2 threads: where W_hh exceeds the rows loop's bound (4H x P values > 1 MiB) a layer-norm layer's
+    inference takes the units loop with few rows per thread, as a plain layer's does, and equals the Python
+    kernel; with many rows per thread (>= 32) and W_hh <= 4 MiB it keeps the rows loop, where each thread's stream
+    of W_hh hides behind its GEMM; training keeps the rows loop; small weights keep the rows loop."""
+    from lstmkit.ops import _C
+
+    monkeypatch.delenv("LSTMKIT_CPP_LOOP", raising=False)
+    monkeypatch.delenv("LSTMKIT_GATES_CHUNK", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for hid, batch, want_loop, need in ((hidden, 3, "units", False), (hidden, 64, "rows", False),
+                                            (hidden, 3, "rows", True), (40, 3, "rows", False)):
+            g = torch.Generator().manual_seed(hid + batch)
+            rand = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype) * 0.3  # noqa: E731
+            args = _inference_args("layer_norm_all", 8, dtype)
+            args.update(x=rand(2, batch, 8), h0=rand(batch, hid), c0=rand(batch, hid), w_ih=rand(4 * hid, 8),
+                        w_hh=rand(4 * hid, hid) / hid ** 0.5, b_ih=rand(4 * hid), b_hh=rand(4 * hid), w_hr=None,
+                        batch_sizes=None, peephole=None, recurrent_mask=None, zoneout_h_mask=None,
+                        zoneout_c_mask=None, ln_ih_w=rand(4 * hid) + 1, ln_ih_b=rand(4 * hid),
+                        ln_hh_w=rand(4 * hid) + 1, ln_hh_b=rand(4 * hid), ln_c_w=rand(hid) + 1, ln_c_b=rand(hid),
+                        need_workspace=need)
+            want = _op(args, "python")[:3]
+            got = _op(args, "cpp")[:3]
+            assert _C.last_loops()[0] == want_loop, (hid, batch, need, _C.last_loops())
+            for g_, w in zip(got, want):
+                torch.testing.assert_close(g_, w, **({} if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)))
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_cpp_rows_loop_inference_chunks_only_while_w_ih_fits_l2(monkeypatch, layer_norm):
+    """The rows loop's inference chunks multiply each thread's rows of a step by all of w_ih: with w_ih over a
+    core's L2 (4H x I values > 1 MiB) it keeps the whole product (when that is at most 32 MiB), below it it takes
+    chunks of about 2 MiB of rows (_C.last_gate_rows); both equal the Python kernel (2 threads, float64: these
+    random layers with layer norm amplify a rounding difference about 1.2x a step, beyond float32's bounds)."""
+    from lstmkit.ops import _C
+
+    monkeypatch.delenv("LSTMKIT_CPP_LOOP", raising=False)
+    monkeypatch.delenv("LSTMKIT_GATES_CHUNK", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        steps, batch, hidden = 40, 64, 64  # 2560 rows of 2 KiB: over one 2 MiB chunk (1024 rows)
+        for inputs, rows in ((520, steps * batch), (500, 1024)):  # w_ih 1.06 MB / 1.02 MB
+            g = torch.Generator().manual_seed(inputs)
+            rand = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64) * 0.3  # noqa: E731
+            args = _inference_args("layer_norm_all", 8, torch.float64)
+            args.update(x=rand(steps, batch, inputs), h0=rand(batch, hidden), c0=rand(batch, hidden),
+                        w_ih=rand(4 * hidden, inputs) / inputs ** 0.5, w_hh=rand(4 * hidden, hidden) / hidden ** 0.5,
+                        b_ih=rand(4 * hidden), b_hh=rand(4 * hidden), w_hr=None, batch_sizes=None, peephole=None,
+                        recurrent_mask=None, zoneout_h_mask=None, zoneout_c_mask=None,
+                        ln_ih_w=rand(4 * hidden) + 1, ln_ih_b=rand(4 * hidden), ln_hh_w=rand(4 * hidden) + 1,
+                        ln_hh_b=rand(4 * hidden), ln_c_w=rand(hidden) + 1, ln_c_b=rand(hidden))
+            if not layer_norm:
+                args.update({k: None for k in args if k.startswith("ln_")})
+            want = _op(args, "python")[:3]
+            got = _op(args, "cpp")[:3]
+            assert _C.last_loops()[0] == "rows" and _C.last_gate_rows() == rows, (inputs, _C.last_gate_rows())
+            for g_, w in zip(got, want):
+                torch.testing.assert_close(g_, w)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cpp_inference_keeps_the_whole_input_gemm_with_a_workspace_or_layer_norm_of_the_input(monkeypatch):
     """The chunks apply to inference calls only: a call that keeps its workspace for the backward keeps every row of
-    gates, and so does one with layer norm of x W_ih^T outside the rows loop (the units and per-step loops normalise
-    all rows at once); the rows loop normalises each step's rows in place, by chunks."""
+    gates, and so does one with layer norm of x W_ih^T alone outside the rows loop (the units and per-step loops
+    then normalise all rows at once); the rows loop normalises each step's rows in place, by chunks (and so does the
+    units loop with layer norm of R h or c too: test_cpp_units_loop_layer_norm_inference_equals_python)."""
     from lstmkit.ops import _C
 
     monkeypatch.setenv("LSTMKIT_GATES_CHUNK", "3")
