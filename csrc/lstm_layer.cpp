@@ -1848,6 +1848,118 @@ void cell_column_sums(const CellColumnSums<S>& a, int64_t N, int64_t H) {
   });
 }
 
+// The rows loop's backward makes the same sums step by step instead: each thread, right after it made its rows of
+// a step's dz (still in L1/L2), adds them into its own sums and writes those rows of d_x_proj (dz through LN of
+// x W_ih^T) and d_rh (through LN of R h). gate_column_sums and cell_column_sums read dz, x_proj, rh, the cells and
+// d_normed back from memory after the loop: at T=35 B=64 H=128 with every variant 0.6-1.0 ms of a 10-11 ms step
+// (benchmarks/RESULTS.md, "Session 9: variants' training at H = 128"). Sums as gate_column_sums makes them: blocks
+// of up to kFoldRows rows in the accumulation type, each block added into the thread's double partial sums.
+constexpr int64_t kFoldRows = 64;
+
+template <typename S>
+struct RowFold {
+  using R = typename Num<S>::raw;
+  int64_t N = 0, H = 0;
+  const Schedule* sched = nullptr;
+  const R* x_proj = nullptr; const R* stats_ih = nullptr; const R* ln_ih_w = nullptr;  // LN of x W_ih^T
+  R* d_x_proj = nullptr;     // (N, 4H) out, or null (no gradient of x or w_ih asked for)
+  bool sum_ih = false;       // dz * xhat of x W_ih^T (ln_ih_w's gradient)
+  const R* rh = nullptr; const R* stats_hh = nullptr; const R* ln_hh_w = nullptr;  // LN of R h
+  R* d_rh = nullptr;         // (N, 4H) out, with rh
+  bool sum_hh = false;       // dz * xhat of R h
+  const R* cells = nullptr; const R* c0 = nullptr;  // peephole gradient: the previous cells (null: not asked for)
+  const R* c_new = nullptr;  // (N, H) new cells before zoneout
+  const R* d_normed = nullptr; const R* stats_c = nullptr;  // LN of c's gradient: d_normed of the step's rows
+};
+
+// Layout of a thread's sums (acc and its double partials): dz, dz xhat_ih, dz xhat_hh (4H each), then the
+// peepholes' dz_i c_prev, dz_f c_prev, dz_o c_new and LN of c's d_normed xhat, d_normed (H each)
+inline int64_t fold_width(int64_t H) { return 3 * 4 * H + 5 * H; }
+
+// rows [r0, e) of step t (first row `row`; dz: the step's rows)
+template <typename S>
+void fold_rows(const RowFold<S>& f, const typename Num<S>::raw* dz, const typename Num<S>::raw* d_normed,
+               int64_t t, int64_t row, int64_t r0, int64_t e, typename Num<S>::acc* acc) {
+  using A = typename Num<S>::acc;
+  using R = typename Num<S>::raw;
+  const int64_t H = f.H, G = 4 * H, N = f.N;
+  A* s0 = acc;
+  A* s1 = s0 + G;
+  A* s2 = s1 + G;
+  A* pi = s2 + G;
+  A* pf = pi + H;
+  A* po = pf + H;
+  A* lw = po + H;
+  A* lb = lw + H;
+  for (int64_t b = r0; b < e; ++b) {
+    const int64_t r = row + b;
+    const R* g = dz + b * G;
+#pragma omp simd
+    for (int64_t j = 0; j < G; ++j) s0[j] += load(g, j);
+    // LN backward of one row: out = rstd (g w - mean(g w) - xhat mean(g w xhat)), and the column sums g xhat
+    const auto ln_row = [&](const R* v, A mean, A rstd, const R* w, R* out, A* sums) {
+      A sum_g = 0, sum_gx = 0;
+      if (sums != nullptr) {
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+        for (int64_t j = 0; j < G; ++j) {
+          const A xhat = (load(v, j) - mean) * rstd, gj = load(g, j), gw = gj * load(w, j);
+          sums[j] += gj * xhat;
+          sum_g += gw;
+          sum_gx += gw * xhat;
+        }
+      } else {
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+        for (int64_t j = 0; j < G; ++j) {
+          const A xhat = (load(v, j) - mean) * rstd, gw = load(g, j) * load(w, j);
+          sum_g += gw;
+          sum_gx += gw * xhat;
+        }
+      }
+      sum_g /= static_cast<A>(G);
+      sum_gx /= static_cast<A>(G);
+#pragma omp simd
+      for (int64_t j = 0; j < G; ++j) {
+        const A xhat = (load(v, j) - mean) * rstd;
+        store(out, j, rstd * (load(g, j) * load(w, j) - sum_g - xhat * sum_gx));
+      }
+    };
+    if (f.x_proj != nullptr) {
+      const R* v = f.x_proj + r * G;
+      const A mean = load(f.stats_ih, r), rstd = load(f.stats_ih, N + r);
+      if (f.d_x_proj != nullptr) {
+        ln_row(v, mean, rstd, f.ln_ih_w, f.d_x_proj + r * G, f.sum_ih ? s1 : nullptr);
+      } else if (f.sum_ih) {
+#pragma omp simd
+        for (int64_t j = 0; j < G; ++j) s1[j] += load(g, j) * ((load(v, j) - mean) * rstd);
+      }
+    }
+    if (f.rh != nullptr)
+      ln_row(f.rh + r * G, load(f.stats_hh, r), load(f.stats_hh, N + r), f.ln_hh_w, f.d_rh + r * G,
+             f.sum_hh ? s2 : nullptr);
+    const R* cn = f.c_new + r * H;
+    if (f.cells != nullptr) {
+      const int64_t p = f.sched->prev_row(t, b);
+      const R* cp = p < N ? f.cells + p * H : f.c0 + (p - N) * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const A c_prev = load(cp, j);
+        pi[j] += load(g, j) * c_prev;
+        pf[j] += load(g, H + j) * c_prev;
+        po[j] += load(g, 3 * H + j) * static_cast<A>(load(cn, j));
+      }
+    }
+    if (f.d_normed != nullptr) {
+      const R* d = d_normed + b * H;
+      const A mean = load(f.stats_c, r), rstd = load(f.stats_c, N + r);
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        lw[j] += load(d, j) * ((load(cn, j) - mean) * rstd);
+        lb[j] += load(d, j);
+      }
+    }
+  }
+}
+
 Tensor gather_prev(const Tensor& outputs, const Tensor& init, const Schedule& s) {
   // (N, .) previous state of every row
   const int64_t N = s.total;
@@ -1913,10 +2025,20 @@ std::vector<Tensor> backward_impl(
   const int64_t chunk_rows = forced_chunk != nullptr ? std::atoll(forced_chunk) : (worth_it ? fitting_rows : 0);
   const bool chunked = plan.threads > 0 && !plan.by_rows && plain && chunk_rows > 0;
   const int64_t chunk_steps = chunked ? std::max<int64_t>(1, chunk_rows / std::max<int64_t>(1, batch)) : 0;
-  Tensor dz = pooled_empty({chunked ? std::min(N, chunk_steps * batch) : N, G}, opts);
-  last_dz_rows.store(dz.size(0), std::memory_order_relaxed);
   Tensor d_rh = ln_hh_w.defined() ? pooled_empty({N, G}, opts) : Tensor();
-  Tensor d_normed = ln_c_w.defined() ? pooled_empty({N, H}, opts) : Tensor();
+  // the rows loop folds the variants' column sums and dz through LN of x W_ih^T into its steps (fold_rows)
+  const bool ln_xw = ln_ih_w.has_value() && ln_ih_w->defined();
+  const bool peep_grad = peephole.defined() && want[7];
+  const bool ln_c_grad = ln_c_w.defined() && (want[12] || want[13]);
+  const bool fold_sums = plan.threads > 0 && plan.by_rows && (ln_xw || ln_hh_w.defined() || peep_grad || ln_c_grad);
+  // d_normed: every row for cell_column_sums, or one step's rows when folded
+  Tensor d_normed = ln_c_w.defined() ? pooled_empty({fold_sums ? batch : N, H}, opts) : Tensor();
+  Tensor d_x_proj = fold_sums && ln_xw && (want[0] || want[3]) ? pooled_empty({N, G}, opts) : Tensor();
+  // folded with both 4H layer norms, nothing after the loop reads dz (the GEMMs read d_x_proj and d_rh): one step's
+  // rows, written and read in cache (4.6 MB less written at T=35 B=64 H=128)
+  const bool dz_step_only = fold_sums && ln_xw && ln_hh_w.defined();
+  Tensor dz = pooled_empty({chunked ? std::min(N, chunk_steps * batch) : dz_step_only ? batch : N, G}, opts);
+  last_dz_rows.store(dz.size(0), std::memory_order_relaxed);
   // the gradient of every output h: with a projection all rows are kept (dW_hr = dh_all^T h_raw), else one step's
   // rows at a time in dh_step (the gradient of the outputs is not copied: 52 MB at T=200 B=64 H=1024)
   const Tensor grad_rows = grad_output.reshape({N, P});
@@ -1947,8 +2069,25 @@ std::vector<Tensor> backward_impl(
   // adds the bias gradient up as each step's rows of dz are made, while they are in cache, instead of a dz.sum(0)
   // pass over the whole (N, 4H) dz after it (T=35 B=64 H=128: 4.6 MB, read back from memory). Each thread sums its
   // own rows and columns: in the units loop its columns of db_acc, in the rows loop its own row of partial sums.
-  const bool ln_xw = ln_ih_w.has_value() && ln_ih_w->defined();
-  const bool fold_db = threads > 0 && want[5] && !chunked && !ln_xw && !ln_hh_w.defined();
+  const bool fold_db = threads > 0 && want[5] && !chunked && !ln_xw && !ln_hh_w.defined() && !fold_sums;
+  const int64_t fold_w = fold_width(H);
+  std::vector<double> fold_part(fold_sums ? threads * fold_w : 0, 0.0);  // each thread's double partial sums
+  RowFold<S> fold;
+  const Tensor ln_ih_w_c = fold_sums && ln_xw ? ln_ih_w->contiguous() : Tensor();
+  if (fold_sums) {
+    fold.N = N, fold.H = H, fold.sched = &s;
+    if (ln_xw) {
+      fold.x_proj = ptr<S>(x_proj), fold.stats_ih = ptr<S>(stats_ih), fold.ln_ih_w = ptr<S>(ln_ih_w_c);
+      fold.d_x_proj = ptr<S>(d_x_proj), fold.sum_ih = want[8];
+    }
+    if (ln_hh_w.defined()) {
+      fold.rh = ptr<S>(rh), fold.stats_hh = ptr<S>(stats_hh), fold.ln_hh_w = ptr<S>(ln_hh_w);
+      fold.d_rh = ptr<S>(d_rh), fold.sum_hh = want[10];
+    }
+    if (peep_grad) fold.cells = ptr<S>(cells), fold.c0 = ptr<S>(c0);
+    fold.c_new = ptr<S>(c_new);
+    if (ln_c_grad) fold.d_normed = ptr<S>(d_normed), fold.stats_c = ptr<S>(stats_c);
+  }
   if (threads > 0) {
     using R = typename Num<S>::raw;
     const bool sum_in_rows = !proj && !zoning_h;  // then the row sweep adds the fed-back gradient itself
@@ -2005,6 +2144,14 @@ std::vector<Tensor> backward_impl(
       StepOperand<R> w_back, w_proj;  // w_hh's columns of own h columns; w_hr's columns of own units
       w_back.set(whh + q0, G, q1 - q0, P, r1 - r0, arena);
       if (proj) w_proj.set(whr + j0, P, j1 - j0, H, r1 - r0, arena);
+      std::vector<A> fold_acc(fold_sums ? fold_w : 0, A(0));  // fold_rows's sums of up to kFoldRows rows
+      int64_t fold_rows_in = 0;
+      const auto fold_flush = [&] {
+        double* part = fold_part.data() + p * fold_w;
+        for (int64_t k = 0; k < fold_w; ++k) part[k] += fold_acc[k];
+        std::fill(fold_acc.begin(), fold_acc.end(), A(0));
+        fold_rows_in = 0;
+      };
       bool ih_started = false, hh_started = false;  // chunked: whether this thread's dw rows hold a sum yet
       int64_t dz_base = 0, k_lo = 0, k_hi = steps;    // dz's first row; the chunk's positions in s.order
       for (int64_t k = steps - 1; k >= 0; --k) {
@@ -2014,6 +2161,7 @@ std::vector<Tensor> backward_impl(
           k_lo = std::max<int64_t>(0, k_hi - chunk_steps);
           dz_base = std::min(s.offset[s.order[k_lo]], s.offset[s.order[k_hi - 1]]);
         }
+        if (dz_step_only) dz_base = row;
         R* dh = proj ? dh_all_p + row * P : dh_step_p;
         const R* grad = grad_p + row * P;
         if (!sum_in_rows) {  // own columns: dh = grad + the gradient fed back; zoneout of h splits it
@@ -2054,7 +2202,7 @@ std::vector<Tensor> backward_impl(
           st.zc_stride = zc_rows.defined() ? H : 0;
         }
         if (st.ln_c_w != nullptr) {  // rows loop only (whole rows)
-          st.d_normed = ptr<S>(d_normed) + row * H;
+          st.d_normed = ptr<S>(d_normed) + (fold_sums ? 0 : row * H);  // folded: this step's rows only
           st.stats_c = ptr<S>(stats_c) + row;
           st.stats_stride = N;
         }
@@ -2074,8 +2222,15 @@ std::vector<Tensor> backward_impl(
         barrier.wait();  // every column of this step's dz before the GEMM reads them
         // own columns of the gradient of the h fed back: dz_t (n, 4H) @ w_hh[:, own], through LN of R h if any
         const R* back = dz_p + (row - dz_base) * G;
-        if (d_rh_p != nullptr) {
+        if (fold_sums) {  // the column sums of own rows, d_x_proj's and d_rh's rows (as the GEMMs will read dz)
+          fold_rows<S>(fold, back, ptr<S>(d_normed), t, row, r0, e, fold_acc.data());
+          fold_rows_in += e - r0;
+          if (fold_rows_in >= kFoldRows || k == 0) fold_flush();
+          if (fold.d_x_proj != nullptr) round_bf16_block(round_dz, fold.d_x_proj + row * G, G, r0, e, 0, G);
+        } else if (d_rh_p != nullptr) {
           ln_backward_rows<S>(back, rh_p + row * G, ln_hh_w_p, stats_hh_p + row, N, d_rh_p + row * G, G, r0, e);
+        }
+        if (d_rh_p != nullptr) {
           round_bf16_block(round_dz, d_rh_p + row * G, G, r0, e, 0, G);
           back = d_rh_p + row * G;
         }
@@ -2192,8 +2347,23 @@ std::vector<Tensor> backward_impl(
   const bool ln_ih = ln_ih_w.has_value() && ln_ih_w->defined();
   // a fresh tensor of x's dtype from a row of double sums (never an alias: outputs of an operator must not share)
   const auto sum_out = [&](const Tensor& sums) { return sums.to(x.scalar_type(), false, true); };
-  Tensor d_x_proj = dz;
-  if (ln_ih || ln_hh_w.defined()) {
+  if (!d_x_proj.defined()) d_x_proj = dz;  // (folded: made in the loop)
+  if (fold_sums) {  // the threads' partial sums of fold_rows
+    Tensor sums = at::zeros({fold_w}, opts.dtype(at::kDouble));
+    double* sp = sums.data_ptr<double>();
+    for (int p = 0; p < threads; ++p)
+      for (int64_t k = 0; k < fold_w; ++k) sp[k] += fold_part[p * fold_w + k];
+    const Tensor gate_sums = sums.narrow(0, 0, 3 * G).view({3, G});
+    const Tensor cell_sums = sums.narrow(0, 3 * G, 5 * H).view({5, H});
+    if (want[5]) g[5] = sum_out(gate_sums[0]);
+    if (ln_ih && want[8]) g[8] = sum_out(gate_sums[1]);
+    if (ln_ih && want[9]) g[9] = sum_out(gate_sums[0]);
+    if (ln_hh_w.defined() && want[10]) g[10] = sum_out(gate_sums[2]);
+    if (ln_hh_w.defined() && want[11]) g[11] = sum_out(gate_sums[0]);
+    if (peep_grad) g[7] = sum_out(cell_sums.narrow(0, 0, 3));
+    if (ln_c_w.defined() && want[12]) g[12] = sum_out(cell_sums[3]);
+    if (ln_c_w.defined() && want[13]) g[13] = sum_out(cell_sums[4]);
+  } else if (ln_ih || ln_hh_w.defined()) {
     // one pass over dz: the bias and both LNs' gains and biases, and dz through LN of x W_ih^T (for dx, dW_ih)
     const Tensor ln_ih_w_c = ln_ih ? ln_ih_w->contiguous() : Tensor();
     GateColumnSums<S> cs;
@@ -2262,9 +2432,7 @@ std::vector<Tensor> backward_impl(
     g[4] = at::mm((d_rh.defined() ? d_rh : dz).t(), h_prev);
   }
   if (proj && want[6]) g[6] = at::mm(dh_all.t(), h_raw);
-  const bool peep_grad = peephole.defined() && want[7];
-  const bool ln_c_grad = ln_c_w.defined() && (want[12] || want[13]);
-  if (peep_grad || ln_c_grad) {  // the peepholes' and LN of c's gradients in one pass over the cells
+  if (!fold_sums && (peep_grad || ln_c_grad)) {  // the peepholes' and LN of c's gradients in one pass over the cells
     Tensor sums = at::zeros({5, H}, opts.dtype(at::kDouble));
     double* sp = sums.data_ptr<double>();
     std::vector<int64_t> prev;

@@ -327,6 +327,47 @@ def test_cpp_units_loop_joined_gate_product_equals_four(monkeypatch, option, hid
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("norms,grads", [
+    ("ih", "all"), ("hh", "all"), ("c", "all"), ("ih,c", "all"), ("", "all"),
+    ("ih,hh,c", "x"),        # d_x_proj made without the layer-norm sums
+    ("ih,hh,c", "ln"),       # the sums without d_x_proj (no gradient of x or w_ih)
+    ("ih,hh,c", "weights"),  # w_ih, w_hh, the biases and the peepholes, not the layer norms' parameters
+])
+def test_cpp_rows_loop_folded_sums_with_some_layer_norms_and_gradients(monkeypatch, norms, grads):
+    """The rows loop's backward makes the variants' parameter gradients (column sums over all rows) and dz through
+    layer norm of x W_ih^T step by step, each thread over its own rows (fold_rows): with any subset of the three
+    layer norms, peepholes, zoneout and cell clipping (packed, reversed, projected input: every row's previous cell
+    found by the schedule), and any subset of the gradients asked for, at 1 and 2 threads it equals the Python
+    kernel in float64."""
+    from lstmkit.ops import _C
+
+    args = _layer_norm_args("all", 6, torch.float64)
+    for name in ("ih", "hh", "c"):
+        if name not in norms.split(","):
+            args.update({f"ln_{name}_w": None, f"ln_{name}_b": None})
+    wanted = {"all": None, "x": {"x"}, "ln": {"ln_ih_w", "ln_ih_b", "ln_hh_w", "ln_hh_b", "ln_c_w", "ln_c_b"},
+              "weights": {"w_ih", "w_hh", "b_ih", "b_hh", "peephole"}}[grads]
+    if wanted is not None:
+        args = {k: (v.detach().requires_grad_(k in wanted) if isinstance(v, torch.Tensor) and v.is_floating_point()
+                    else v) for k, v in args.items()}
+    gen = torch.Generator().manual_seed(3)
+    weights = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in _op(args, "python")[:3]]
+    want = _grads(args, "python", weights)
+    monkeypatch.setenv("LSTMKIT_CPP_LOOP", "rows")
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            got = _grads(args, "cpp", weights)
+            assert _C.last_loops() == ("rows", "rows")
+            for g, w in zip((*got[0], *got[1]), (*want[0], *want[1])):
+                assert (g is None) == (w is None)
+                if g is not None:
+                    torch.testing.assert_close(g, w)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("option,hidden,proj", [
     ("plain", 40, None), ("reverse", 40, None), ("no_bias", 33, None), ("proj", 37, 21), ("zoneout_masks", 33, None),
     ("cell_clip", 40, None),
