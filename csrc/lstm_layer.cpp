@@ -392,7 +392,8 @@ inline bool mkl_packing() {
 // costs of a small training step"). Each parallel region's thread calls begin() and then take()s its slices; a
 // slice that does not fit gets memory of its own for this call (owned by its StepOperand) and the buffer grows to
 // this region's total at the next begin(). Bounded: per thread, the largest total of slices one region packed (at
-// most one copy of w_hh and w_hr split over the threads, or one whole small w_hh per thread in the rows loop).
+// most one copy of w_hh and w_hr split over the threads, or one whole small w_hh per thread in the rows loop; the
+// units loop's forward adds its gathered copy of the thread's rows of w_hh and one step's product, ArenaBlock).
 // LSTMKIT_PACK_REUSE=0 turns it off (a fresh allocation per slice and call, for comparisons).
 struct PackArena {
   float* data = nullptr;
@@ -424,6 +425,35 @@ inline PackArena& thread_pack_arena() {
 inline PackArena* pack_arena() {  // this thread's, or nullptr with LSTMKIT_PACK_REUSE=0
   const char* reuse = std::getenv("LSTMKIT_PACK_REUSE");
   return reuse != nullptr && reuse[0] == '0' ? nullptr : &thread_pack_arena();
+}
+
+// Memory for one parallel region from the thread's PackArena (begin() called in this region), or of its own when
+// there is no arena or it does not fit this call (freed with the block); get() is false only when none could be had
+struct ArenaBlock {
+  void* data = nullptr;
+  bool owned = false;
+  ArenaBlock() = default;
+  ArenaBlock(const ArenaBlock&) = delete;
+  ArenaBlock& operator=(const ArenaBlock&) = delete;
+  ~ArenaBlock() {
+    if (owned) std::free(data);
+  }
+  bool get(PackArena* arena, size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    data = arena != nullptr ? arena->take(bytes) : nullptr;
+    if (data == nullptr) data = std::aligned_alloc(64, bytes), owned = data != nullptr;
+    return data != nullptr;
+  }
+};
+
+// Whether the units loop's forward makes a thread's four gate blocks in one product (joined) or in four: joined
+// where the thread's gathered rows of w_hh take at most kJoinedGateBytes, unless LSTMKIT_UNITS_GEMM=4 (read per
+// call, for comparisons). Above it the copy cost more than the one product saved (2 threads, forward of T=35 B=16:
+// H=512 10.20 -> 9.98 ms and B=64 35.46 -> 34.74 ms joined; H=1024, 8 MB a thread, 40.85 -> 41.37 ms)
+constexpr int64_t kJoinedGateBytes = int64_t(2) << 20;
+inline bool joined_gate_product() {
+  const char* v = std::getenv("LSTMKIT_UNITS_GEMM");
+  return v == nullptr || v[0] != '4';
 }
 
 // One thread's right operand of a per-step product: (k, m) row-major with leading dimension ld, packed by MKL
@@ -530,6 +560,7 @@ inline LoopPlan plan_loop(int64_t batch, int64_t H, int64_t P, int64_t element_b
 // _C.last_loops(), so that a test of the rows loop fails if a call quietly falls back to another
 std::atomic<int> last_forward_loop{-1}, last_backward_loop{-1};
 std::atomic<int64_t> last_dz_rows{-1}, last_gate_rows{-1};
+std::atomic<int> last_gate_products{-1};  // per-step products of h W_hh^T a thread made in the partitioned forward
 inline int loop_code(const LoopPlan& plan) { return plan.threads == 0 ? 0 : plan.by_rows ? 2 : 1; }
 
 // Layer norm of R h and of c normalises whole rows: the rows loop holds them (each thread owns whole batch rows),
@@ -1288,8 +1319,25 @@ std::vector<Tensor> forward_impl(
       PackArena* arena = pack_arena();
       if (arena != nullptr) arena->begin();
       StepOperand<R> w_gate[4], w_proj;
-      for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
-        w_gate[k].set(whh + (k * H + j0) * P, P, whole ? G : j1 - j0, P, r1 - r0, arena, true);
+      // the units loop (not with layer norm, whose steps keep four products): the thread's four gate blocks of w_hh
+      // gathered into one (4u, P) operand, so that each step makes its part of h_{t-1} W_hh^T in one product (into
+      // `own_z`, added to its gate columns of z below) rather than four of a quarter the width each (2 threads, T=35 B=16 H=512: the 35 steps' products alone 4.0
+      // against 4.9 ms, the whole forward 10.20 -> 9.98 ms; benchmarks/RESULTS.md "Session 9: the GEMM floor")
+      const int64_t u = j1 - j0;
+      ArenaBlock gathered, own_z_block;
+      const bool joined = !whole && !by_rows && !ln_units && u > 0 && rh_p == nullptr &&
+                          4 * u * P * static_cast<int64_t>(sizeof(R)) <= kJoinedGateBytes && joined_gate_product() &&
+                          gathered.get(arena, 4 * u * P * sizeof(R)) && own_z_block.get(arena, batch * 4 * u * sizeof(R));
+      R* own_z = joined ? static_cast<R*>(own_z_block.data) : nullptr;  // (rows, 4u): i f g o of own units
+      if (p == 0) last_gate_products.store(whole || joined ? 1 : 4, std::memory_order_relaxed);
+      if (joined) {
+        R* w = static_cast<R*>(gathered.data);
+        for (int64_t k = 0; k < 4; ++k) std::memcpy(w + k * u * P, whh + (k * H + j0) * P, u * P * sizeof(R));
+        w_gate[0].set(w, P, 4 * u, P, r1 - r0, arena, true);
+      } else {
+        for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+          w_gate[k].set(whh + (k * H + j0) * P, P, whole ? G : u, P, r1 - r0, arena, true);
+      }
       if (proj) w_proj.set(whr + q0 * H, H, q1 - q0, H, r1 - r0, arena, true);
       // inference by chunks: w_ih.T's blocks of the same gate columns, each chunk's x W_ih^T made by this thread for
       // its own columns (units) or its own rows of each step (rows), so no barrier: no other thread reads them. The
@@ -1383,8 +1431,12 @@ std::vector<Tensor> forward_impl(
           if (ln_ih_rows)  // z = LN(x W_ih^T) + shift first: the GEMM below adds R h to it
             normed_input_rows<S>(z, ln_in, ln_ih_w_p, nullptr, nullptr, shift_p, stats_x, N, nullptr, 0, G,
                                  r0, e);
-          for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
-            w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);
+          if (joined) {
+            w_gate[0].multiply(m, h_in + r0 * P, P, own_z, 4 * u, false);  // added row by row below
+          } else {
+            for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+              w_gate[k].multiply(m, h_in + r0 * P, P, z + r0 * G + k * H + j0, G, true);
+          }
         }
         set_step(st, t, gate_row);
         if (ln_units && ln_c_w.defined()) {  // layer norm of c over every thread's units: moments in parts
@@ -1395,7 +1447,19 @@ std::vector<Tensor> forward_impl(
           barrier.wait();  // every thread's parts of the cells' moments
           st.phase = 2;
         }
-        rows_fn(st, r0, e, j0, j1);
+        if (joined) {  // each row's part of h_{t-1} W_hh^T added to its gate columns just before its sweep (in L1)
+          for (int64_t b = r0; b < e; ++b) {
+            for (int64_t k = 0; k < 4; ++k) {
+              R* zk = z + b * G + k * H + j0;
+              const R* ok = own_z + ((b - r0) * 4 + k) * u;
+#pragma omp simd
+              for (int64_t j = 0; j < u; ++j) zk[j] += ok[j];
+            }
+            rows_fn(st, b, b + 1, j0, j1);
+          }
+        } else {
+          rows_fn(st, r0, e, j0, j1);
+        }
         round_bf16_block(round_h, st.h_out, proj ? H : P, r0, e, j0, j1);  // h (or h_raw): own rows and units
         barrier.wait();  // h_t complete before any thread reads it
         if (proj) {
@@ -2624,6 +2688,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     arena.data = nullptr;
     arena.capacity = arena.used = arena.wanted = 0;
   }, "free the calling thread's packing buffer (between calls only; tests start from an empty one)");
+  m.def("last_gate_products", [] { return last_gate_products.load(); },
+        "products of h W_hh^T per step and thread in the last forward through the partitioned loop: 1 (a thread's "
+        "whole weight, or its four gate blocks joined) or 4 (one per gate block) (tests)");
   m.def("last_dz_rows", [] { return last_dz_rows.load(); },
         "rows of dz the last backward call kept at once: N, or a chunk's rows when it added the gradients chunk by "
         "chunk (tests)");

@@ -285,6 +285,48 @@ def test_cpp_rows_loop_with_layer_norm_gradcheck(monkeypatch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("option,hidden,proj", [
+    ("plain", 40, None), ("reverse", 72, None), ("packed", 40, None), ("all", 37, 21), ("zoneout_masks", 33, None),
+])
+def test_cpp_units_loop_joined_gate_product_equals_four(monkeypatch, option, hidden, proj, dtype):
+    """The units loop's forward gathers a thread's four gate blocks of w_hh into one operand and makes its part of
+    h_{t-1} W_hh^T in one product per step, added to the gate columns row by row before the sweep; LSTMKIT_UNITS_GEMM=4
+    keeps one product per gate block (the way above kJoinedGateBytes). Both are taken as asked (_C.last_gate_products),
+    and both give the Python kernel's outputs and gradients, training and inference (packed input: steps with fewer
+    rows than the batch; all: a projection, peepholes, masks, zoneout, cell clip)."""
+    from lstmkit.ops import _C
+
+    args = _wide_args(option, hidden, proj, dtype=dtype)
+    weights = [torch.randn_like(t) for t in _op(args, "python")[:3]]
+    python = _grads(args, "python", weights)
+    infer = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+    infer["need_workspace"] = False
+    python_infer = _op(infer, "python")[:3]
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == torch.float32 else {}
+    before = torch.get_num_threads()
+    monkeypatch.setenv("LSTMKIT_CPP_LOOP", "units")
+    try:
+        torch.set_num_threads(2)
+        for setting, products in [(None, 1), ("4", 4)]:
+            if setting is None:
+                monkeypatch.delenv("LSTMKIT_UNITS_GEMM", raising=False)
+            else:
+                monkeypatch.setenv("LSTMKIT_UNITS_GEMM", setting)
+            got = _grads(args, "cpp", weights)
+            assert _C.last_loops() == ("units", "units") and _C.last_gate_products() == products, setting
+            for g, w in zip((*got[0], *got[1]), (*python[0], *python[1])):
+                assert (g is None) == (w is None)
+                if g is not None:
+                    torch.testing.assert_close(g, w, **tol)
+            got_infer = _op(infer, "cpp")[:3]
+            assert _C.last_gate_products() == products
+            for g, w in zip(got_infer, python_infer):
+                torch.testing.assert_close(g, w, **tol)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("norms,grads", [
     ("ih", "all"), ("hh", "all"), ("c", "all"), ("ih,c", "all"), ("", "all"),
     ("ih,hh,c", "x"),        # d_x_proj made without the layer-norm sums
