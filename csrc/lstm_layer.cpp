@@ -926,6 +926,34 @@ void add_normed_rows(typename Num<S>::raw* gates, const typename Num<S>::raw* rh
 // the mean, then the mean square of the values less the mean (two passes; a row is in L1).
 constexpr int64_t kMomentLanes = 32;
 
+// The sum and the sum of squares of float32 (or bfloat16) values in double, in kMomentLanes partial sums; add() may
+// be called for several runs of one row (the units loop's four gate blocks), total() adds the lanes up
+struct MomentSums {
+  double s[kMomentLanes] = {}, q[kMomentLanes] = {};
+  double tail_sum = 0, tail_sq = 0;
+  template <typename R>
+  void add(const R* v, int64_t n) {
+    int64_t j = 0;
+    for (; j + kMomentLanes <= n; j += kMomentLanes) {
+#pragma omp simd
+      for (int64_t k = 0; k < kMomentLanes; ++k) {
+        const double x = load(v, j + k);
+        s[k] += x;
+        q[k] += x * x;
+      }
+    }
+    for (; j < n; ++j) {
+      const double x = load(v, j);
+      tail_sum += x;
+      tail_sq += x * x;
+    }
+  }
+  void total(double& sum, double& sq) const {
+    sum = tail_sum, sq = tail_sq;
+    for (int64_t k = 0; k < kMomentLanes; ++k) sum += s[k], sq += q[k];
+  }
+};
+
 template <typename R>
 inline void row_moments(const R* r, int64_t n, double& mean, double& rstd) {
   double var;
@@ -939,23 +967,10 @@ inline void row_moments(const R* r, int64_t n, double& mean, double& rstd) {
     for (int64_t j = 0; j < n; ++j) sq += (r[j] - mean) * (r[j] - mean);
     var = sq / static_cast<double>(n);
   } else {
-    double s[kMomentLanes] = {}, q[kMomentLanes] = {};
-    int64_t j = 0;
-    for (; j + kMomentLanes <= n; j += kMomentLanes) {
-#pragma omp simd
-      for (int64_t k = 0; k < kMomentLanes; ++k) {
-        const double v = load(r, j + k);
-        s[k] += v;
-        q[k] += v * v;
-      }
-    }
-    double sum = 0, sq = 0;
-    for (; j < n; ++j) {
-      const double v = load(r, j);
-      sum += v;
-      sq += v * v;
-    }
-    for (int64_t k = 0; k < kMomentLanes; ++k) sum += s[k], sq += q[k];
+    MomentSums sums;
+    sums.add(r, n);
+    double sum, sq;
+    sums.total(sum, sq);
     mean = sum / static_cast<double>(n);
     var = std::max(sq / static_cast<double>(n) - mean * mean, 0.0);
   }
@@ -985,26 +1000,10 @@ inline void part_moments(const R* r, int64_t runs, int64_t stride, int64_t n, do
         for (int64_t j = 0; j < n; ++j) dev += (v[j] - mean) * (v[j] - mean);
       }
     } else {
-      double s[kMomentLanes] = {}, q[kMomentLanes] = {};
-      double sum = 0, sq = 0;
-      for (int64_t k = 0; k < runs; ++k) {
-        const R* v = r + k * stride;
-        int64_t j = 0;
-        for (; j + kMomentLanes <= n; j += kMomentLanes) {
-#pragma omp simd
-          for (int64_t l = 0; l < kMomentLanes; ++l) {
-            const double x = load(v, j + l);
-            s[l] += x;
-            q[l] += x * x;
-          }
-        }
-        for (; j < n; ++j) {
-          const double x = load(v, j);
-          sum += x;
-          sq += x * x;
-        }
-      }
-      for (int64_t l = 0; l < kMomentLanes; ++l) sum += s[l], sq += q[l];
+      MomentSums sums;
+      for (int64_t k = 0; k < runs; ++k) sums.add(r + k * stride, n);
+      double sum, sq;
+      sums.total(sum, sq);
       mean = sum / count;
       dev = std::max(sq - sum * mean, 0.0);
     }
