@@ -99,8 +99,9 @@ def _fallback_beats_fused(
     ``kernel`` is the fused operator's kernel (:func:`lstmkit.ops.fused_backend`, asked when None). In training (a
     backward will follow) the fused path wins or ties everywhere measured, on either kernel. Without grad:
     - the C++ kernel beats torch's loop at every batch of more than one sequence in float32; torch's loop keeps
-      one projected sequence at H >= 512, and float64 batches of more than four sequences (our float64 activations
-      are scalar library calls; for one to four sequences the fused loop's lower overhead per step still wins);
+      one projected sequence above H = 512 (at H = 512 the kernel's one gate product a step, session 9, made the
+      fused path 0.84x), and float64 batches of more than four sequences (our float64 activations are scalar library
+      calls; for one to four sequences the fused loop's lower overhead per step still wins);
     - the Python kernel pays ~10 Python-dispatched ops per step: one sequence, or H < 384 (packed) / H < 512
       (projection, float64), go to torch's loop; a projected H >= 1024 step is big enough even for one sequence.
     The measurements behind these bounds: benchmarks/RESULTS.md, "auto's choice where torch leaves oneDNN".
@@ -110,7 +111,7 @@ def _fallback_beats_fused(
     if (kernel or fused_backend()) == "cpp":
         if dtype == torch.float64:
             return batch > 4
-        return batch == 1 and projected and hidden >= 512
+        return batch == 1 and projected and hidden > 512
     if batch == 1:
         return not (projected and hidden >= 1024)
     return hidden < (512 if projected or dtype == torch.float64 else 384)
