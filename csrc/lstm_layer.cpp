@@ -1702,6 +1702,40 @@ void ln_backward_rows(const typename Num<S>::raw* dz, const typename Num<S>::raw
   }
 }
 
+// Layer norm's backward of one row of G values v (mean, rstd its statistics, w the gain) for the gradient g of its
+// output: out = rstd (g w - mean(g w) - xhat mean(g w xhat)), xhat = (v - mean) rstd; with `sums` it also adds
+// g xhat (the gain's gradient) to the column sums in the same sweep. gate_column_sums and fold_rows both call it.
+template <typename S>
+inline void ln_row_backward(const typename Num<S>::raw* g, const typename Num<S>::raw* v, typename Num<S>::acc mean,
+                            typename Num<S>::acc rstd, const typename Num<S>::raw* w, typename Num<S>::raw* out,
+                            typename Num<S>::acc* sums, int64_t G) {
+  using A = typename Num<S>::acc;
+  A sum_g = 0, sum_gx = 0;
+  if (sums != nullptr) {
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+    for (int64_t j = 0; j < G; ++j) {
+      const A xhat = (load(v, j) - mean) * rstd, gj = load(g, j), gw = gj * load(w, j);
+      sums[j] += gj * xhat;
+      sum_g += gw;
+      sum_gx += gw * xhat;
+    }
+  } else {
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+    for (int64_t j = 0; j < G; ++j) {
+      const A xhat = (load(v, j) - mean) * rstd, gw = load(g, j) * load(w, j);
+      sum_g += gw;
+      sum_gx += gw * xhat;
+    }
+  }
+  sum_g /= static_cast<A>(G);
+  sum_gx /= static_cast<A>(G);
+#pragma omp simd
+  for (int64_t j = 0; j < G; ++j) {
+    const A xhat = (load(v, j) - mean) * rstd;
+    store(out, j, rstd * (load(g, j) * load(w, j) - sum_g - xhat * sum_gx));
+  }
+}
+
 // The variants' parameter gradients are column sums over all N rows of products the backward already has. They
 // replace at::native_layer_norm_backward (three calls with layer norm, each its own passes over (N, 4H) or (N, H):
 // ~0.3 ms of a 3 ms training step at T=35 B=16 H=128, benchmarks/RESULTS.md "Session 7: variants at H = 128")
@@ -1749,23 +1783,7 @@ Tensor gate_column_sums(const GateColumnSums<S>& a, int64_t N, int64_t G) {
             const A mean = load(a.ln_stats[0], r), rstd = load(a.ln_stats[0], N + r);
             const R* v = a.ln_in[0] + r * G;
             if (a.d_x_proj != nullptr) {  // as ln_backward_rows, with the column sums in its first sweep
-              const R* w = a.ln_ih_w;
-              A sum_g = 0, sum_gx = 0;
-#pragma omp simd reduction(+ : sum_g, sum_gx)
-              for (int64_t j = 0; j < G; ++j) {
-                const A xhat = (load(v, j) - mean) * rstd, gj = load(g, j), gw = gj * load(w, j);
-                s1[j] += gj * xhat;
-                sum_g += gw;
-                sum_gx += gw * xhat;
-              }
-              sum_g /= static_cast<A>(G);
-              sum_gx /= static_cast<A>(G);
-              R* o = a.d_x_proj + r * G;
-#pragma omp simd
-              for (int64_t j = 0; j < G; ++j) {
-                const A xhat = (load(v, j) - mean) * rstd;
-                store(o, j, rstd * (load(g, j) * load(w, j) - sum_g - xhat * sum_gx));
-              }
+              ln_row_backward<S>(g, v, mean, rstd, a.ln_ih_w, a.d_x_proj + r * G, s1, G);
             } else {
 #pragma omp simd
               for (int64_t j = 0; j < G; ++j) s1[j] += load(g, j) * ((load(v, j) - mean) * rstd);
@@ -1895,32 +1913,8 @@ void fold_rows(const RowFold<S>& f, const typename Num<S>::raw* dz, const typena
     const R* g = dz + b * G;
 #pragma omp simd
     for (int64_t j = 0; j < G; ++j) s0[j] += load(g, j);
-    // LN backward of one row: out = rstd (g w - mean(g w) - xhat mean(g w xhat)), and the column sums g xhat
     const auto ln_row = [&](const R* v, A mean, A rstd, const R* w, R* out, A* sums) {
-      A sum_g = 0, sum_gx = 0;
-      if (sums != nullptr) {
-#pragma omp simd reduction(+ : sum_g, sum_gx)
-        for (int64_t j = 0; j < G; ++j) {
-          const A xhat = (load(v, j) - mean) * rstd, gj = load(g, j), gw = gj * load(w, j);
-          sums[j] += gj * xhat;
-          sum_g += gw;
-          sum_gx += gw * xhat;
-        }
-      } else {
-#pragma omp simd reduction(+ : sum_g, sum_gx)
-        for (int64_t j = 0; j < G; ++j) {
-          const A xhat = (load(v, j) - mean) * rstd, gw = load(g, j) * load(w, j);
-          sum_g += gw;
-          sum_gx += gw * xhat;
-        }
-      }
-      sum_g /= static_cast<A>(G);
-      sum_gx /= static_cast<A>(G);
-#pragma omp simd
-      for (int64_t j = 0; j < G; ++j) {
-        const A xhat = (load(v, j) - mean) * rstd;
-        store(out, j, rstd * (load(g, j) * load(w, j) - sum_g - xhat * sum_gx));
-      }
+      ln_row_backward<S>(g, v, mean, rstd, w, out, sums, G);
     };
     if (f.x_proj != nullptr) {
       const R* v = f.x_proj + r * G;
