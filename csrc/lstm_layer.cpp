@@ -1674,37 +1674,10 @@ BackwardFn<S> pick_backward(bool peep, bool zc, bool lnc) {
   return table[(peep << 2) | (zc << 1) | int(lnc)];
 }
 
-// d(rh) of one row of LN over R h: rstd * (g w - mean(g w) - xhat mean(g w xhat)), g = dz row
-template <typename S>
-void ln_backward_rows(const typename Num<S>::raw* dz, const typename Num<S>::raw* rh, const typename Num<S>::raw* w,
-                      const typename Num<S>::raw* stats, int64_t stats_stride, typename Num<S>::raw* out, int64_t G,
-                      int64_t begin, int64_t end) {
-  using A = typename Num<S>::acc;
-  for (int64_t b = begin; b < end; ++b) {
-    const auto* g = dz + b * G;
-    const auto* r = rh + b * G;
-    auto* o = out + b * G;
-    const A mean = load(stats, b), rstd = load(stats, stats_stride + b);
-    A sum_g = 0, sum_gx = 0;
-#pragma omp simd reduction(+ : sum_g, sum_gx)
-    for (int64_t j = 0; j < G; ++j) {
-      const A gw = load(g, j) * load(w, j);
-      sum_g += gw;
-      sum_gx += gw * (load(r, j) - mean) * rstd;
-    }
-    sum_g /= static_cast<A>(G);
-    sum_gx /= static_cast<A>(G);
-#pragma omp simd
-    for (int64_t j = 0; j < G; ++j) {
-      const A xhat = (load(r, j) - mean) * rstd;
-      store(o, j, rstd * (load(g, j) * load(w, j) - sum_g - xhat * sum_gx));
-    }
-  }
-}
-
 // Layer norm's backward of one row of G values v (mean, rstd its statistics, w the gain) for the gradient g of its
 // output: out = rstd (g w - mean(g w) - xhat mean(g w xhat)), xhat = (v - mean) rstd; with `sums` it also adds
-// g xhat (the gain's gradient) to the column sums in the same sweep. gate_column_sums and fold_rows both call it.
+// g xhat (the gain's gradient) to the column sums in the same sweep. ln_backward_rows, gate_column_sums and fold_rows
+// call it.
 template <typename S>
 inline void ln_row_backward(const typename Num<S>::raw* g, const typename Num<S>::raw* v, typename Num<S>::acc mean,
                             typename Num<S>::acc rstd, const typename Num<S>::raw* w, typename Num<S>::raw* out,
@@ -1734,6 +1707,16 @@ inline void ln_row_backward(const typename Num<S>::raw* g, const typename Num<S>
     const A xhat = (load(v, j) - mean) * rstd;
     store(out, j, rstd * (load(g, j) * load(w, j) - sum_g - xhat * sum_gx));
   }
+}
+
+// d(rh) of rows [begin, end) of LN over R h (g = their dz rows)
+template <typename S>
+void ln_backward_rows(const typename Num<S>::raw* dz, const typename Num<S>::raw* rh, const typename Num<S>::raw* w,
+                      const typename Num<S>::raw* stats, int64_t stats_stride, typename Num<S>::raw* out, int64_t G,
+                      int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b)
+    ln_row_backward<S>(dz + b * G, rh + b * G, load(stats, b), load(stats, stats_stride + b), w, out + b * G, nullptr,
+                       G);
 }
 
 // The variants' parameter gradients are column sums over all N rows of products the backward already has. They
