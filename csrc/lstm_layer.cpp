@@ -1896,22 +1896,19 @@ void fold_rows(const RowFold<S>& f, const typename Num<S>::raw* dz, const typena
     const R* g = dz + b * G;
 #pragma omp simd
     for (int64_t j = 0; j < G; ++j) s0[j] += load(g, j);
-    const auto ln_row = [&](const R* v, A mean, A rstd, const R* w, R* out, A* sums) {
-      ln_row_backward<S>(g, v, mean, rstd, w, out, sums, G);
-    };
     if (f.x_proj != nullptr) {
       const R* v = f.x_proj + r * G;
       const A mean = load(f.stats_ih, r), rstd = load(f.stats_ih, N + r);
       if (f.d_x_proj != nullptr) {
-        ln_row(v, mean, rstd, f.ln_ih_w, f.d_x_proj + r * G, f.sum_ih ? s1 : nullptr);
+        ln_row_backward<S>(g, v, mean, rstd, f.ln_ih_w, f.d_x_proj + r * G, f.sum_ih ? s1 : nullptr, G);
       } else if (f.sum_ih) {
 #pragma omp simd
         for (int64_t j = 0; j < G; ++j) s1[j] += load(g, j) * ((load(v, j) - mean) * rstd);
       }
     }
     if (f.rh != nullptr)
-      ln_row(f.rh + r * G, load(f.stats_hh, r), load(f.stats_hh, N + r), f.ln_hh_w, f.d_rh + r * G,
-             f.sum_hh ? s2 : nullptr);
+      ln_row_backward<S>(g, f.rh + r * G, load(f.stats_hh, r), load(f.stats_hh, N + r), f.ln_hh_w, f.d_rh + r * G,
+                         f.sum_hh ? s2 : nullptr, G);
     const R* cn = f.c_new + r * H;
     if (f.cells != nullptr) {
       const int64_t p = f.sched->prev_row(t, b);
