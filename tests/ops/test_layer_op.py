@@ -127,6 +127,34 @@ def test_gradcheck_and_reference(option, path, monkeypatch):
         torch.testing.assert_close(got, want, msg=lambda m: f"gradient of {name}: {m}")
 
 
+@pytest.mark.parametrize("option", OPTIONS)
+def test_a_call_without_grad_runs_the_kernel_directly_with_the_operators_results(option, monkeypatch):
+    """Without grad, plain eager CPU code on the C++ kernel calls it directly (the operator's CPU kernel, which
+    picks the kernels through ``_kernels``, is not reached), with the operator's results bit for bit and the
+    reference equations' (float64); under a dispatch mode, CPU autocast or on the Python kernel the operator serves."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dispatched = []
+    kernels = layer_op._kernels
+    monkeypatch.setattr(layer_op, "_kernels", lambda x: dispatched.append(1) or kernels(x))
+    a = make_args(option, requires_grad=False)
+    with torch.no_grad():
+        with FlopCounterMode(display=False):  # a dispatch mode: the operator
+            through_operator = _run(lstm_layer_fused, a)
+        assert len(dispatched) == 1
+        for got, want in zip(through_operator, _run(lstm_layer_ref, a)):
+            torch.testing.assert_close(got, want)
+        direct = _run(lstm_layer_fused, a)
+    with torch.inference_mode():  # what bench_lstm's eval times
+        direct_inference = _run(lstm_layer_fused, a)
+    assert len(dispatched) == (1 if fused_backend() == "cpp" else 3)
+    for got, also, want in zip(direct, direct_inference, through_operator):
+        assert torch.equal(got, want) and torch.equal(also, want)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _run(lstm_layer_fused, make_args(option, dtype=torch.float32, requires_grad=False))[0].dtype == torch.bfloat16
+    assert len(dispatched) == (2 if fused_backend() == "cpp" else 4)
+
+
 @pytest.mark.parametrize("option", ["plain", "packed_reverse"])
 def test_double_backward_through_the_reference(option):
     a = make_args(option)

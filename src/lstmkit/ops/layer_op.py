@@ -469,11 +469,14 @@ def lstm_layer_fused(
     # torch.func (a private flag, the one autograd.Function.apply checks) and plain eager training: the Function
     # above; otherwise (no grad, torch.compile, torch.export, other devices' autocast, tracing modes) the operator
     functorch = torch._C._are_functorch_transforms_active()
-    through_function = functorch or (need_grad and _plain_eager(x.device.type, tensors))
+    plain = not functorch and _plain_eager(x.device.type, tensors)
+    through_function = functorch or (need_grad and plain)
     layer = _LayerFunction.apply if through_function else torch.ops.lstmkit.lstm_layer
-    if (through_function and not functorch and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
-            and fused_backend() == "cpp"):
-        layer = _CppLayerFunction.apply
+    if plain and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu") and fused_backend() == "cpp":
+        # plain eager CPU on the C++ kernel: training through the direct Function, and a call without grad straight
+        # to the kernel: the operator's dispatch (custom_op's autograd and backend wrappers, the aliasing check of
+        # 13 outputs, a redispatch) was ~0.1 ms of a ~1 ms eval call (benchmarks/RESULTS.md, "Session 10")
+        layer = _CppLayerFunction.apply if need_grad else _cpp.forward
     args = (
         x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, bool(reverse),
         v.peephole, *ln_ih, *ln_hh, *ln_c, v.recurrent_mask,
