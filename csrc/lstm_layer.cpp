@@ -560,6 +560,9 @@ inline LoopPlan plan_loop(int64_t batch, int64_t H, int64_t P, int64_t element_b
 // _C.last_loops(), so that a test of the rows loop fails if a call quietly falls back to another
 std::atomic<int> last_forward_loop{-1}, last_backward_loop{-1};
 std::atomic<int64_t> last_dz_rows{-1}, last_gate_rows{-1};
+// rows of d(x W_ih^T) and d(R h) per chunk when the last backward call added dW_ih, dW_hh and dx up chunk by chunk in
+// the rows loop (backward_impl, "in-loop weight gradients"); 0 when it made them after the loop (tests)
+std::atomic<int64_t> last_dw_chunk_rows{-1};
 std::atomic<int> last_gate_products{-1};  // per-step products of h W_hh^T a thread made in the partitioned forward
 inline int loop_code(const LoopPlan& plan) { return plan.threads == 0 ? 0 : plan.by_rows ? 2 : 1; }
 
@@ -1855,6 +1858,9 @@ void cell_column_sums(const CellColumnSums<S>& a, int64_t N, int64_t H) {
 // (benchmarks/RESULTS.md, "Session 9: variants' training at H = 128"). Sums as gate_column_sums makes them: blocks
 // of up to kFoldRows rows in the accumulation type, each block added into the thread's double partial sums.
 constexpr int64_t kFoldRows = 64;
+// rows of d(x W_ih^T) and d(R h) per chunk of the in-loop weight gradients (backward_impl): two chunks of both in
+// 2 MiB at H = 128 (each a core's L2), and GEMMs of 256 rows, long enough for MKL's kernels
+constexpr int64_t kDwChunkRows = 256;
 
 template <typename S>
 struct RowFold {
@@ -1866,6 +1872,7 @@ struct RowFold {
   bool sum_ih = false;       // dz * xhat of x W_ih^T (ln_ih_w's gradient)
   const R* rh = nullptr; const R* stats_hh = nullptr; const R* ln_hh_w = nullptr;  // LN of R h
   R* d_rh = nullptr;         // (N, 4H) out, with rh
+  int64_t d_base = 0;        // row r of d_x_proj and d_rh is at r - d_base (in-loop weight gradients: a chunk's)
   bool sum_hh = false;       // dz * xhat of R h
   const R* cells = nullptr; const R* c0 = nullptr;  // peephole gradient: the previous cells (null: not asked for)
   const R* c_new = nullptr;  // (N, H) new cells before zoneout
@@ -1900,15 +1907,15 @@ void fold_rows(const RowFold<S>& f, const typename Num<S>::raw* dz, const typena
       const R* v = f.x_proj + r * G;
       const A mean = load(f.stats_ih, r), rstd = load(f.stats_ih, N + r);
       if (f.d_x_proj != nullptr) {
-        ln_row_backward<S>(g, v, mean, rstd, f.ln_ih_w, f.d_x_proj + r * G, f.sum_ih ? s1 : nullptr, G);
+        ln_row_backward<S>(g, v, mean, rstd, f.ln_ih_w, f.d_x_proj + (r - f.d_base) * G, f.sum_ih ? s1 : nullptr, G);
       } else if (f.sum_ih) {
 #pragma omp simd
         for (int64_t j = 0; j < G; ++j) s1[j] += load(g, j) * ((load(v, j) - mean) * rstd);
       }
     }
     if (f.rh != nullptr)
-      ln_row_backward<S>(g, f.rh + r * G, load(f.stats_hh, r), load(f.stats_hh, N + r), f.ln_hh_w, f.d_rh + r * G,
-                         f.sum_hh ? s2 : nullptr, G);
+      ln_row_backward<S>(g, f.rh + r * G, load(f.stats_hh, r), load(f.stats_hh, N + r), f.ln_hh_w,
+                         f.d_rh + (r - f.d_base) * G, f.sum_hh ? s2 : nullptr, G);
     const R* cn = f.c_new + r * H;
     if (f.cells != nullptr) {
       const int64_t p = f.sched->prev_row(t, b);
@@ -1998,7 +2005,7 @@ std::vector<Tensor> backward_impl(
   const int64_t chunk_rows = forced_chunk != nullptr ? std::atoll(forced_chunk) : (worth_it ? fitting_rows : 0);
   const bool chunked = plan.threads > 0 && !plan.by_rows && plain && chunk_rows > 0;
   const int64_t chunk_steps = chunked ? std::max<int64_t>(1, chunk_rows / std::max<int64_t>(1, batch)) : 0;
-  Tensor d_rh = ln_hh_w.defined() ? pooled_empty({N, G}, opts) : Tensor();
+  Tensor d_rh;  // the gradient of R h through its layer norm, below
   // the rows loop folds the variants' column sums and dz through LN of x W_ih^T into its steps (fold_rows)
   const bool ln_xw = ln_ih_w.has_value() && ln_ih_w->defined();
   const bool peep_grad = peephole.defined() && want[7];
@@ -2006,10 +2013,28 @@ std::vector<Tensor> backward_impl(
   const bool fold_sums = plan.threads > 0 && plan.by_rows && (ln_xw || ln_hh_w.defined() || peep_grad || ln_c_grad);
   // d_normed: every row for cell_column_sums, or one step's rows when folded
   Tensor d_normed = ln_c_w.defined() ? pooled_empty({fold_sums ? batch : N, H}, opts) : Tensor();
-  Tensor d_x_proj = fold_sums && ln_xw && (want[0] || want[3]) ? pooled_empty({N, G}, opts) : Tensor();
+  Tensor d_x_proj;  // below
   // folded with both 4H layer norms, nothing after the loop reads dz (the GEMMs read d_x_proj and d_rh): one step's
   // rows, written and read in cache (4.6 MB less written at T=35 B=64 H=128)
   const bool dz_step_only = fold_sums && ln_xw && ln_hh_w.defined();
+  // In-loop weight gradients: there (padded input, no projection, float32 or float64, no bfloat16 rounding), d(x W_ih^T)
+  // and d(R h) are kept for a chunk of kDwChunkRows rows only, in two buffers used in turn, and at the end of each
+  // chunk (a barrier: every thread's rows made) each thread adds its half of the 4H rows of dW_ih and dW_hh (and
+  // makes its half of the chunk's rows of dx) from the chunk while it is in cache, with the previous h of the chunk's
+  // rows (times the recurrent mask) gathered by each thread for its own rows as it goes. Instead of two (N, 4H)
+  // tensors written to memory and read back by MKL's two-thread GEMMs after the loop (T=35 B=64 H=128: 9.2 MB),
+  // whose cost doubled when another model's step had left the caches cold (benchmarks/RESULTS.md, "Session 10").
+  // LSTMKIT_LN_DW_CHUNK=<rows> sets the chunk (0: after the loop, as before).
+  const char* dw_env = std::getenv("LSTMKIT_LN_DW_CHUNK");
+  const int64_t dw_chunk_env = dw_env != nullptr ? std::atoll(dw_env) : kDwChunkRows;
+  const bool dw_in_loop = dz_step_only && s.uniform && !proj && !round_dz && dw_chunk_env > 0 &&
+                          std::is_floating_point_v<typename Num<S>::raw> && (want[0] || want[3] || want[4]);
+  const int64_t dw_steps = dw_in_loop ? std::max<int64_t>(1, dw_chunk_env / std::max<int64_t>(1, batch)) : 0;
+  const int64_t dw_rows = std::min(N, dw_steps * batch);  // rows of one chunk buffer
+  last_dw_chunk_rows.store(dw_in_loop ? dw_rows : 0, std::memory_order_relaxed);
+  d_rh = ln_hh_w.defined() ? pooled_empty({dw_in_loop ? 2 * dw_rows : N, G}, opts) : Tensor();
+  Tensor h_prev_chunk = dw_in_loop && want[4] ? pooled_empty({2 * dw_rows, P}, opts) : Tensor();
+  if (fold_sums && ln_xw && (want[0] || want[3])) d_x_proj = pooled_empty({dw_in_loop ? 2 * dw_rows : N, G}, opts);
   Tensor dz = pooled_empty({chunked ? std::min(N, chunk_steps * batch) : dz_step_only ? batch : N, G}, opts);
   last_dz_rows.store(dz.size(0), std::memory_order_relaxed);
   // the gradient of every output h: with a projection all rows are kept (dW_hr = dh_all^T h_raw), else one step's
@@ -2079,12 +2104,13 @@ std::vector<Tensor> backward_impl(
     const R zh_p_const = static_cast<R>(zoneout_h);
     // chunked: this call's gradients of x, w_ih, w_hh and the bias, added chunk by chunk inside the region
     const int64_t I = x.size(1);
-    const Tensor x_c = chunked ? x.contiguous() : Tensor(), w_ih_c = chunked ? w_ih.contiguous() : Tensor();
+    const Tensor x_c = chunked || dw_in_loop ? x.contiguous() : Tensor();
+    const Tensor w_ih_c = chunked || dw_in_loop ? w_ih.contiguous() : Tensor();
     const Tensor out_c = chunked ? output.reshape({N, P}).contiguous() : Tensor();
     const Tensor h0_c = chunked ? h0.contiguous() : Tensor();
-    if (chunked && want[0]) g_x = pooled_empty({N, I}, opts);
-    if (chunked && want[3]) g_w_ih = at::empty({G, I}, opts);
-    if (chunked && want[4]) g_w_hh = at::empty({G, P}, opts);
+    if ((chunked || dw_in_loop) && want[0]) g_x = pooled_empty({N, I}, opts);
+    if ((chunked || dw_in_loop) && want[3]) g_w_ih = at::empty({G, I}, opts);
+    if ((chunked || dw_in_loop) && want[4]) g_w_hh = at::empty({G, P}, opts);
     if (chunked && want[5]) db_acc.assign(G, 0.0);
     if (fold_db) db_acc.assign((plan.by_rows ? threads : 1) * G, 0.0);
     const R* x_p = ptr<S>(x_c);
@@ -2100,13 +2126,25 @@ std::vector<Tensor> backward_impl(
     const R* rh_p = ptr<S>(rh);
     const R* stats_hh_p = ptr<S>(stats_hh);
     const R* ln_hh_w_p = ptr<S>(ln_hh_w);
-    SpinBarrier barrier;
+    SpinBarrier barrier, dw_barrier;  // dw_barrier: the end of each chunk of the in-loop weight gradients
+    R* dxp_p = ptr<S>(d_x_proj);
+    R* hpc_p = ptr<S>(h_prev_chunk);
+    const Tensor out_dw = dw_in_loop ? output.reshape({N, P}).contiguous() : Tensor();
+    const Tensor h0_dw = dw_in_loop ? h0.contiguous() : Tensor();
+    const R* outs_p = ptr<S>(out_dw);
+    const R* h0s_p = ptr<S>(h0_dw);
 #pragma omp parallel num_threads(threads)
     {
       const int parts = omp_get_num_threads(), p = omp_get_thread_num();
 #pragma omp single
-      barrier.parties = plan.by_rows ? 1 : parts;
+      {
+        barrier.parties = plan.by_rows ? 1 : parts;
+        dw_barrier.parties = parts;
+      }
       const bool by_rows = plan.by_rows;
+      RowFold<S> my_fold = fold;  // this thread's: d_base moves with the chunks
+      int64_t dw_hi = steps, dw_lo = 0, dw_row0 = 0, dw_buf = 0, d_base = 0;  // the chunk: positions [dw_lo, dw_hi)
+      bool dw_started = false;
       // own hidden units, own columns of h (the same as the units without projection), own batch rows
       const auto [j0, j1] = by_rows ? std::pair<int64_t, int64_t>{0, H} : slice_of(H, p, parts);
       const auto [q0, q1] = by_rows ? std::pair<int64_t, int64_t>{0, P} : slice_of(P, p, parts);
@@ -2135,6 +2173,12 @@ std::vector<Tensor> backward_impl(
           dz_base = std::min(s.offset[s.order[k_lo]], s.offset[s.order[k_hi - 1]]);
         }
         if (dz_step_only) dz_base = row;
+        if (dw_in_loop && k == dw_hi - 1) {  // a chunk starts; its rows go to buffer dw_buf's, row r at r - d_base
+          dw_lo = std::max<int64_t>(0, dw_hi - dw_steps);
+          dw_row0 = std::min(s.offset[s.order[dw_lo]], s.offset[s.order[dw_hi - 1]]);
+          d_base = dw_row0 - dw_buf * dw_rows;
+          my_fold.d_base = d_base;
+        }
         R* dh = proj ? dh_all_p + row * P : dh_step_p;
         const R* grad = grad_p + row * P;
         if (!sum_in_rows) {  // own columns: dh = grad + the gradient fed back; zoneout of h splits it
@@ -2196,16 +2240,16 @@ std::vector<Tensor> backward_impl(
         // own columns of the gradient of the h fed back: dz_t (n, 4H) @ w_hh[:, own], through LN of R h if any
         const R* back = dz_p + (row - dz_base) * G;
         if (fold_sums) {  // the column sums of own rows, d_x_proj's and d_rh's rows (as the GEMMs will read dz)
-          fold_rows<S>(fold, back, ptr<S>(d_normed), t, row, r0, e, fold_acc.data());
+          fold_rows<S>(my_fold, back, ptr<S>(d_normed), t, row, r0, e, fold_acc.data());
           fold_rows_in += e - r0;
           if (fold_rows_in >= kFoldRows || k == 0) fold_flush();
-          if (fold.d_x_proj != nullptr) round_bf16_block(round_dz, fold.d_x_proj + row * G, G, r0, e, 0, G);
+          if (fold.d_x_proj != nullptr) round_bf16_block(round_dz, fold.d_x_proj + (row - d_base) * G, G, r0, e, 0, G);
         } else if (d_rh_p != nullptr) {
           ln_backward_rows<S>(back, rh_p + row * G, ln_hh_w_p, stats_hh_p + row, N, d_rh_p + row * G, G, r0, e);
         }
         if (d_rh_p != nullptr) {
-          round_bf16_block(round_dz, d_rh_p + row * G, G, r0, e, 0, G);
-          back = d_rh_p + row * G;
+          round_bf16_block(round_dz, d_rh_p + (row - d_base) * G, G, r0, e, 0, G);
+          back = d_rh_p + (row - d_base) * G;
         }
         w_back.multiply(m, back + r0 * G, G, dhs_p + r0 * P + q0, P, false);
         if (mask != nullptr || zoning_h) {
@@ -2215,6 +2259,39 @@ std::vector<Tensor> backward_impl(
               for (int64_t q = q0; q < q1; ++q) d[q] *= mask[b * P + q];
             if (zoning_h)
               for (int64_t q = q0; q < q1; ++q) d[q] += to_prev_p[b * P + q];
+          }
+        }
+        if (dw_in_loop) {
+          if (hpc_p != nullptr) {  // own rows' previous h (as the forward's GEMM read it: times the recurrent mask)
+            for (int64_t b = r0; b < e; ++b) {
+              const int64_t pr = s.prev_row(t, b);
+              const R* src = pr < N ? outs_p + pr * P : h0s_p + (pr - N) * P;
+              R* dst = hpc_p + (row + b - d_base) * P;
+              if (mask != nullptr) {
+#pragma omp simd
+                for (int64_t q = 0; q < P; ++q) dst[q] = src[q] * mask[b * P + q];
+              } else {
+                std::copy(src, src + P, dst);
+              }
+            }
+          }
+          if (k == dw_lo) {  // the chunk is made in this thread's rows; once in every thread's, its gradients
+            dw_barrier.wait();
+            const int64_t rows = (dw_hi - dw_lo) * batch, base = dw_buf * dw_rows;
+            const auto [g0, g1] = rows_of(G, p, parts);  // own rows of dW_ih and dW_hh
+            if (gwih_p != nullptr)
+              raw_gemm_tn(rows, g1 - g0, I, dxp_p + base * G + g0, G, x_p + dw_row0 * I, I, gwih_p + g0 * I, I,
+                          dw_started);
+            if (gwhh_p != nullptr)
+              raw_gemm_tn(rows, g1 - g0, P, d_rh_p + base * G + g0, G, hpc_p + base * P, P, gwhh_p + g0 * P, P,
+                          dw_started);
+            if (gx_p != nullptr) {  // own rows of the chunk's dx = d(x W_ih^T) @ w_ih
+              const auto [x0, x1] = rows_of(rows, p, parts);
+              raw_gemm(x1 - x0, G, I, dxp_p + (base + x0) * G, G, w_ih_p, I, gx_p + (dw_row0 + x0) * I, I, false);
+            }
+            dw_started = true;
+            dw_buf ^= 1;  // the next chunk fills the other buffers while the other thread may still read these
+            dw_hi = dw_lo;
           }
         }
         if (chunked && k == k_lo) {  // the chunk's dz is complete in this thread's columns: its gradients
@@ -2366,13 +2443,18 @@ std::vector<Tensor> backward_impl(
     if (want[4]) g[4] = g_w_hh;
     if (want[5]) g[5] = at::tensor(db_acc, at::kDouble).to(x.scalar_type());
   }
-  if (want[0] && !chunked) {
+  if (dw_in_loop) {  // made in the loop
+    if (want[0]) g[0] = g_x.view(x_in.sizes());
+    if (want[3]) g[3] = g_w_ih;
+    if (want[4]) g[4] = g_w_hh;
+  }
+  if (want[0] && !chunked && !dw_in_loop) {
     g[0] = pooled_empty({N, w_ih.size(1)}, opts);
     at::mm_out(g[0], d_x_proj, w_ih);
     g[0] = g[0].view(x_in.sizes());
   }
-  if (want[3] && !chunked) g[3] = at::mm(d_x_proj.t(), x);
-  if (chunked) {
+  if (want[3] && !chunked && !dw_in_loop) g[3] = at::mm(d_x_proj.t(), x);
+  if (chunked || dw_in_loop) {
   } else if (want[4] && s.uniform) {
     // padded input: the previous h of the rows are the outputs shifted by one step and h0, so two GEMMs on views
     // instead of gathering an (N, P) copy (two, transiently); with recurrent dropout each step's rows are the
@@ -2664,6 +2746,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("last_gate_products", [] { return last_gate_products.load(); },
         "products of h W_hh^T per step and thread in the last forward through the partitioned loop: 1 (a thread's "
         "whole weight, or its four gate blocks joined) or 4 (one per gate block) (tests)");
+  m.def("last_dw_chunk_rows", [] { return last_dw_chunk_rows.load(); },
+        "rows per chunk when the last backward call added the weight gradients chunk by chunk in the rows loop, else "
+        "0 (tests)");
   m.def("last_dz_rows", [] { return last_dz_rows.load(); },
         "rows of dz the last backward call kept at once: N, or a chunk's rows when it added the gradients chunk by "
         "chunk (tests)");

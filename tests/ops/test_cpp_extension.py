@@ -368,6 +368,49 @@ def test_cpp_rows_loop_folded_sums_with_some_layer_norms_and_gradients(monkeypat
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("option", ["reverse", "everything"])
+@pytest.mark.parametrize("grads", ["all", "x", "w_ih", "w_hh"])
+@pytest.mark.parametrize("chunk_rows", [3, 6, 9])
+def test_cpp_rows_loop_weight_gradients_in_chunks_equal_after_the_loop(monkeypatch, option, grads, chunk_rows):
+    """With both 4H layer norms on padded input the rows loop's backward keeps d(x W_ih^T) and d(R h) for a chunk of
+    steps and adds dW_ih, dW_hh and dx chunk by chunk, each thread its half of the gate rows (LSTMKIT_LN_DW_CHUNK
+    forces the chunk at test sizes: T=4, B=3, so chunks of 1, 2 and 3 steps, the last one shorter): it does
+    (_C.last_dw_chunk_rows), and at 1 and 2 threads, in both directions, with peepholes, zoneout, the recurrent mask
+    (the previous h it multiplies is gathered per chunk) and cell clipping, and with any one gradient asked for, its
+    outputs and gradients equal those made after the loop and the Python kernel's, in float64."""
+    from lstmkit.ops import _C
+
+    args = _layer_norm_args("reverse" if option == "reverse" else "zoneout_masks", 6, torch.float64)
+    if option == "everything":
+        g = torch.Generator().manual_seed(5)
+        args.update(peephole=(torch.randn(3, 6, generator=g, dtype=torch.float64) * 0.5).requires_grad_(True),
+                    recurrent_mask=(torch.rand(3, 6, generator=g) > 0.3).double() / 0.7, cell_clip=0.5)
+    if grads != "all":
+        args = {k: (v.detach().requires_grad_(k == grads) if isinstance(v, torch.Tensor) and v.is_floating_point()
+                    else v) for k, v in args.items()}
+    gen = torch.Generator().manual_seed(3)
+    weights = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in _op(args, "python")[:3]]
+    python = _grads(args, "python", weights)
+    monkeypatch.setenv("LSTMKIT_CPP_LOOP", "rows")
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            monkeypatch.setenv("LSTMKIT_LN_DW_CHUNK", "0")
+            after = _grads(args, "cpp", weights)
+            assert _C.last_dw_chunk_rows() == 0 and _C.last_loops() == ("rows", "rows")
+            monkeypatch.setenv("LSTMKIT_LN_DW_CHUNK", str(chunk_rows))
+            chunked = _grads(args, "cpp", weights)
+            assert _C.last_dw_chunk_rows() == chunk_rows and _C.last_loops() == ("rows", "rows")
+            for got, alone, want in zip((*chunked[0], *chunked[1]), (*after[0], *after[1]), (*python[0], *python[1])):
+                assert (got is None) == (want is None)
+                if got is not None:
+                    torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)
+                    torch.testing.assert_close(got, want)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("option,hidden,proj", [
     ("plain", 40, None), ("reverse", 40, None), ("no_bias", 33, None), ("proj", 37, 21), ("zoneout_masks", 33, None),
     ("cell_clip", 40, None),
