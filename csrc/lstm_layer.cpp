@@ -2663,6 +2663,14 @@ void mt_outputs(at::mt19937_data_pod& d, uint32_t* out, int64_t count) {
   }
 }
 
+// A mask of at least kFillPipelineChunks chunks is drawn by two threads: one runs the engine into a ring of chunks
+// (the mt19937 stream is sequential), the other turns each chunk's lanes into the mask's values and stores them
+// (a zoneout mask at T=35 B=64 H=128 is 1.1 MB written, from cold caches after another model's step). The values and
+// the generator's state after are the serial loop's; last_fill_threads says which ran (tests).
+constexpr int64_t kFillChunk = 2048;  // lanes per chunk: 512 words, 1024 engine outputs
+constexpr int64_t kFillPipelineChunks = 16;
+std::atomic<int> last_fill_threads{0};
+
 template <typename S>
 void fill_lanes_impl(Tensor& out, int64_t threshold, double below, double at_or_above, at::CPUGeneratorImpl* gen) {
   using R = typename Num<S>::raw;
@@ -2671,18 +2679,70 @@ void fill_lanes_impl(Tensor& out, int64_t threshold, double below, double at_or_
   const int64_t count = out.numel();
   const A lo = static_cast<A>(below), hi = static_cast<A>(at_or_above);
   const auto limit = static_cast<int16_t>(threshold);
-  constexpr int64_t kChunk = 2048;  // lanes per chunk: 512 words, 1024 engine outputs
-  alignas(64) uint32_t buf[kChunk / 2];
-  const auto* lanes = reinterpret_cast<const int16_t*>(buf);
+  const int64_t chunks = (count + kFillChunk - 1) / kFillChunk;
+  // (by value: stores through o could otherwise alias lo and hi, and the loop would reload them instead of vectorising)
+  const auto store_chunk = [o, count, lo, hi, limit](const uint32_t* words, int64_t c) {  // chunk c's lanes, stored
+    const auto* lanes = reinterpret_cast<const int16_t*>(words);
+    const int64_t e0 = c * kFillChunk, n = std::min(kFillChunk, count - e0);
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) store(o, e0 + k, lanes[k] < limit ? lo : hi);
+  };
+  const auto words_of = [count](int64_t c) { return 2 * ((std::min(kFillChunk, count - c * kFillChunk) + 3) / 4); };
   std::lock_guard<std::mutex> lock(gen->mutex_);
   at::mt19937 engine = gen->engine();
   at::mt19937_data_pod d = engine.data();
-  for (int64_t e0 = 0; e0 < count; e0 += kChunk) {
-    const int64_t n = std::min(kChunk, count - e0);
-    mt_outputs(d, buf, 2 * ((n + 3) / 4));  // whole words, as random_ draws them
+  int used_threads = 1;
+  const char* pipeline = std::getenv("LSTMKIT_FILL_PIPELINE");  // 0: the serial loop always (comparisons)
+  if (chunks >= kFillPipelineChunks && at::get_num_threads() > 1 && !omp_in_parallel() &&
+      (pipeline == nullptr || std::atoi(pipeline) != 0)) {
+    constexpr int64_t kRing = 8;
+    std::vector<uint32_t> ring(kRing * kFillChunk / 2);
+    std::atomic<int64_t> made{0}, stored{0};  // chunks the engine has written / the other thread has stored
+    const auto wait_until = [](const std::atomic<int64_t>& v, const auto& ready) {
+      for (int spin = 0; !ready(v.load(std::memory_order_acquire)); ++spin) {
+        if (spin < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+          __builtin_ia32_pause();
+#endif
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    };
+#pragma omp parallel num_threads(2)
+    {
+      const int parts = omp_get_num_threads(), p = omp_get_thread_num();
+      if (parts == 1) {  // no second thread after all: the serial loop
+        for (int64_t c = 0; c < chunks; ++c) {
+          mt_outputs(d, ring.data(), words_of(c));
+          store_chunk(ring.data(), c);
+        }
+      } else if (p == 0) {
+        used_threads = 2;  // read after the region's closing barrier
+        for (int64_t c = 0; c < chunks; ++c) {
+          wait_until(stored, [c](int64_t v) { return c - v < kRing; });  // its slot stored
+          mt_outputs(d, ring.data() + (c % kRing) * (kFillChunk / 2), words_of(c));
+          made.store(c + 1, std::memory_order_release);
+        }
+      } else if (p == 1) {
+        for (int64_t c = 0; c < chunks; ++c) {
+          wait_until(made, [c](int64_t v) { return v > c; });
+          store_chunk(ring.data() + (c % kRing) * (kFillChunk / 2), c);
+          stored.store(c + 1, std::memory_order_release);
+        }
+      }
+    }
+  } else {
+    alignas(64) uint32_t buf[kFillChunk / 2];
+    const auto* lanes = reinterpret_cast<const int16_t*>(buf);
+    for (int64_t e0 = 0; e0 < count; e0 += kFillChunk) {
+      const int64_t n = std::min(kFillChunk, count - e0);
+      mt_outputs(d, buf, 2 * ((n + 3) / 4));  // whole words, as random_ draws them
 #pragma omp simd
-    for (int64_t k = 0; k < n; ++k) store(o, e0 + k, lanes[k] < limit ? lo : hi);
+      for (int64_t k = 0; k < n; ++k) store(o, e0 + k, lanes[k] < limit ? lo : hi);
+    }
   }
+  last_fill_threads.store(used_threads, std::memory_order_relaxed);
   engine.set_data(d);
   gen->set_engine(engine);
 }
@@ -2711,6 +2771,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fill_lanes", &fill_lanes, "fill out with `below` where a 16-bit lane of torch's random_ words is below "
         "threshold, else `at_or_above` (lstmkit.ops.masks)", py::arg("out"), py::arg("threshold"), py::arg("below"),
         py::arg("at_or_above"), py::arg("generator") = py::none());
+  m.def("last_fill_threads", [] { return last_fill_threads.load(); },
+        "threads the last fill_lanes call drew with: 2 (engine and stores pipelined) or 1 (tests)");
   m.def("last_loops", [] {
     static const char* names[] = {"steps", "units", "rows"};
     const int f = last_forward_loop.load(), b = last_backward_loop.load();

@@ -177,6 +177,37 @@ def test_one_pass_draw_equals_the_tensor_draw(monkeypatch, dtype, use_default):
     assert any(bool((m == 0).any()) and bool((m != 0).any()) for m in fast)  # masks with both values
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_one_pass_draw_pipelined_over_two_threads_equals_the_tensor_draw(monkeypatch, threads):
+    """A mask of 16 chunks of 2048 lanes or more is drawn by two threads (one runs the engine into a ring of 8
+    chunks, the other stores the lanes): the same values and generator state as the tensor draw, for sizes at the
+    threshold, not a multiple of the chunk or of four lanes, and long enough to wrap the ring several times;
+    with one thread, the serial loop (lstmkit.ops._C.last_fill_threads says which ran)."""
+    from lstmkit.ops import _C, use_fused_backend
+
+    _needs_extension()
+    sizes = [(16 * 2048,), (35, 64, 37), (3, 2049 * 11 + 3)]
+
+    def draws(backend):
+        generator = torch.Generator().manual_seed(5)
+        with use_fused_backend(backend):
+            out = [m for shape in sizes for m in (bernoulli_mask(shape, 0.25, dtype=torch.float32, generator=generator),
+                                                  dropout_mask(shape, 0.3, dtype=torch.float32, generator=generator))]
+        return out, generator.get_state()
+
+    python, python_state = draws("python")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        fast, fast_state = draws("cpp")
+        assert _C.last_fill_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    for got, want in zip(fast, python):
+        assert torch.equal(got, want)
+    assert torch.equal(fast_state, python_state)
+
+
 def test_one_pass_draw_is_not_taken_for_bool_masks_or_under_the_python_kernels(monkeypatch):
     """Boolean masks, and everything while the Python kernels are forced, keep the tensor draw (the spec)."""
     from lstmkit.ops import use_fused_backend
