@@ -246,3 +246,10 @@ def test_bench_raw_text_scores_words_by_their_place_in_the_text():
     # the treebank cut: every word found; one tag wrong
     guesses = ["DET", "NOUN", "AUX", "PART", "NOUN", "PUNCT"]
     assert module.score([text], [gold], [tags], [gold], [guesses]) == (5, 6, 6)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: tests/nn/test_cuda.py runs bench_cuda.py there")
+def test_bench_cuda_says_when_there_is_no_gpu():
+    out = subprocess.run([sys.executable, str(BENCH / "bench_cuda.py"), "--quick"], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert out.returncode == 1 and "no CUDA device" in out.stdout, (out.returncode, out.stdout, out.stderr[-500:])
