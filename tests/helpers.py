@@ -100,7 +100,7 @@ def run(module, x, lengths, hx, batch_first, packed_sorted):
         inp = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=packed_sorted)
     out, (h, c) = module(inp, state)
     data = out.data if isinstance(out, PackedSequence) else out
-    weights = torch.linspace(-1, 1, data.numel(), dtype=data.dtype).view_as(data)
+    weights = torch.linspace(-1, 1, data.numel(), dtype=data.dtype, device=data.device).view_as(data)
     loss = (data * weights).sum() + (h * h).sum() + c.sin().sum()
     loss.backward()
     result = {"output": data, "h_n": h, "c_n": c, "grad input": x.grad}

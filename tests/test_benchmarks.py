@@ -248,3 +248,10 @@ def test_bench_pause_keeps_real_time_runs_under_the_kernels_throttle(monkeypatch
                     start += cycle
                 worst = max(worst, busy)
             assert worst < runtime / 1e6, (runtime, run, worst)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: tests/nn/test_cuda.py runs bench_cuda.py there")
+def test_bench_cuda_says_when_there_is_no_gpu():
+    out = subprocess.run([sys.executable, str(BENCH / "bench_cuda.py"), "--quick"], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert out.returncode == 1 and "no CUDA device" in out.stdout, (out.returncode, out.stdout, out.stderr[-500:])

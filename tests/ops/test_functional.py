@@ -166,3 +166,22 @@ def test_packed_sequences_of_one_length_stay_on_torchs_kernel(lengths, native, m
     out.sum().backward()
     assert ran_fused != native
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_autocasts_plain_stacks_off_the_cpu():
+    """Off the CPU a plain stack is torch's kernel, and torch's autocast casts it (for cuDNN it packs the cast
+    weights into one buffer); lstmkit casts itself only where its own kernels run: on the CPU, with a variant,
+    recurrent dropout, lengths, or impl fused/reference. (tests/nn/test_cuda.py checks the result on a GPU.)"""
+    from lstmkit.ops.functional import _autocast_by_torch
+    from lstmkit.ops.reference import NO_VARIANT, Variant
+
+    gpu_like, cpu = torch.empty(2, 1, 3, device="meta"), torch.empty(2, 1, 3)
+    plain = [NO_VARIANT, NO_VARIANT]
+    assert _autocast_by_torch(gpu_like, "auto", plain, 0.0, None)
+    assert _autocast_by_torch(gpu_like, "native", None, 0.0, None)
+    assert not _autocast_by_torch(cpu, "auto", plain, 0.0, None)
+    assert not _autocast_by_torch(gpu_like, "fused", plain, 0.0, None)
+    assert not _autocast_by_torch(gpu_like, "reference", plain, 0.0, None)
+    assert not _autocast_by_torch(gpu_like, "auto", None, 0.3, None)  # recurrent dropout
+    assert not _autocast_by_torch(gpu_like, "auto", plain, 0.0, torch.tensor([2]))  # lengths
+    assert not _autocast_by_torch(gpu_like, "auto", [NO_VARIANT, Variant(cell_clip=1.0)], 0.0, None)

@@ -342,7 +342,7 @@ def lstm(
     Returns:
         ``output`` in the layout of ``x`` with P * D features, and ``(h_n, c_n)`` shaped like ``hx``.
     """
-    if _autocast_dtype(x) is not None:
+    if _autocast_dtype(x) is not None and not _autocast_by_torch(x, impl, variants, recurrent_dropout, lengths):
         return _autocast_stack(
             x, hx, weights, num_layers=num_layers, bidirectional=bidirectional, dropout=dropout, training=training,
             batch_first=batch_first, batch_sizes=batch_sizes, impl=impl, variants=variants,
@@ -433,6 +433,17 @@ def _autocast_dtype(x: Tensor) -> torch.dtype | None:
     if not x.is_floating_point() or not torch.is_autocast_enabled(device):
         return None
     return torch.get_autocast_dtype(device)
+
+
+def _autocast_by_torch(x: Tensor, impl: str, variants, recurrent_dropout: float, lengths) -> bool:
+    """Whether torch's own autocast handles this call: a plain stack off the CPU, which runs torch's kernel (auto
+    and native there are cuDNN for every plain configuration, :func:`resolve_impl`). On CUDA autocast casts
+    ``aten::_cudnn_rnn``'s weights itself and packs them into one buffer again (aten/src/ATen/cudnn/AutocastRNN.cpp in torch); casting
+    them here instead would hand cuDNN separate tensors (its "weights are not part of single contiguous chunk"
+    warning and a copy on every call). The result is then torch.nn.LSTM's under autocast, bit for bit."""
+    if x.device.type == "cpu" or impl not in ("auto", "native") or lengths is not None:
+        return False
+    return not any(describe_variant(v, recurrent_dropout) for v in (variants or (NO_VARIANT,)))
 
 
 def _autocast_stack(x: Tensor, hx, weights: Sequence[LayerWeights], *, variants, **options):

@@ -194,10 +194,20 @@ its norm (N, 4H) and R h before its norm (N, 4H) (layer norm only); and (2, N) m
 A tensor that the configuration does not need, and every tensor in a call without grad, has shape (0,)."""
 
 
-def _stats(pieces: dict[int, tuple[Tensor, Tensor]]) -> Tensor:
-    """Per-step (mean, rstd) of one norm -> (2, N) in time order."""
+def _stats(pieces: dict[int, tuple[Tensor, Tensor]], dtype: torch.dtype) -> Tensor:
+    """Per-step (mean, rstd) of one norm -> (2, N) in time order, in the workspace's ``dtype``."""
     order = sorted(pieces)
-    return torch.stack([torch.cat([pieces[t][0] for t in order]).view(-1), torch.cat([pieces[t][1] for t in order]).view(-1)])
+    return torch.stack([torch.cat([pieces[t][0] for t in order]).view(-1),
+                        torch.cat([pieces[t][1] for t in order]).view(-1)]).to(dtype)
+
+
+@lru_cache(maxsize=16)
+def _layer_norm_stats_dtype(device_type: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the mean and rstd that ``native_layer_norm`` returns (and its backward expects) for input
+    of ``dtype`` on a device of ``device_type``: the input's on the CPU, float32 for half and bfloat16 on CUDA.
+    Asked of torch once per pair, on a one-element tensor, rather than assumed."""
+    probe = torch.zeros(1, 1, dtype=dtype, device=device_type)
+    return torch.native_layer_norm(probe, [1], None, None, LAYER_NORM_EPS)[1].dtype
 
 
 def _bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
@@ -241,7 +251,7 @@ def forward_python(
     if ln_ih_w is not None:  # gates = LN(W x) + b
         x_proj = torch.ops.mkldnn._linear_pointwise(x, w_ih, None, "none", [], "") if onednn else torch.mm(x, w_ih.t())
         gates, mean_ih, rstd_ih = torch.native_layer_norm(x_proj, [4 * hidden], ln_ih_w, ln_ih_b, LAYER_NORM_EPS)
-        stats_ih = torch.stack([mean_ih.view(-1), rstd_ih.view(-1)])  # (2, N)
+        stats_ih = torch.stack([mean_ih.view(-1), rstd_ih.view(-1)]).to(x.dtype)  # (2, N), the workspace's dtype
         if bias is not None:
             gates.add_(bias)
     elif onednn:
@@ -315,13 +325,14 @@ def forward_python(
         first = out_at + sched.offsets[sched.order[-1]]
         h_n, c_n = h_buf[first : first + batch].clone(), c_buf[first : first + batch].clone()
     else:
-        h_n, c_n = h_buf.index_select(0, sched.last_index), c_buf.index_select(0, sched.last_index)
+        last = sched.last_index.to(h_buf.device)  # the schedule is cached on the CPU
+        h_n, c_n = h_buf.index_select(0, last), c_buf.index_select(0, last)
     if not need_grad:
         return (output, h_n, c_n, *(x.new_empty(0) for _ in WORKSPACE))
     kept = dict(
         gates=gates, cells=c_buf[out_at : out_at + total], c_new=c_new_buf, tanh_c=tanh_c, h_raw=h_raw,
         x_proj=x_proj, rh=rh_buf, stats_ih=stats_ih,
-        stats_hh=_stats(stats_hh) if stats_hh else None, stats_c=_stats(stats_c) if stats_c else None,
+        stats_hh=_stats(stats_hh, x.dtype) if stats_hh else None, stats_c=_stats(stats_c, x.dtype) if stats_c else None,
     )
     return (output, h_n, c_n, *(kept[k] if kept[k] is not None else x.new_empty(0) for k in WORKSPACE))
 
@@ -343,8 +354,11 @@ def backward_python(
     input does not exist."""
     want = dict(zip(GRADIENTS, output_mask))
     # read in x's dtype: the C++ kernel's float32 way for bfloat16 keeps a float32 workspace (layer_op.workspace_dtype)
-    gates, cells, c_new, tanh_c, h_raw, x_proj, rh_buf, stats_ih, stats_hh, stats_c = (
-        t.to(x.dtype) for t in (gates, cells, c_new, tanh_c, h_raw, x_proj, rh_buf, stats_ih, stats_hh, stats_c))
+    gates, cells, c_new, tanh_c, h_raw, x_proj, rh_buf = (
+        t.to(x.dtype) for t in (gates, cells, c_new, tanh_c, h_raw, x_proj, rh_buf))
+    # the layer norms' backward wants their statistics in native_layer_norm's dtype (float32 for bfloat16 on CUDA)
+    stats = _layer_norm_stats_dtype(x.device.type, x.dtype)
+    stats_ih, stats_hh, stats_c = (t.to(stats) for t in (stats_ih, stats_hh, stats_c))
     x_shape = x.shape
     sizes = _sizes(x, batch_sizes)
     x = _as_rows(x)
