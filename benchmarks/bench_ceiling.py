@@ -13,7 +13,9 @@ In the same process it times the peers the issues' figures compare against (torc
 nn.LSTMCell, the Python loop over a hand-made variant cell from ``variant_loops.py``) and lstmkit itself, and
 prints, per cell, the largest speed-up any implementation could reach over each peer (peer time / floor) beside
 the one lstmkit reaches. Where the largest possible speed-up is below an issue's target, no implementation built
-on this machine's GEMMs can meet that target in that cell.
+on this machine's GEMMs can meet that target in that cell. It also runs the floor's products in a step's order as
+one more peer, sampled in turn with the others ("GEMM step sampled"): a step that does nothing but those products,
+timed the way the peers are (each sample after another peer's, not on warm repeats), and lstmkit's time over it.
 
     python benchmarks/bench_ceiling.py                       # H >= 512 cells of the core grid, L = 1, and proj_size
     python benchmarks/bench_ceiling.py --cases "T=35 B=16"   # a subset
@@ -85,8 +87,8 @@ def training_gemms(T: int, B: int, I: int, H: int, P: int = 0, input_grad: bool 
     return gemms
 
 
-def _best_gemm_seconds(M: int, K: int, N: int, repeats: int) -> tuple[float, str]:
-    """The fastest time of one (M, K) x (K, N) float32 product over the GEMMs reachable from PyTorch here."""
+def _gemm_candidates(M: int, K: int, N: int) -> dict[str, Callable[[], object]]:
+    """One (M, K) x (K, N) float32 product on fresh operands, by each GEMM reachable from PyTorch here."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(M, K, generator=g)
     b = torch.randn(K, N, generator=g)
@@ -98,6 +100,12 @@ def _best_gemm_seconds(M: int, K: int, N: int, repeats: int) -> tuple[float, str
     if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         packed = torch.ops.mkldnn._reorder_linear_weight(bt, M)
         candidates["onednn prepacked"] = lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
+    return candidates
+
+
+def _best_gemm_seconds(M: int, K: int, N: int, repeats: int) -> tuple[float, str]:
+    """The fastest time of one (M, K) x (K, N) float32 product over the GEMMs reachable from PyTorch here."""
+    candidates = _gemm_candidates(M, K, N)
     # enough calls per sample that tiny products are not timer noise
     calls = max(1, min(200, int(2e8 // max(1, 2 * M * K * N))))
     best: tuple[float, str] = (float("inf"), "")
@@ -129,6 +137,21 @@ def gemm_floor(gemms: list[Gemm], repeats: int = 5, cache: dict | None = None) -
     return total, rows
 
 
+def gemm_step_fn(gemms: list[Gemm], cache: dict) -> Callable[[], None]:
+    """The floor's products as one step: each product in the step's order, ``count`` times, by the GEMM the floor
+    found fastest for its shape (``gemm_floor`` filled ``cache``). Sampled in turn with the peers, it pays what they
+    pay for being sampled after one another (caches, threads woken up), which the floor's repeats of one product on
+    warm operands never do; still no pointwise work at all."""
+    calls = [(_gemm_candidates(g.M, g.K, g.N)[cache[(g.M, g.K, g.N)][1]], g.count) for g in gemms]
+
+    def run() -> None:
+        for fn, count in calls:
+            for _ in range(count):
+                fn()
+
+    return run
+
+
 def cells(quick: bool) -> list[Case]:
     if quick:
         return [Case(35, 16, 512), Case(35, 64, 512, proj=256)]
@@ -146,6 +169,8 @@ def floor_cell(case: Case, repeats: int, cache: dict) -> dict:
 def run_cell(case: Case, options: list[str], repeats: int, budget: float, cache: dict) -> dict:
     cell = floor_cell(case, 5, cache)
     fns: dict[str, Callable[[], None]] = {}
+    # the floor's products run as a step, sampled in turn with the peers (see gemm_step_fn)
+    fns["gemm-step"] = gemm_step_fn(training_gemms(case.T, case.B, case.H, case.H, case.proj, input_grad=False), cache)
     if case.proj:
         for peer in ("torch", "auto", "fused"):
             module, make = build(peer, case)
@@ -310,6 +335,14 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{cell['name']:<28} {cell['floor_ms']:>9.1f} {label:<24} {cell['ms'][peer]:>9.1f} "
                           f"{cell['ms'][peer] / cell['floor_ms']:>8.2f}x {'':>8} {'1.15x' if peer == 'fused' else '-':>7}",
                           flush=True)
+            # the floor's products as a step sampled with the peers: its ratio to the floor is what being sampled
+            # in turn costs a step that does nothing but those products, and fused / it compares like with like
+            step = cell["ms"]["gemm-step"]
+            fused_ms = cell["ms"].get("fused", cell["ms"].get("auto"))
+            print(f"{cell['name']:<28} {cell['floor_ms']:>9.1f} {'GEMM step sampled / floor':<24} {step:>9.1f} "
+                  f"{step / cell['floor_ms']:>8.2f}x {'':>8} {'-':>7}")
+            print(f"{cell['name']:<28} {step:>9.1f} {'lstmkit / GEMM step':<24} {fused_ms:>9.1f} "
+                  f"{fused_ms / step:>8.2f}x {'':>8} {'-':>7}", flush=True)
     print(f"total {time.perf_counter() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -150,10 +150,34 @@ def test_bench_ceiling_reports_floor_and_peers(tmp_path):
         # (2-8x the floor wherever measured) must be above it outright
         assert all(ms > 0.7 * cell["floor_ms"] for ms in cell["ms"].values())
         assert all(ms > cell["floor_ms"] for peer, ms in cell["ms"].items() if "loop" in peer)
-    assert set(cells[0]["ms"]) == {"torch", "fused", "fused-python", "cell-loop", "lstmkit:peephole",
+    assert set(cells[0]["ms"]) == {"gemm-step", "torch", "fused", "fused-python", "cell-loop", "lstmkit:peephole",
                                    "user-loop:peephole"}
-    assert set(cells[1]["ms"]) == {"torch", "auto", "fused"}
+    assert set(cells[1]["ms"]) == {"gemm-step", "torch", "auto", "fused"}
     assert "lstmkit fused (" in stdout and ") / floor" in stdout  # issue 11's ratio to the floor
+    # the floor's products sampled as a step with the peers, and lstmkit's ratio to it, in both cells
+    assert stdout.count("GEMM step sampled / floor") == 2 and stdout.count("lstmkit / GEMM step") == 2
+
+
+def test_gemm_step_runs_each_product_of_the_floor(monkeypatch):
+    """The sampled GEMM step makes exactly the floor's products: each of them `count` times, by the GEMM the floor
+    chose for its shape (counted here with the profiler, which sees the public mm calls)."""
+    from torch.profiler import profile
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from bench_ceiling import gemm_floor, gemm_step_fn, training_gemms
+
+    gemms = training_gemms(3, 2, 4, 5, 0, input_grad=False)
+    cache: dict = {}
+    gemm_floor(gemms, repeats=1, cache=cache)
+    # the public mm candidates only, so that the profiler counts every product (oneDNN's op is another event name)
+    for key, (seconds, how) in list(cache.items()):
+        cache[key] = (seconds, "mkl mm(a, b)")
+    step = gemm_step_fn(gemms, cache)
+    with profile(record_shapes=True) as prof:
+        step()
+    flops = sum(2 * M * K * N for e in prof.events() if e.name == "aten::mm"
+                for (M, K), (_, N) in [e.input_shapes[:2]])
+    assert flops == sum(g.flops for g in gemms)
 
 
 def test_bench_auto_reports_both_sides_and_the_choice(tmp_path):
