@@ -2,7 +2,9 @@
 
 Every peer is built the same way (:func:`build`), samples of all peers are taken in turn (so a burst of load on
 this shared machine hits them all alike), and each cell reports medians and the ratio to torch.nn.LSTM measured
-in the same process. Ratios are what to compare between runs; absolute times drift.
+in the same process. Ratios are what to compare between runs; absolute times drift. Under a real-time policy
+(`chrt -f`) every call of 20 ms or more is followed by a short pause so that the kernel's real-time throttling (a
+~50 ms stall once a second) does not land inside a sample (:func:`rt_throttle_pause`).
 
     python benchmarks/bench_lstm.py                  # the full grid of the core issue (tens of minutes on 2 cores)
     python benchmarks/bench_lstm.py --quick          # a few cells, about a minute
@@ -17,6 +19,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -168,18 +171,63 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = time.perf_counter
 
 
+PAUSE_FROM_S = 0.02  # calls shorter than this get no pause (rt_throttle_pause)
+
+
+def rt_throttle_pause(seconds: float, policy: int, runtime_us: int, period_us: int) -> float:
+    """Seconds to sleep after a call of ``seconds`` so that a process under a real-time policy is not throttled.
+
+    Under SCHED_FIFO or SCHED_RR (``chrt -f 50``, as RESULTS.md's runs use) the kernel lets real-time tasks run at
+    most ``sched_rt_runtime_us`` of every ``sched_rt_period_us`` (0.95 s a second by default) and then stops them
+    for the rest of the period: a ~50 ms stall once a second, which lands on whichever sample spans it. With 3-5
+    samples of 200 ms calls, a median could take a stalled sample and a cell read 1.2-1.4x where its calls took
+    1.1x (session 10, benchmarks/RESULTS.md). Idling twice the kept share of each call's time, plus 10 ms, keeps
+    every period's run time under the limit for calls up to ~0.9 s; a longer call is stalled inside itself
+    whatever the pause, in proportion to its length. 0 under an ordinary policy, without a limit (-1), and after
+    calls under PAUSE_FROM_S: a stall then hits one sample in dozens, which a median ignores, while a pause would
+    let OpenMP's worker threads fall asleep between the small cells' calls and change what they time."""
+    if seconds < PAUSE_FROM_S or policy not in (getattr(os, "SCHED_FIFO", -1), getattr(os, "SCHED_RR", -1)):
+        return 0.0
+    if runtime_us < 0 or period_us <= 0 or runtime_us >= period_us:
+        return 0.0
+    share = runtime_us / period_us
+    return 2 * (1 - share) / share * seconds + 0.01
+
+
+def _rt_limits() -> tuple[int, int, int]:
+    """(this process's scheduling policy, sched_rt_runtime_us, sched_rt_period_us); (-1, -1, 0) where unknown."""
+    try:
+        kernel = Path("/proc/sys/kernel")
+        return (os.sched_getscheduler(0), int((kernel / "sched_rt_runtime_us").read_text()),
+                int((kernel / "sched_rt_period_us").read_text()))
+    except (OSError, AttributeError, ValueError):
+        return -1, -1, 0
+
+
 def measure(fns: dict[str, Callable[[], None]], repeats: int, warmup: int, budget_s: float) -> dict[str, float]:
-    """Median seconds per call of each function, sampling them in turn (on the chosen clock)."""
+    """Median seconds per call of each function, sampling them in turn (on the chosen clock).
+
+    Under a real-time policy each call of 20 ms or more is followed by the idle time :func:`rt_throttle_pause` asks
+    for (outside the timed span, every peer alike), so that the kernel's real-time throttling does not stall a
+    sample."""
+    limits = _rt_limits()
+
+    def timed(fn: Callable[[], None]) -> float:
+        t0, w0 = clock(), time.perf_counter()
+        fn()
+        seconds, wall = clock() - t0, time.perf_counter() - w0
+        if pause := rt_throttle_pause(wall, *limits):
+            time.sleep(pause)
+        return seconds
+
     for fn in fns.values():
         for _ in range(warmup):
-            fn()
+            timed(fn)
     samples: dict[str, list[float]] = {name: [] for name in fns}
     started = time.perf_counter()
     for r in range(repeats):
         for name, fn in fns.items():
-            t0 = clock()
-            fn()
-            samples[name].append(clock() - t0)
+            samples[name].append(timed(fn))
         if r >= 2 and time.perf_counter() - started > budget_s:
             break
     return {name: statistics.median(values) for name, values in samples.items()}

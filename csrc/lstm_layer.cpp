@@ -528,6 +528,9 @@ constexpr int64_t kChunkMinRowsPerInput = 2;
 // the whole-sequence GEMM (they normalise all rows at once). LSTMKIT_GATES_CHUNK=rows forces a chunk size (0: whole);
 // _C.last_gate_rows() says how many rows the last forward call kept.
 constexpr int64_t kChunkGatesBytes = int64_t(2) << 20;
+// the most bytes of a whole inference product the rows loop keeps in the workspace pool rather than stream w_ih by
+// chunks (forward_impl, stream_w_ih)
+constexpr int64_t kWholeGatesPooledBytes = int64_t(256) << 20;
 
 // [first, last) of part p of `total` units split into `parts` runs of whole 16-unit blocks (some may be empty)
 inline std::pair<int64_t, int64_t> slice_of(int64_t total, int p, int parts) {
@@ -1134,11 +1137,16 @@ std::vector<Tensor> forward_impl(
     const int64_t row_bytes = G * static_cast<int64_t>(sizeof(typename Num<S>::raw));
     // the rows loop's chunks multiply each thread's rows of a step by all of w_ih, packed per call: beyond a core's
     // L2 (kRowsWeightBytes) that stream and packing cost more than the whole product's traffic unless the product
-    // would be fresh pages (above kChunkDzAboveBytes; layer norm at T=35 B=64 H=512: 38.5 -> 36.9 ms, T=200 B=64
-    // unchanged; benchmarks/RESULTS.md, "Session 9: layer norm's inference at H >= 512")
+    // would be fresh pages (above kChunkDzAboveBytes; layer norm at T=35 B=64 H=512: 38.5 -> 36.9 ms; benchmarks/
+    // RESULTS.md, "Session 9: layer norm's inference at H >= 512"). With the workspace pool the whole product is
+    // fresh pages only on the first call (the pool hands the buffer back), so it stays whole up to
+    // kWholeGatesPooledBytes (layer norm at T=200 B=64 H=512, 105 MB: 205 -> 200 ms; "Session 10: eval after
+    // training")
+    const int64_t product_bytes = N * row_bytes;
     const bool stream_w_ih = plan.threads > 0 && plan.by_rows &&
                              G * x.size(1) * static_cast<int64_t>(sizeof(S)) > kRowsWeightBytes &&
-                             N * row_bytes <= kChunkDzAboveBytes;
+                             (product_bytes <= kChunkDzAboveBytes ||
+                              (product_bytes <= kWholeGatesPooledBytes && pool_enabled()));
     const int64_t rows = forced != nullptr ? std::atoll(forced)
                          : (N * row_bytes > kChunkGatesBytes && !stream_w_ih ? kChunkGatesBytes / row_bytes : 0);
     if (rows > 0) gate_chunk_steps = std::max<int64_t>(1, rows / std::max<int64_t>(1, batch));

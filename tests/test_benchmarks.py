@@ -248,6 +248,33 @@ def test_bench_raw_text_scores_words_by_their_place_in_the_text():
     assert module.score([text], [gold], [tags], [gold], [guesses]) == (5, 6, 6)
 
 
+def test_bench_pause_keeps_real_time_runs_under_the_kernels_throttle(monkeypatch):
+    """Under chrt -f the kernel stalls a process that ran more than sched_rt_runtime_us of a period; the pause
+    bench_lstm.measure leaves after each call of 20 ms or more keeps every aligned period's run time under that
+    limit, for calls up to 50 ms under it at any phase, and is 0 under an ordinary policy or without a limit."""
+    import os
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_lstm
+
+    pause = bench_lstm.rt_throttle_pause
+    assert pause(0.2, os.SCHED_OTHER, 950_000, 1_000_000) == 0.0
+    assert pause(0.2, os.SCHED_FIFO, -1, 1_000_000) == 0.0
+    assert pause(0.2, os.SCHED_RR, 1_000_000, 1_000_000) == 0.0
+    assert pause(0.019, os.SCHED_FIFO, 950_000, 1_000_000) == 0.0  # small cells' calls: no pause
+    for runtime in (950_000, 800_000):
+        for run in (r for r in (0.02, 0.05, 0.2, 0.35, 0.5, 0.7, 0.9) if r <= runtime / 1e6 - 0.05):
+            idle = pause(run, os.SCHED_FIFO, runtime, 1_000_000)
+            cycle, worst = run + idle, 0.0
+            for phase in range(0, 1000):  # where the period starts within a cycle, in steps of cycle / 1000
+                start, busy = -cycle * phase / 1000, 0.0
+                while start < 1.0:
+                    busy += max(0.0, min(start + run, 1.0) - max(start, 0.0))
+                    start += cycle
+                worst = max(worst, busy)
+            assert worst < runtime / 1e6, (runtime, run, worst)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: tests/nn/test_cuda.py runs bench_cuda.py there")
 def test_bench_cuda_says_when_there_is_no_gpu():
     out = subprocess.run([sys.executable, str(BENCH / "bench_cuda.py"), "--quick"], capture_output=True, text=True,

@@ -592,9 +592,10 @@ def test_cpp_layer_norm_inference_takes_the_units_loop_where_a_plain_layer_does(
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_cpp_rows_loop_inference_chunks_only_while_w_ih_fits_l2(monkeypatch, layer_norm):
     """The rows loop's inference chunks multiply each thread's rows of a step by all of w_ih: with w_ih over a
-    core's L2 (4H x I values > 1 MiB) it keeps the whole product (when that is at most 32 MiB), below it it takes
-    chunks of about 2 MiB of rows (_C.last_gate_rows); both equal the Python kernel (2 threads, float64: these
-    random layers with layer norm amplify a rounding difference about 1.2x a step, beyond float32's bounds)."""
+    core's L2 (4H x I values > 1 MiB) it keeps the whole product (when that is at most 32 MiB, or up to 256 MiB
+    with the workspace pool on, which hands the buffer back on the next call), below it it takes chunks of about
+    2 MiB of rows (_C.last_gate_rows); all equal the Python kernel (2 threads, float64: these random layers with
+    layer norm amplify a rounding difference about 1.2x a step, beyond float32's bounds)."""
     from lstmkit.ops import _C
 
     monkeypatch.delenv("LSTMKIT_CPP_LOOP", raising=False)
@@ -602,8 +603,12 @@ def test_cpp_rows_loop_inference_chunks_only_while_w_ih_fits_l2(monkeypatch, lay
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        steps, batch, hidden = 40, 64, 64  # 2560 rows of 2 KiB: over one 2 MiB chunk (1024 rows)
-        for inputs, rows in ((520, steps * batch), (500, 1024)):  # w_ih 1.06 MB / 1.02 MB
+        batch = 64
+        # (steps, hidden, inputs, pool, rows kept): H = 64 rows of 2 KiB, 40 steps over one 2 MiB chunk (1024 rows),
+        # w_ih 1.06 / 1.02 MB; H = 128 rows of 4 KiB, 140 steps 36.7 MB (over 32 MiB), chunks of 512 rows
+        for steps, hidden, inputs, pool, rows in ((40, 64, 520, "1", 40 * batch), (40, 64, 500, "1", 1024),
+                                                  (140, 128, 260, "1", 140 * batch), (140, 128, 260, "0", 512)):
+            monkeypatch.setenv("LSTMKIT_WORKSPACE_POOL", pool)
             g = torch.Generator().manual_seed(inputs)
             rand = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64) * 0.3  # noqa: E731
             args = _inference_args("layer_norm_all", 8, torch.float64)
@@ -617,9 +622,9 @@ def test_cpp_rows_loop_inference_chunks_only_while_w_ih_fits_l2(monkeypatch, lay
                 args.update({k: None for k in args if k.startswith("ln_")})
             want = _op(args, "python")[:3]
             got = _op(args, "cpp")[:3]
-            assert _C.last_loops()[0] == "rows" and _C.last_gate_rows() == rows, (inputs, _C.last_gate_rows())
+            assert _C.last_loops()[0] == "rows" and _C.last_gate_rows() == rows, (steps, inputs, pool, _C.last_gate_rows())
             for g_, w in zip(got, want):
-                torch.testing.assert_close(g_, w)
+                torch.testing.assert_close(g_, w, msg=lambda m: f"{steps} steps, w_ih {inputs} inputs, pool {pool}: {m}")
     finally:
         torch.set_num_threads(before)
 
