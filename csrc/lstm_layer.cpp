@@ -599,8 +599,22 @@ inline std::pair<int64_t, int64_t> rows_of(int64_t total, int p, int parts) {
   return {total * p / parts, total * (p + 1) / parts};
 }
 
-// Sense-free barrier on a generation counter: spins briefly (the other thread is usually microseconds away), then
-// yields the core, so a thread whose team mate was descheduled does not burn the time slice it needs.
+// Waits until ready() holds: spins briefly (the other thread is usually microseconds away), then yields the core,
+// so a thread whose team mate was descheduled does not burn the time slice it needs.
+template <class Ready>
+inline void spin_until(const Ready& ready) {
+  for (int spin = 0; !ready(); ++spin) {
+    if (spin < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+// Sense-free barrier on a generation counter, waiting with spin_until.
 struct SpinBarrier {
   std::atomic<int> arrived{0};
   std::atomic<int> generation{0};
@@ -613,15 +627,7 @@ struct SpinBarrier {
       generation.fetch_add(1, std::memory_order_release);
       return;
     }
-    for (int spin = 0; generation.load(std::memory_order_acquire) == gen; ++spin) {
-      if (spin < 4000) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-      } else {
-        std::this_thread::yield();
-      }
-    }
+    spin_until([&] { return generation.load(std::memory_order_acquire) != gen; });
   }
 };
 
@@ -2707,15 +2713,7 @@ void fill_lanes_impl(Tensor& out, int64_t threshold, double below, double at_or_
     std::vector<uint32_t> ring(kRing * kFillChunk / 2);
     std::atomic<int64_t> made{0}, stored{0};  // chunks the engine has written / the other thread has stored
     const auto wait_until = [](const std::atomic<int64_t>& v, const auto& ready) {
-      for (int spin = 0; !ready(v.load(std::memory_order_acquire)); ++spin) {
-        if (spin < 4000) {
-#if defined(__x86_64__) || defined(__i386__)
-          __builtin_ia32_pause();
-#endif
-        } else {
-          std::this_thread::yield();
-        }
-      }
+      spin_until([&] { return ready(v.load(std::memory_order_acquire)); });
     };
 #pragma omp parallel num_threads(2)
     {

@@ -327,6 +327,12 @@ def test_cpp_units_loop_joined_gate_product_equals_four(monkeypatch, option, hid
         torch.set_num_threads(before)
 
 
+def _asking_grads(args: dict, names: set[str]) -> dict:
+    """args with only the floating tensors named in ``names`` requiring grad (the others detached)."""
+    return {k: (v.detach().requires_grad_(k in names) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+            for k, v in args.items()}
+
+
 @pytest.mark.parametrize("norms,grads", [
     ("ih", "all"), ("hh", "all"), ("c", "all"), ("ih,c", "all"), ("", "all"),
     ("ih,hh,c", "x"),        # d_x_proj made without the layer-norm sums
@@ -348,8 +354,7 @@ def test_cpp_rows_loop_folded_sums_with_some_layer_norms_and_gradients(monkeypat
     wanted = {"all": None, "x": {"x"}, "ln": {"ln_ih_w", "ln_ih_b", "ln_hh_w", "ln_hh_b", "ln_c_w", "ln_c_b"},
               "weights": {"w_ih", "w_hh", "b_ih", "b_hh", "peephole"}}[grads]
     if wanted is not None:
-        args = {k: (v.detach().requires_grad_(k in wanted) if isinstance(v, torch.Tensor) and v.is_floating_point()
-                    else v) for k, v in args.items()}
+        args = _asking_grads(args, wanted)
     gen = torch.Generator().manual_seed(3)
     weights = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in _op(args, "python")[:3]]
     want = _grads(args, "python", weights)
@@ -386,8 +391,7 @@ def test_cpp_rows_loop_weight_gradients_in_chunks_equal_after_the_loop(monkeypat
         args.update(peephole=(torch.randn(3, 6, generator=g, dtype=torch.float64) * 0.5).requires_grad_(True),
                     recurrent_mask=(torch.rand(3, 6, generator=g) > 0.3).double() / 0.7, cell_clip=0.5)
     if grads != "all":
-        args = {k: (v.detach().requires_grad_(k == grads) if isinstance(v, torch.Tensor) and v.is_floating_point()
-                    else v) for k, v in args.items()}
+        args = _asking_grads(args, {grads})
     gen = torch.Generator().manual_seed(3)
     weights = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in _op(args, "python")[:3]]
     python = _grads(args, "python", weights)
