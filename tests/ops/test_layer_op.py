@@ -129,29 +129,46 @@ def test_gradcheck_and_reference(option, path, monkeypatch):
 
 @pytest.mark.parametrize("option", OPTIONS)
 def test_a_call_without_grad_runs_the_kernel_directly_with_the_operators_results(option, monkeypatch):
-    """Without grad, plain eager CPU code on the C++ kernel calls it directly (the operator's CPU kernel, which
-    picks the kernels through ``_kernels``, is not reached), with the operator's results bit for bit and the
-    reference equations' (float64); under a dispatch mode, CPU autocast or on the Python kernel the operator serves."""
+    """Without grad, plain eager code calls the kernel directly, not through the operator: the C++ kernel (the
+    operator's CPU kernel, which picks the kernels through ``_kernels``, is not reached), or the Python kernel where
+    that serves (picked through ``_kernels``, the operator not called: its first call imports torch._dynamo), with
+    the operator's results bit for bit and the reference equations' (float64); under a dispatch mode or CPU
+    autocast the operator serves."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    dispatched = []
+    dispatched, operator = [], []
     kernels = layer_op._kernels
     monkeypatch.setattr(layer_op, "_kernels", lambda x: dispatched.append(1) or kernels(x))
+
+    class Counted:  # torch.ops.lstmkit.lstm_layer, counting the calls that go through it
+        def __init__(self, packet):
+            self.packet = packet
+
+        def __call__(self, *args):
+            operator.append(1)
+            return self.packet(*args)
+
+        def __getattr__(self, name):  # .default and the rest, which torch's own machinery reads
+            return getattr(self.packet, name)
+
+    monkeypatch.setattr(torch.ops.lstmkit, "lstm_layer", Counted(torch.ops.lstmkit.lstm_layer))
     a = make_args(option, requires_grad=False)
     with torch.no_grad():
         with FlopCounterMode(display=False):  # a dispatch mode: the operator
             through_operator = _run(lstm_layer_fused, a)
-        assert len(dispatched) == 1
+        assert len(dispatched) == 1 and len(operator) == 1
         for got, want in zip(through_operator, _run(lstm_layer_ref, a)):
             torch.testing.assert_close(got, want)
         direct = _run(lstm_layer_fused, a)
     with torch.inference_mode():  # what bench_lstm's eval times
         direct_inference = _run(lstm_layer_fused, a)
+    assert len(operator) == 1
     assert len(dispatched) == (1 if fused_backend() == "cpp" else 3)
     for got, also, want in zip(direct, direct_inference, through_operator):
         assert torch.equal(got, want) and torch.equal(also, want)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert _run(lstm_layer_fused, make_args(option, dtype=torch.float32, requires_grad=False))[0].dtype == torch.bfloat16
+    assert len(operator) == 2
     assert len(dispatched) == (2 if fused_backend() == "cpp" else 4)
 
 

@@ -477,6 +477,10 @@ def lstm_layer_fused(
         # to the kernel: the operator's dispatch (custom_op's autograd and backend wrappers, the aliasing check of
         # 13 outputs, a redispatch) was ~0.1 ms of a ~1 ms eval call (benchmarks/RESULTS.md, "Session 10")
         layer = _CppLayerFunction.apply if need_grad else _cpp.forward
+    elif plain and not need_grad and not torch.is_autocast_enabled(x.device.type):
+        # the same for the Python kernel (no C++ build, or another device): the call without grad goes straight to
+        # it; the operator's first call also imports torch._dynamo (custom_op's dispatch wraps it), about a second
+        layer = _kernels(x)[0]
     args = (
         x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, bool(reverse),
         v.peephole, *ln_ih, *ln_hh, *ln_c, v.recurrent_mask,
