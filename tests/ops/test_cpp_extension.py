@@ -333,6 +333,13 @@ def _asking_grads(args: dict, names: set[str]) -> dict:
             for k, v in args.items()}
 
 
+def _python_gradients(args: dict):
+    """Fixed random weights for the loss over (output, h_n, c_n), and the Python kernel's gradients of it."""
+    gen = torch.Generator().manual_seed(3)
+    weights = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in _op(args, "python")[:3]]
+    return weights, _grads(args, "python", weights)
+
+
 @pytest.mark.parametrize("norms,grads", [
     ("ih", "all"), ("hh", "all"), ("c", "all"), ("ih,c", "all"), ("", "all"),
     ("ih,hh,c", "x"),        # d_x_proj made without the layer-norm sums
@@ -355,9 +362,7 @@ def test_cpp_rows_loop_folded_sums_with_some_layer_norms_and_gradients(monkeypat
               "weights": {"w_ih", "w_hh", "b_ih", "b_hh", "peephole"}}[grads]
     if wanted is not None:
         args = _asking_grads(args, wanted)
-    gen = torch.Generator().manual_seed(3)
-    weights = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in _op(args, "python")[:3]]
-    want = _grads(args, "python", weights)
+    weights, want = _python_gradients(args)
     monkeypatch.setenv("LSTMKIT_CPP_LOOP", "rows")
     before = torch.get_num_threads()
     try:
@@ -392,9 +397,7 @@ def test_cpp_rows_loop_weight_gradients_in_chunks_equal_after_the_loop(monkeypat
                     recurrent_mask=(torch.rand(3, 6, generator=g) > 0.3).double() / 0.7, cell_clip=0.5)
     if grads != "all":
         args = _asking_grads(args, {grads})
-    gen = torch.Generator().manual_seed(3)
-    weights = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in _op(args, "python")[:3]]
-    python = _grads(args, "python", weights)
+    weights, python = _python_gradients(args)
     monkeypatch.setenv("LSTMKIT_CPP_LOOP", "rows")
     before = torch.get_num_threads()
     try:
