@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.accuracy:
         accuracy(device)
         return 0
-    grid = [(35, 64, 128), (35, 64, 512)] if args.quick else list(itertools.product((35, 200), (16, 64), (128, 512, 1024)))
+    grid = ([(35, 64, 128), (35, 64, 512)] if args.quick
+            else list(itertools.product((35, 200), (16, 64), (128, 512, 1024))))
     records = []
     for mode in ("training", "inference"):
         print(f"\n{mode}: median ms per call (ratio to torch.nn.LSTM)")

@@ -438,9 +438,10 @@ def _autocast_dtype(x: Tensor) -> torch.dtype | None:
 def _autocast_by_torch(x: Tensor, impl: str, variants, recurrent_dropout: float, lengths) -> bool:
     """Whether torch's own autocast handles this call: a plain stack off the CPU, which runs torch's kernel (auto
     and native there are cuDNN for every plain configuration, :func:`resolve_impl`). On CUDA autocast casts
-    ``aten::_cudnn_rnn``'s weights itself and packs them into one buffer again (aten/src/ATen/cudnn/AutocastRNN.cpp in torch); casting
-    them here instead would hand cuDNN separate tensors (its "weights are not part of single contiguous chunk"
-    warning and a copy on every call). The result is then torch.nn.LSTM's under autocast, bit for bit."""
+    ``aten::_cudnn_rnn``'s weights itself and packs them into one buffer again (torch's
+    aten/src/ATen/cudnn/AutocastRNN.cpp); casting them here instead would hand cuDNN separate tensors (its "weights
+    are not part of single contiguous chunk" warning and a copy on every call). The result is then torch.nn.LSTM's
+    under autocast, bit for bit."""
     if x.device.type == "cpu" or impl not in ("auto", "native") or lengths is not None:
         return False
     return not any(describe_variant(v, recurrent_dropout) for v in (variants or (NO_VARIANT,)))
