@@ -473,14 +473,22 @@ struct StepOperand {
   ~StepOperand() {
     if (owned) std::free(packed);
   }
-  // arena: this thread's packing buffer (begin() called in this region), or nullptr for an allocation of its own
+  // bytes set() packs for these sizes (a multiple of 64; 0 where it multiplies in place)
+  static size_t packed_bytes(int64_t k, int64_t m, int64_t rows) {
+    if constexpr (std::is_same<T, float>::value) {
+      if (m > 0 && k > 0 && rows > 0 && mkl_packing()) return (cblas_sgemm_pack_get_size(kMatrixB, rows, m, k) + 63) / 64 * 64;
+    }
+    return 0;
+  }
+  // arena: this thread's packing buffer (begin() called in this region), or nullptr for an allocation of its own;
+  // into: memory the caller reserved for it (packed_bytes() of these sizes), used before either
   void set(const T* source, int64_t k_, int64_t m_, int64_t ld_, int64_t rows, PackArena* arena,
-           bool transposed = false) {
+           bool transposed = false, void* into = nullptr) {
     src = source, k = k_, m = m_, ld = ld_, trans = transposed;
     if constexpr (std::is_same<T, float>::value) {
       if (m > 0 && k > 0 && rows > 0 && mkl_packing()) {
-        const size_t bytes = (cblas_sgemm_pack_get_size(kMatrixB, rows, m, k) + 63) / 64 * 64;
-        packed = arena != nullptr ? arena->take(bytes) : nullptr;
+        const size_t bytes = packed_bytes(k, m, rows);
+        packed = into != nullptr ? static_cast<float*>(into) : arena != nullptr ? arena->take(bytes) : nullptr;
         if (packed == nullptr) packed = static_cast<float*>(std::aligned_alloc(64, bytes)), owned = true;
         if (packed != nullptr)
           cblas_sgemm_pack(kRowMajor, kMatrixB, transposed ? kTrans : kNoTrans, rows, m, k, 1.0f, src, ld, packed);
@@ -1317,6 +1325,25 @@ std::vector<Tensor> forward_impl(
     std::vector<double> units_moments(ln_units ? size_t(threads) * batch * 9 : 0);
     const bool units_ln_ih = ln_units && ln_ih_rows, units_ln_hh = ln_units && ln_hh_w.defined();
     const R* units_shift = units_ln_ih ? shift_p : ln_hh_b_p;  // added with the normalised columns
+    // inference by chunks in the units loop: every thread's packed w_ih.T slices in one buffer from the workspace
+    // pool, reused from call to call. Each thread's own aligned_alloc (4 MB a call at T=35 B=64 H=512, 16 MB at
+    // H=1024) was fresh pages every call, glibc trimming the threads' heaps after each: 1,000-4,100 page faults a
+    // call (benchmarks/RESULTS.md, "Session 11: eval cells after other cells"). w_in_at[p]: part p's first byte
+    std::vector<int64_t> w_in_at;
+    Tensor w_in_pool;
+    if (gate_chunk_steps > 0 && !plan.by_rows) {
+      const int64_t chunk_rows = std::min(N, gate_chunk_steps * batch);
+      w_in_at.assign(threads + 1, 0);
+      for (int p = 0; p < threads; ++p) {
+        const auto [j0, j1] = slice_of(H, p, threads);
+        const bool whole = j0 == 0 && j1 == H;
+        int64_t bytes = 0;
+        for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
+          bytes += StepOperand<R>::packed_bytes(I, whole ? G : j1 - j0, chunk_rows);
+        w_in_at[p + 1] = w_in_at[p] + bytes;
+      }
+      if (w_in_at[threads] > 0) w_in_pool = pooled_empty({w_in_at[threads]}, opts.dtype(at::kByte));
+    }
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
     {
@@ -1363,10 +1390,14 @@ std::vector<Tensor> forward_impl(
       // The units loop's slices are packed for a whole chunk's rows, and MKL's packed size grows with the rows (16 MB
       // a thread for a chunk of 2688 rows at I = 8, H = 48): memory of their own, not the PackArena, kept for the call
       StepOperand<R> w_in[4];
+      // (the units loop's slices in w_in_pool at this part's offset, where it was sized for this many parts)
+      uint8_t* w_in_mem = w_in_pool.defined() && parts == threads ? w_in_pool.data_ptr<uint8_t>() + w_in_at[p] : nullptr;
       if (gate_chunk_steps > 0)
-        for (int64_t k = 0; k < (whole ? 1 : 4); ++k)
-          w_in[k].set(wih + (k * H + j0) * I, I, whole ? G : j1 - j0, I,
-                      by_rows ? r1 - r0 : std::min(N, gate_chunk_steps * batch), by_rows ? arena : nullptr, true);
+        for (int64_t k = 0; k < (whole ? 1 : 4); ++k) {
+          const int64_t m = whole ? G : j1 - j0, rows = by_rows ? r1 - r0 : std::min(N, gate_chunk_steps * batch);
+          w_in[k].set(wih + (k * H + j0) * I, I, m, I, rows, by_rows ? arena : nullptr, true, w_in_mem);
+          if (w_in_mem != nullptr) w_in_mem += StepOperand<R>::packed_bytes(I, m, rows);
+        }
       int64_t gate_base = 0, gate_lo = 0;  // inference by chunks: the chunk's first row and first position
       for (int64_t pos = 0; pos < steps; ++pos) {
         const int64_t t = s.order[pos];

@@ -655,6 +655,41 @@ def test_cpp_inference_keeps_the_whole_input_gemm_with_a_workspace_or_layer_norm
         assert _C.last_loops()[0] == loop and _C.last_gate_rows() == rows, (loop, _C.last_loops(), _C.last_gate_rows())
 
 
+def test_cpp_units_loop_inference_packs_w_ih_into_the_workspace_pool(monkeypatch):
+    """The units loop's inference by chunks packs each thread's slices of w_ih.T (MKL, float32) into one buffer from
+    the workspace pool, which the next call of that shape gets back (no miss): a fresh allocation per call and thread
+    was fresh pages every call (benchmarks/RESULTS.md, "Session 11: eval cells after other cells"). Outputs equal
+    the Python kernel's, and bit for bit those of a call with the pool switched off (memory of its own)."""
+    from lstmkit.ops import _C
+
+    hidden, inputs = 128, 1024  # each thread's four slices: 1024 x 64 floats each, 1 MiB a thread (above the floor)
+    args = _inference_args("zoneout_eval", hidden, torch.float32)
+    g = torch.Generator().manual_seed(3)
+    args.update(x=torch.randn(4, 3, inputs, generator=g), w_ih=torch.randn(4 * hidden, inputs, generator=g) * 0.05)
+    want = _op(args, "python")[:3]
+    monkeypatch.setenv("LSTMKIT_CPP_LOOP", "units")
+    monkeypatch.setenv("LSTMKIT_GATES_CHUNK", "3")  # one step's rows a chunk
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _C.workspace_pool_clear()
+        held0 = _C.workspace_pool_stats()[0]  # buffers other live tensors hold
+        first = _op(args, "cpp")[:3]
+        assert _C.last_loops()[0] == "units" and _C.last_gate_rows() == 3
+        held, idle, hits, misses = _C.workspace_pool_stats()
+        assert held - held0 >= args["w_ih"].numel() * 4 and idle == held - held0, (held, held0, idle)
+        second = _op(args, "cpp")[:3]
+        assert _C.workspace_pool_stats()[3] == misses and _C.workspace_pool_stats()[2] > hits
+        monkeypatch.setenv("LSTMKIT_WORKSPACE_POOL", "0")
+        alone = _op(args, "cpp")[:3]
+    finally:
+        torch.set_num_threads(before)
+    for a, b, c, w in zip(first, second, alone, want):
+        torch.testing.assert_close(a, c, rtol=0, atol=0)
+        torch.testing.assert_close(b, c, rtol=0, atol=0)
+        torch.testing.assert_close(a, w, rtol=1e-4, atol=1e-5)
+
+
 def test_workspace_pool_never_hands_out_a_referenced_buffer(monkeypatch):
     """Large buffers come from a pool that hands a buffer out again only when no tensor refers to its storage: a
     buffer held by a live tensor (a view of it, an output the user kept, a saved workspace) is never returned twice,
