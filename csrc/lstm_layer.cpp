@@ -476,7 +476,8 @@ struct StepOperand {
   // bytes set() packs for these sizes (a multiple of 64; 0 where it multiplies in place)
   static size_t packed_bytes(int64_t k, int64_t m, int64_t rows) {
     if constexpr (std::is_same<T, float>::value) {
-      if (m > 0 && k > 0 && rows > 0 && mkl_packing()) return (cblas_sgemm_pack_get_size(kMatrixB, rows, m, k) + 63) / 64 * 64;
+      if (m > 0 && k > 0 && rows > 0 && mkl_packing())
+        return (cblas_sgemm_pack_get_size(kMatrixB, rows, m, k) + 63) / 64 * 64;
     }
     return 0;
   }
@@ -1387,11 +1388,14 @@ std::vector<Tensor> forward_impl(
       // rows loop's threads run unsynchronised, one may be a chunk ahead: its rows of step q of a chunk sit in slot
       // (q - chunk start) * batch + own row, so two threads never share a slot (rows counted from the chunk's first
       // row did share one with packed input, whose steps differ in size: a race, seen as wrong outputs now and then).
-      // The units loop's slices are packed for a whole chunk's rows, and MKL's packed size grows with the rows (16 MB
-      // a thread for a chunk of 2688 rows at I = 8, H = 48): memory of their own, not the PackArena, kept for the call
+      // The units loop's slices are packed for a whole chunk's rows, and MKL asks for far more than a slice holds
+      // (16 MB a thread for a chunk of 2688 rows at I = 8, H = 48; 11 MiB for a 1024 x 512 slice): not in the
+      // PackArena, which never shrinks, but in w_in_pool (above), from the workspace pool, which the next call of this
+      // shape gets back
       StepOperand<R> w_in[4];
       // (the units loop's slices in w_in_pool at this part's offset, where it was sized for this many parts)
-      uint8_t* w_in_mem = w_in_pool.defined() && parts == threads ? w_in_pool.data_ptr<uint8_t>() + w_in_at[p] : nullptr;
+      uint8_t* w_in_mem =
+          w_in_pool.defined() && parts == threads ? w_in_pool.data_ptr<uint8_t>() + w_in_at[p] : nullptr;
       if (gate_chunk_steps > 0)
         for (int64_t k = 0; k < (whole ? 1 : 4); ++k) {
           const int64_t m = whole ? G : j1 - j0, rows = by_rows ? r1 - r0 : std::min(N, gate_chunk_steps * batch);
