@@ -129,11 +129,9 @@ def test_gradcheck_and_reference(option, path, monkeypatch):
 
 @pytest.mark.parametrize("option", OPTIONS)
 def test_a_call_without_grad_runs_the_kernel_directly_with_the_operators_results(option, monkeypatch):
-    """Without grad, plain eager code calls the kernel directly, not through the operator: the C++ kernel (the
-    operator's CPU kernel, which picks the kernels through ``_kernels``, is not reached), or the Python kernel where
-    that serves (picked through ``_kernels``, the operator not called: its first call imports torch._dynamo), with
-    the operator's results bit for bit and the reference equations' (float64); under a dispatch mode or CPU
-    autocast the operator serves."""
+    """Without grad, plain eager code calls the kernel that ``_kernels`` picks (C++ or Python) directly, not through
+    the operator (whose first call imports torch._dynamo), with the operator's results bit for bit and the reference
+    equations' (float64); under a dispatch mode or CPU autocast the operator serves, and picks the kernel itself."""
     from torch.utils.flop_counter import FlopCounterMode
 
     dispatched, operator = [], []
@@ -162,14 +160,12 @@ def test_a_call_without_grad_runs_the_kernel_directly_with_the_operators_results
         direct = _run(lstm_layer_fused, a)
     with torch.inference_mode():  # what bench_lstm's eval times
         direct_inference = _run(lstm_layer_fused, a)
-    assert len(operator) == 1
-    assert len(dispatched) == (1 if fused_backend() == "cpp" else 3)
+    assert len(operator) == 1 and len(dispatched) == 3
     for got, also, want in zip(direct, direct_inference, through_operator):
         assert torch.equal(got, want) and torch.equal(also, want)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert _run(lstm_layer_fused, make_args(option, dtype=torch.float32, requires_grad=False))[0].dtype == torch.bfloat16
-    assert len(operator) == 2
-    assert len(dispatched) == (2 if fused_backend() == "cpp" else 4)
+    assert len(operator) == 2 and len(dispatched) == 4
 
 
 @pytest.mark.parametrize("option", ["plain", "packed_reverse"])

@@ -472,15 +472,15 @@ def lstm_layer_fused(
     plain = not functorch and _plain_eager(x.device.type, tensors)
     through_function = functorch or (need_grad and plain)
     layer = _LayerFunction.apply if through_function else torch.ops.lstmkit.lstm_layer
-    if plain and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu") and fused_backend() == "cpp":
-        # plain eager CPU on the C++ kernel: training through the direct Function, and a call without grad straight
-        # to the kernel: the operator's dispatch (custom_op's autograd and backend wrappers, the aliasing check of
-        # 13 outputs, a redispatch) was ~0.1 ms of a ~1 ms eval call (benchmarks/RESULTS.md, "Session 10")
-        layer = _CppLayerFunction.apply if need_grad else _cpp.forward
-    elif plain and not need_grad and not torch.is_autocast_enabled(x.device.type):
-        # the same for the Python kernel (no C++ build, or another device): the call without grad goes straight to
-        # it; the operator's first call also imports torch._dynamo (custom_op's dispatch wraps it), about a second
+    if plain and not need_grad and not torch.is_autocast_enabled(x.device.type):
+        # a call without grad in plain eager code goes straight to the kernel (C++ or Python): the operator's dispatch
+        # (custom_op's autograd and backend wrappers, the aliasing check of 13 outputs, a redispatch) was ~0.1 ms of
+        # a ~1 ms eval call, and its first call imports torch._dynamo, about a second (benchmarks/RESULTS.md,
+        # "Session 10")
         layer = _kernels(x)[0]
+    elif through_function and not functorch and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu") \
+            and fused_backend() == "cpp":
+        layer = _CppLayerFunction.apply  # plain eager CPU training on the C++ kernel: both halves called directly
     args = (
         x.contiguous(), h0.contiguous(), c0.contiguous(), w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, bool(reverse),
         v.peephole, *ln_ih, *ln_hh, *ln_c, v.recurrent_mask,
