@@ -478,7 +478,7 @@ def lstm_layer_fused(
         # a ~1 ms eval call, and its first call imports torch._dynamo, about a second (benchmarks/RESULTS.md,
         # "Session 10")
         layer = _kernels(x)[0]
-    elif through_function and not functorch and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu") \
+    elif plain and need_grad and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu") \
             and fused_backend() == "cpp":
         layer = _CppLayerFunction.apply  # plain eager CPU training on the C++ kernel: both halves called directly
     args = (
