@@ -248,20 +248,16 @@ def test_cpp_rows_loop_with_layer_norm_equals_python(monkeypatch, option, hidden
     # float32: the two kernels sum layer norm's row gradients in other orders; over 40 draws of `weights` they
     # differed by up to 1.3e-5 of a gradient's largest entry (all, H=40), so the bound scales with that entry
     scaled = lambda w: {} if dtype == torch.float64 else dict(rtol=2e-5, atol=5e-5 * max(1.0, w.abs().max().item()))  # noqa: E731
-    before = torch.get_num_threads()
-    try:
-        for loop, threads, taken in [("rows", 1, "rows"), (None, 2, "rows"), ("units", 2, "steps")]:
-            if loop is None:
-                monkeypatch.delenv("LSTMKIT_CPP_LOOP", raising=False)
-            else:
-                monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
-            torch.set_num_threads(threads)
-            got = _grads(args, "cpp", weights)
-            assert _C.last_loops() == (taken, taken), (loop, threads)
-            for g, w in zip((*got[0], *got[1]), (*want[0], *want[1])):
-                torch.testing.assert_close(g, w, **({} if w is None else scaled(w)))
-    finally:
-        torch.set_num_threads(before)
+    for loop, threads, taken in [("rows", 1, "rows"), (None, 2, "rows"), ("units", 2, "steps")]:
+        if loop is None:
+            monkeypatch.delenv("LSTMKIT_CPP_LOOP", raising=False)
+        else:
+            monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
+        torch.set_num_threads(threads)
+        got = _grads(args, "cpp", weights)
+        assert _C.last_loops() == (taken, taken), (loop, threads)
+        for g, w in zip((*got[0], *got[1]), (*want[0], *want[1])):
+            torch.testing.assert_close(g, w, **({} if w is None else scaled(w)))
 
 
 def test_cpp_rows_loop_with_layer_norm_gradcheck(monkeypatch):
@@ -275,14 +271,10 @@ def test_cpp_rows_loop_with_layer_norm_gradcheck(monkeypatch):
         return torch.ops.lstmkit.lstm_layer(*{**args, **dict(zip(inputs, tensors))}.values())[:3]
 
     monkeypatch.setenv("LSTMKIT_CPP_LOOP", "rows")
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        with use_fused_backend("cpp"):
-            assert torch.autograd.gradcheck(fn, tuple(inputs.values()), fast_mode=True)
-            assert _C.last_loops() == ("rows", "rows")
-    finally:
-        torch.set_num_threads(before)
+    torch.set_num_threads(2)
+    with use_fused_backend("cpp"):
+        assert torch.autograd.gradcheck(fn, tuple(inputs.values()), fast_mode=True)
+        assert _C.last_loops() == ("rows", "rows")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -304,27 +296,23 @@ def test_cpp_units_loop_joined_gate_product_equals_four(monkeypatch, option, hid
     infer["need_workspace"] = False
     python_infer = _op(infer, "python")[:3]
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == torch.float32 else {}
-    before = torch.get_num_threads()
     monkeypatch.setenv("LSTMKIT_CPP_LOOP", "units")
-    try:
-        torch.set_num_threads(2)
-        for setting, products in [(None, 1), ("4", 4)]:
-            if setting is None:
-                monkeypatch.delenv("LSTMKIT_UNITS_GEMM", raising=False)
-            else:
-                monkeypatch.setenv("LSTMKIT_UNITS_GEMM", setting)
-            got = _grads(args, "cpp", weights)
-            assert _C.last_loops() == ("units", "units") and _C.last_gate_products() == products, setting
-            for g, w in zip((*got[0], *got[1]), (*python[0], *python[1])):
-                assert (g is None) == (w is None)
-                if g is not None:
-                    torch.testing.assert_close(g, w, **tol)
-            got_infer = _op(infer, "cpp")[:3]
-            assert _C.last_gate_products() == products
-            for g, w in zip(got_infer, python_infer):
+    torch.set_num_threads(2)
+    for setting, products in [(None, 1), ("4", 4)]:
+        if setting is None:
+            monkeypatch.delenv("LSTMKIT_UNITS_GEMM", raising=False)
+        else:
+            monkeypatch.setenv("LSTMKIT_UNITS_GEMM", setting)
+        got = _grads(args, "cpp", weights)
+        assert _C.last_loops() == ("units", "units") and _C.last_gate_products() == products, setting
+        for g, w in zip((*got[0], *got[1]), (*python[0], *python[1])):
+            assert (g is None) == (w is None)
+            if g is not None:
                 torch.testing.assert_close(g, w, **tol)
-    finally:
-        torch.set_num_threads(before)
+        got_infer = _op(infer, "cpp")[:3]
+        assert _C.last_gate_products() == products
+        for g, w in zip(got_infer, python_infer):
+            torch.testing.assert_close(g, w, **tol)
 
 
 def _asking_grads(args: dict, names: set[str]) -> dict:
@@ -364,18 +352,14 @@ def test_cpp_rows_loop_folded_sums_with_some_layer_norms_and_gradients(monkeypat
         args = _asking_grads(args, wanted)
     weights, want = _python_gradients(args)
     monkeypatch.setenv("LSTMKIT_CPP_LOOP", "rows")
-    before = torch.get_num_threads()
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            got = _grads(args, "cpp", weights)
-            assert _C.last_loops() == ("rows", "rows")
-            for g, w in zip((*got[0], *got[1]), (*want[0], *want[1])):
-                assert (g is None) == (w is None)
-                if g is not None:
-                    torch.testing.assert_close(g, w)
-    finally:
-        torch.set_num_threads(before)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        got = _grads(args, "cpp", weights)
+        assert _C.last_loops() == ("rows", "rows")
+        for g, w in zip((*got[0], *got[1]), (*want[0], *want[1])):
+            assert (g is None) == (w is None)
+            if g is not None:
+                torch.testing.assert_close(g, w)
 
 
 @pytest.mark.parametrize("option", ["reverse", "everything"])
@@ -399,23 +383,19 @@ def test_cpp_rows_loop_weight_gradients_in_chunks_equal_after_the_loop(monkeypat
         args = _asking_grads(args, {grads})
     weights, python = _python_gradients(args)
     monkeypatch.setenv("LSTMKIT_CPP_LOOP", "rows")
-    before = torch.get_num_threads()
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            monkeypatch.setenv("LSTMKIT_LN_DW_CHUNK", "0")
-            after = _grads(args, "cpp", weights)
-            assert _C.last_dw_chunk_rows() == 0 and _C.last_loops() == ("rows", "rows")
-            monkeypatch.setenv("LSTMKIT_LN_DW_CHUNK", str(chunk_rows))
-            chunked = _grads(args, "cpp", weights)
-            assert _C.last_dw_chunk_rows() == chunk_rows and _C.last_loops() == ("rows", "rows")
-            for got, alone, want in zip((*chunked[0], *chunked[1]), (*after[0], *after[1]), (*python[0], *python[1])):
-                assert (got is None) == (want is None)
-                if got is not None:
-                    torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)
-                    torch.testing.assert_close(got, want)
-    finally:
-        torch.set_num_threads(before)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        monkeypatch.setenv("LSTMKIT_LN_DW_CHUNK", "0")
+        after = _grads(args, "cpp", weights)
+        assert _C.last_dw_chunk_rows() == 0 and _C.last_loops() == ("rows", "rows")
+        monkeypatch.setenv("LSTMKIT_LN_DW_CHUNK", str(chunk_rows))
+        chunked = _grads(args, "cpp", weights)
+        assert _C.last_dw_chunk_rows() == chunk_rows and _C.last_loops() == ("rows", "rows")
+        for got, alone, want in zip((*chunked[0], *chunked[1]), (*after[0], *after[1]), (*python[0], *python[1])):
+            assert (got is None) == (want is None)
+            if got is not None:
+                torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)
+                torch.testing.assert_close(got, want)
 
 
 @pytest.mark.parametrize("option,hidden,proj", [
@@ -484,26 +464,22 @@ def test_cpp_inference_input_gemm_in_chunks_equals_whole(monkeypatch, option, hi
     n_rows = args["x"].shape[0] if args["batch_sizes"] is not None else args["x"].shape[0] * args["x"].shape[1]
     want = _op(args, "python")[:3]
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
-    before = torch.get_num_threads()
     loops = {"layer_norm_all": ["rows", "units"]}.get(option, ["rows", "units", "steps"])
-    try:
-        for loop in loops:
-            monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
-            for threads in (1, 2):
-                torch.set_num_threads(threads)
-                monkeypatch.setenv("LSTMKIT_GATES_CHUNK", "0")
-                whole = _op(args, "cpp")[:3]
-                assert _C.last_gate_rows() == n_rows
-                for chunk_rows in (3, 6):
-                    monkeypatch.setenv("LSTMKIT_GATES_CHUNK", str(chunk_rows))
-                    got = _op(args, "cpp")[:3]
-                    assert _C.last_gate_rows() == min(n_rows, chunk_rows), (loop, threads, chunk_rows)
-                    assert _C.last_loops()[0] == loop, (loop, threads)
-                    for g, w, p in zip(got, whole, want):
-                        torch.testing.assert_close(g, w, **tol)
-                        torch.testing.assert_close(g, p)
-    finally:
-        torch.set_num_threads(before)
+    for loop in loops:
+        monkeypatch.setenv("LSTMKIT_CPP_LOOP", loop)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            monkeypatch.setenv("LSTMKIT_GATES_CHUNK", "0")
+            whole = _op(args, "cpp")[:3]
+            assert _C.last_gate_rows() == n_rows
+            for chunk_rows in (3, 6):
+                monkeypatch.setenv("LSTMKIT_GATES_CHUNK", str(chunk_rows))
+                got = _op(args, "cpp")[:3]
+                assert _C.last_gate_rows() == min(n_rows, chunk_rows), (loop, threads, chunk_rows)
+                assert _C.last_loops()[0] == loop, (loop, threads)
+                for g, w, p in zip(got, whole, want):
+                    torch.testing.assert_close(g, w, **tol)
+                    torch.testing.assert_close(g, p)
 
 
 _LN_SUBSETS = {"ih+hh+c": ("ih", "hh", "c"), "hh": ("hh",), "c": ("c",), "ih+hh": ("ih", "hh"), "ih+c": ("ih", "c"),
@@ -544,23 +520,19 @@ def test_cpp_units_loop_layer_norm_inference_equals_python(monkeypatch, option, 
         for w, r in zip(want, ref):
             torch.testing.assert_close(w, r)
     tol = {} if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
-    before = torch.get_num_threads()
     monkeypatch.setenv("LSTMKIT_CPP_LOOP", "units")
-    try:
-        for threads, chunk in ((2, "0"), (2, "3"), (1, "6")):
-            torch.set_num_threads(threads)
-            monkeypatch.setenv("LSTMKIT_GATES_CHUNK", chunk)
-            got = _op(args, "cpp")[:3]
-            assert _C.last_loops()[0] == "units", (threads, chunk, _C.last_loops())
-            for g, w in zip(got, want):
-                torch.testing.assert_close(g, w, **tol)
-        torch.set_num_threads(2)
-        training = {**args, "need_workspace": True}
-        for g, w in zip(_op(training, "cpp")[:3], want):
+    for threads, chunk in ((2, "0"), (2, "3"), (1, "6")):
+        torch.set_num_threads(threads)
+        monkeypatch.setenv("LSTMKIT_GATES_CHUNK", chunk)
+        got = _op(args, "cpp")[:3]
+        assert _C.last_loops()[0] == "units", (threads, chunk, _C.last_loops())
+        for g, w in zip(got, want):
             torch.testing.assert_close(g, w, **tol)
-        assert _C.last_loops()[0] == "steps"
-    finally:
-        torch.set_num_threads(before)
+    torch.set_num_threads(2)
+    training = {**args, "need_workspace": True}
+    for g, w in zip(_op(training, "cpp")[:3], want):
+        torch.testing.assert_close(g, w, **tol)
+    assert _C.last_loops()[0] == "steps"
 
 
 @pytest.mark.parametrize("dtype,hidden", [(torch.float32, 260), (torch.float64, 184)])
@@ -573,27 +545,23 @@ def test_cpp_layer_norm_inference_takes_the_units_loop_where_a_plain_layer_does(
 
     monkeypatch.delenv("LSTMKIT_CPP_LOOP", raising=False)
     monkeypatch.delenv("LSTMKIT_GATES_CHUNK", raising=False)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        for hid, batch, want_loop, need in ((hidden, 3, "units", False), (hidden, 64, "rows", False),
-                                            (hidden, 3, "rows", True), (40, 3, "rows", False)):
-            g = torch.Generator().manual_seed(hid + batch)
-            rand = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype) * 0.3  # noqa: E731
-            args = _inference_args("layer_norm_all", 8, dtype)
-            args.update(x=rand(2, batch, 8), h0=rand(batch, hid), c0=rand(batch, hid), w_ih=rand(4 * hid, 8),
-                        w_hh=rand(4 * hid, hid) / hid ** 0.5, b_ih=rand(4 * hid), b_hh=rand(4 * hid), w_hr=None,
-                        batch_sizes=None, peephole=None, recurrent_mask=None, zoneout_h_mask=None,
-                        zoneout_c_mask=None, ln_ih_w=rand(4 * hid) + 1, ln_ih_b=rand(4 * hid),
-                        ln_hh_w=rand(4 * hid) + 1, ln_hh_b=rand(4 * hid), ln_c_w=rand(hid) + 1, ln_c_b=rand(hid),
-                        need_workspace=need)
-            want = _op(args, "python")[:3]
-            got = _op(args, "cpp")[:3]
-            assert _C.last_loops()[0] == want_loop, (hid, batch, need, _C.last_loops())
-            for g_, w in zip(got, want):
-                torch.testing.assert_close(g_, w, **({} if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)))
-    finally:
-        torch.set_num_threads(before)
+    torch.set_num_threads(2)
+    for hid, batch, want_loop, need in ((hidden, 3, "units", False), (hidden, 64, "rows", False),
+                                        (hidden, 3, "rows", True), (40, 3, "rows", False)):
+        g = torch.Generator().manual_seed(hid + batch)
+        rand = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype) * 0.3  # noqa: E731
+        args = _inference_args("layer_norm_all", 8, dtype)
+        args.update(x=rand(2, batch, 8), h0=rand(batch, hid), c0=rand(batch, hid), w_ih=rand(4 * hid, 8),
+                    w_hh=rand(4 * hid, hid) / hid ** 0.5, b_ih=rand(4 * hid), b_hh=rand(4 * hid), w_hr=None,
+                    batch_sizes=None, peephole=None, recurrent_mask=None, zoneout_h_mask=None,
+                    zoneout_c_mask=None, ln_ih_w=rand(4 * hid) + 1, ln_ih_b=rand(4 * hid),
+                    ln_hh_w=rand(4 * hid) + 1, ln_hh_b=rand(4 * hid), ln_c_w=rand(hid) + 1, ln_c_b=rand(hid),
+                    need_workspace=need)
+        want = _op(args, "python")[:3]
+        got = _op(args, "cpp")[:3]
+        assert _C.last_loops()[0] == want_loop, (hid, batch, need, _C.last_loops())
+        for g_, w in zip(got, want):
+            torch.testing.assert_close(g_, w, **({} if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)))
 
 
 @pytest.mark.parametrize("layer_norm", [False, True])
@@ -607,33 +575,29 @@ def test_cpp_rows_loop_inference_chunks_only_while_w_ih_fits_l2(monkeypatch, lay
 
     monkeypatch.delenv("LSTMKIT_CPP_LOOP", raising=False)
     monkeypatch.delenv("LSTMKIT_GATES_CHUNK", raising=False)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        batch = 64
-        # (steps, hidden, inputs, pool, rows kept): H = 64 rows of 2 KiB, 40 steps over one 2 MiB chunk (1024 rows),
-        # w_ih 1.06 / 1.02 MB; H = 128 rows of 4 KiB, 140 steps 36.7 MB (over 32 MiB), chunks of 512 rows
-        for steps, hidden, inputs, pool, rows in ((40, 64, 520, "1", 40 * batch), (40, 64, 500, "1", 1024),
-                                                  (140, 128, 260, "1", 140 * batch), (140, 128, 260, "0", 512)):
-            monkeypatch.setenv("LSTMKIT_WORKSPACE_POOL", pool)
-            g = torch.Generator().manual_seed(inputs)
-            rand = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64) * 0.3  # noqa: E731
-            args = _inference_args("layer_norm_all", 8, torch.float64)
-            args.update(x=rand(steps, batch, inputs), h0=rand(batch, hidden), c0=rand(batch, hidden),
-                        w_ih=rand(4 * hidden, inputs) / inputs ** 0.5, w_hh=rand(4 * hidden, hidden) / hidden ** 0.5,
-                        b_ih=rand(4 * hidden), b_hh=rand(4 * hidden), w_hr=None, batch_sizes=None, peephole=None,
-                        recurrent_mask=None, zoneout_h_mask=None, zoneout_c_mask=None,
-                        ln_ih_w=rand(4 * hidden) + 1, ln_ih_b=rand(4 * hidden), ln_hh_w=rand(4 * hidden) + 1,
-                        ln_hh_b=rand(4 * hidden), ln_c_w=rand(hidden) + 1, ln_c_b=rand(hidden))
-            if not layer_norm:
-                args.update({k: None for k in args if k.startswith("ln_")})
-            want = _op(args, "python")[:3]
-            got = _op(args, "cpp")[:3]
-            assert _C.last_loops()[0] == "rows" and _C.last_gate_rows() == rows, (steps, inputs, pool, _C.last_gate_rows())
-            for g_, w in zip(got, want):
-                torch.testing.assert_close(g_, w, msg=lambda m: f"{steps} steps, w_ih {inputs} inputs, pool {pool}: {m}")
-    finally:
-        torch.set_num_threads(before)
+    torch.set_num_threads(2)
+    batch = 64
+    # (steps, hidden, inputs, pool, rows kept): H = 64 rows of 2 KiB, 40 steps over one 2 MiB chunk (1024 rows),
+    # w_ih 1.06 / 1.02 MB; H = 128 rows of 4 KiB, 140 steps 36.7 MB (over 32 MiB), chunks of 512 rows
+    for steps, hidden, inputs, pool, rows in ((40, 64, 520, "1", 40 * batch), (40, 64, 500, "1", 1024),
+                                              (140, 128, 260, "1", 140 * batch), (140, 128, 260, "0", 512)):
+        monkeypatch.setenv("LSTMKIT_WORKSPACE_POOL", pool)
+        g = torch.Generator().manual_seed(inputs)
+        rand = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64) * 0.3  # noqa: E731
+        args = _inference_args("layer_norm_all", 8, torch.float64)
+        args.update(x=rand(steps, batch, inputs), h0=rand(batch, hidden), c0=rand(batch, hidden),
+                    w_ih=rand(4 * hidden, inputs) / inputs ** 0.5, w_hh=rand(4 * hidden, hidden) / hidden ** 0.5,
+                    b_ih=rand(4 * hidden), b_hh=rand(4 * hidden), w_hr=None, batch_sizes=None, peephole=None,
+                    recurrent_mask=None, zoneout_h_mask=None, zoneout_c_mask=None,
+                    ln_ih_w=rand(4 * hidden) + 1, ln_ih_b=rand(4 * hidden), ln_hh_w=rand(4 * hidden) + 1,
+                    ln_hh_b=rand(4 * hidden), ln_c_w=rand(hidden) + 1, ln_c_b=rand(hidden))
+        if not layer_norm:
+            args.update({k: None for k in args if k.startswith("ln_")})
+        want = _op(args, "python")[:3]
+        got = _op(args, "cpp")[:3]
+        assert _C.last_loops()[0] == "rows" and _C.last_gate_rows() == rows, (steps, inputs, pool, _C.last_gate_rows())
+        for g_, w in zip(got, want):
+            torch.testing.assert_close(g_, w, msg=lambda m: f"{steps} steps, w_ih {inputs} inputs, pool {pool}: {m}")
 
 
 def test_cpp_inference_keeps_the_whole_input_gemm_with_a_workspace_or_layer_norm_of_the_input(monkeypatch):
@@ -888,24 +852,20 @@ def test_cpp_sees_every_change_of_the_weights_between_calls(monkeypatch, dtype, 
             torch.testing.assert_close(got, want, **tol)
         return results[0][0]
 
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        first = check(a)
-        torch.optim.SGD(a.parameters(), lr=0.5).step()  # gradients of the python call, left by check
-        assert not torch.equal(check(a), first)
-        a.weight_hh_l0.data.mul_(-0.5)  # not counted by a.weight_hh_l0._version
-        check(a)
-        a.weight_hh_l0.data = torch.randn_like(a.weight_hh_l0)
-        check(a)
-        a.load_state_dict(b.state_dict())
-        torch.testing.assert_close(check(a), check(b), rtol=0, atol=0)
-        with torch.no_grad():
-            a.weight_hh_l0[5, 7] += 1.0
-        assert not torch.equal(check(a), check(b))
-        assert _cpp_loops() == (loop, loop)
-    finally:
-        torch.set_num_threads(before)
+    torch.set_num_threads(2)
+    first = check(a)
+    torch.optim.SGD(a.parameters(), lr=0.5).step()  # gradients of the python call, left by check
+    assert not torch.equal(check(a), first)
+    a.weight_hh_l0.data.mul_(-0.5)  # not counted by a.weight_hh_l0._version
+    check(a)
+    a.weight_hh_l0.data = torch.randn_like(a.weight_hh_l0)
+    check(a)
+    a.load_state_dict(b.state_dict())
+    torch.testing.assert_close(check(a), check(b), rtol=0, atol=0)
+    with torch.no_grad():
+        a.weight_hh_l0[5, 7] += 1.0
+    assert not torch.equal(check(a), check(b))
+    assert _cpp_loops() == (loop, loop)
 
 
 def _cpp_loops():
