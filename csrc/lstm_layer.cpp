@@ -482,19 +482,21 @@ struct StepOperand {
     return 0;
   }
   // arena: this thread's packing buffer (begin() called in this region), or nullptr for an allocation of its own;
-  // into: memory the caller reserved for it (packed_bytes() of these sizes), used before either
-  void set(const T* source, int64_t k_, int64_t m_, int64_t ld_, int64_t rows, PackArena* arena,
-           bool transposed = false, void* into = nullptr) {
+  // into: memory the caller reserved for it (packed_bytes() of these sizes), used before either. Returns
+  // packed_bytes() of these sizes: where the next operand in the caller's reserved memory starts.
+  size_t set(const T* source, int64_t k_, int64_t m_, int64_t ld_, int64_t rows, PackArena* arena,
+             bool transposed = false, void* into = nullptr) {
     src = source, k = k_, m = m_, ld = ld_, trans = transposed;
+    const size_t bytes = packed_bytes(k, m, rows);
     if constexpr (std::is_same<T, float>::value) {
-      if (m > 0 && k > 0 && rows > 0 && mkl_packing()) {
-        const size_t bytes = packed_bytes(k, m, rows);
+      if (bytes > 0) {
         packed = into != nullptr ? static_cast<float*>(into) : arena != nullptr ? arena->take(bytes) : nullptr;
         if (packed == nullptr) packed = static_cast<float*>(std::aligned_alloc(64, bytes)), owned = true;
         if (packed != nullptr)
           cblas_sgemm_pack(kRowMajor, kMatrixB, transposed ? kTrans : kNoTrans, rows, m, k, 1.0f, src, ld, packed);
       }
     }
+    return bytes;
   }
   // c (n, m) = a (n, k) @ this (+ c when accumulate)
   void multiply(int64_t n, const T* a, int64_t lda, T* c, int64_t ldc, bool accumulate) const {
@@ -1399,8 +1401,9 @@ std::vector<Tensor> forward_impl(
       if (gate_chunk_steps > 0)
         for (int64_t k = 0; k < (whole ? 1 : 4); ++k) {
           const int64_t m = whole ? G : j1 - j0, rows = by_rows ? r1 - r0 : std::min(N, gate_chunk_steps * batch);
-          w_in[k].set(wih + (k * H + j0) * I, I, m, I, rows, by_rows ? arena : nullptr, true, w_in_mem);
-          if (w_in_mem != nullptr) w_in_mem += StepOperand<R>::packed_bytes(I, m, rows);
+          const size_t bytes =
+              w_in[k].set(wih + (k * H + j0) * I, I, m, I, rows, by_rows ? arena : nullptr, true, w_in_mem);
+          if (w_in_mem != nullptr) w_in_mem += bytes;
         }
       int64_t gate_base = 0, gate_lo = 0;  // inference by chunks: the chunk's first row and first position
       for (int64_t pos = 0; pos < steps; ++pos) {
@@ -1839,6 +1842,31 @@ Tensor gate_column_sums(const GateColumnSums<S>& a, int64_t N, int64_t G) {
   return partial.sum(0);  // (3, 4H)
 }
 
+// One row's terms of the sums over units that cell_column_sums (after the loop) and fold_rows (in the rows loop's
+// steps) add up, for n units from the first one of z's gate blocks (z: the row's dz, gate blocks H apart), in the
+// accumulation type T: the peepholes' dz_i c_prev, dz_f c_prev, dz_o c_new into pi, pf, po ...
+template <typename T, typename R>
+inline void peephole_row_sums(const R* z, int64_t H, const R* c_prev, const R* c_new, int64_t n, T* pi, T* pf,
+                              T* po) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    const T cp = load(c_prev, j);
+    pi[j] += load(z, j) * cp;
+    pf[j] += load(z, H + j) * cp;
+    po[j] += static_cast<T>(load(z, 3 * H + j)) * load(c_new, j);
+  }
+}
+
+// ... and LN of c's d_normed xhat and d_normed into lw, lb (xhat = (c_new - mean) rstd)
+template <typename T, typename R>
+inline void ln_c_row_sums(const R* d, const R* c_new, T mean, T rstd, int64_t n, T* lw, T* lb) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    lw[j] += static_cast<T>(load(d, j)) * ((load(c_new, j) - mean) * rstd);
+    lb[j] += load(d, j);
+  }
+}
+
 // Over the H units: the peephole gradients sum dz_i c_prev, dz_f c_prev, dz_o c_new (c_prev found by the schedule:
 // the carried cell of the row before, or c0), and LN of c's sum d_normed * xhat, sum d_normed.
 template <typename S>
@@ -1869,24 +1897,10 @@ void cell_column_sums(const CellColumnSums<S>& a, int64_t N, int64_t H) {
       if (a.peep != nullptr) {
         const int64_t p = a.prev[r];
         const R* cp = (p < N ? a.cells + p * H : a.c0 + (p - N) * H) + j0;
-        const R* z = a.dz + r * G + j0;
-#pragma omp simd
-        for (int64_t j = 0; j < w; ++j) {
-          const double c_prev = load(cp, j);
-          pi[j] += load(z, j) * c_prev;
-          pf[j] += load(z, H + j) * c_prev;
-          po[j] += static_cast<double>(load(z, 3 * H + j)) * load(cn, j);
-        }
+        peephole_row_sums<double>(a.dz + r * G + j0, H, cp, cn, w, pi, pf, po);
       }
-      if (a.d_normed != nullptr) {
-        const double mean = load(a.stats_c, r), rstd = load(a.stats_c, N + r);
-        const R* d = a.d_normed + r * H + j0;
-#pragma omp simd
-        for (int64_t j = 0; j < w; ++j) {
-          lw[j] += static_cast<double>(load(d, j)) * ((load(cn, j) - mean) * rstd);
-          lb[j] += load(d, j);
-        }
-      }
+      if (a.d_normed != nullptr)
+        ln_c_row_sums<double>(a.d_normed + r * H + j0, cn, load(a.stats_c, r), load(a.stats_c, N + r), w, lw, lb);
     }
     for (int64_t j = 0; j < w; ++j) {
       if (a.peep != nullptr) {
@@ -1968,24 +1982,11 @@ void fold_rows(const RowFold<S>& f, const typename Num<S>::raw* dz, const typena
     const R* cn = f.c_new + r * H;
     if (f.cells != nullptr) {
       const int64_t p = f.sched->prev_row(t, b);
-      const R* cp = p < N ? f.cells + p * H : f.c0 + (p - N) * H;
-#pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const A c_prev = load(cp, j);
-        pi[j] += load(g, j) * c_prev;
-        pf[j] += load(g, H + j) * c_prev;
-        po[j] += load(g, 3 * H + j) * static_cast<A>(load(cn, j));
-      }
+      peephole_row_sums<A>(g, H, p < N ? f.cells + p * H : f.c0 + (p - N) * H, cn, H, pi, pf, po);
     }
-    if (f.d_normed != nullptr) {
-      const R* d = d_normed + b * H;
-      const A mean = load(f.stats_c, r), rstd = load(f.stats_c, N + r);
-#pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        lw[j] += load(d, j) * ((load(cn, j) - mean) * rstd);
-        lb[j] += load(d, j);
-      }
-    }
+    if (f.d_normed != nullptr)
+      ln_c_row_sums<A>(d_normed + b * H, cn, static_cast<A>(load(f.stats_c, r)), static_cast<A>(load(f.stats_c, N + r)),
+                       H, lw, lb);
   }
 }
 
