@@ -1985,8 +1985,7 @@ void fold_rows(const RowFold<S>& f, const typename Num<S>::raw* dz, const typena
       peephole_row_sums<A>(g, H, p < N ? f.cells + p * H : f.c0 + (p - N) * H, cn, H, pi, pf, po);
     }
     if (f.d_normed != nullptr)
-      ln_c_row_sums<A>(d_normed + b * H, cn, static_cast<A>(load(f.stats_c, r)), static_cast<A>(load(f.stats_c, N + r)),
-                       H, lw, lb);
+      ln_c_row_sums<A>(d_normed + b * H, cn, load(f.stats_c, r), load(f.stats_c, N + r), H, lw, lb);
   }
 }
 
