@@ -183,9 +183,9 @@ def test_large_one_pass_draw_pipelined_over_two_threads_equals_the_tensor_draw(m
     chunks, the other stores the lanes): the same values and generator state as the tensor draw, for sizes at the
     threshold, not a multiple of the chunk or of four lanes, and long enough to wrap the ring several times;
     with one thread, the serial loop (lstmkit.ops._C.last_fill_threads says which ran)."""
+    _needs_extension()  # before importing _C, which does not exist without the build
     from lstmkit.ops import _C, use_fused_backend
 
-    _needs_extension()
     sizes = [(16 * 2048,), (35, 64, 37), (3, 2049 * 11 + 3)]
 
     def draws(backend):
